@@ -1,0 +1,1 @@
+"""The pure supervision core: specs, events in, actions out. No OS access."""

@@ -1,0 +1,81 @@
+"""Outputs of the engine: what the runtime (or the simulator) must carry out."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import attrs
+
+from otree.core.spec import Service
+
+
+@attrs.frozen
+class Spawn:
+    """Start the service's process in a new process group; answer with Spawned or SpawnFailed,
+    then (when ``spec.ready`` is set) run its readiness check and answer Ready or ReadyFailed."""
+
+    path: str
+    spec: Service
+
+
+@attrs.frozen
+class Signal:
+    """Send ``signal`` (a name without ``SIG``) to the process group of ``pid``."""
+
+    path: str
+    pid: int
+    signal: str
+
+
+@attrs.frozen
+class Kill:
+    """SIGKILL the process group of ``pid``."""
+
+    path: str
+    pid: int
+
+
+@attrs.frozen
+class SetTimer:
+    """Deliver ``TimerFired(key)`` after ``delay`` seconds (0: on the next loop turn).
+    Setting a key that is already set replaces it."""
+
+    key: tuple[str, ...]
+    delay: float
+
+
+@attrs.frozen
+class CancelTimer:
+    key: tuple[str, ...]
+
+
+@attrs.frozen
+class Report:
+    """One event-log entry: ``{"ts", "event": event, "path": path, **fields}``."""
+
+    event: str
+    path: str
+    fields: dict[str, Any] = attrs.field(factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "path": self.path, **self.fields}
+
+
+@attrs.frozen
+class Reply:
+    """The answer to ``Command(request=request)``: ``ok``, or ``error`` with a reason."""
+
+    request: int
+    ok: bool
+    error: str | None = None
+
+
+@attrs.frozen
+class Exit:
+    """The tree is down: the runtime exits with ``code`` (0 shutdown, 1 gave up, 3 start failed)."""
+
+    code: int
+    message: str | None = None
+
+
+Action: TypeAlias = "Spawn | Signal | Kill | SetTimer | CancelTimer | Report | Reply | Exit"

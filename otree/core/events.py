@@ -1,0 +1,81 @@
+"""Inputs to the engine: what the runtime (or the simulator) saw happen.
+
+Every event names the service by its path. ``pid`` ties an event to one
+incarnation of the service; the engine ignores events about a PID that is no
+longer the service's (a late notice about a process it already replaced).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import attrs
+
+
+@attrs.frozen
+class Spawned:
+    """The service's process exists and its exec succeeded."""
+
+    path: str
+    pid: int
+
+
+@attrs.frozen
+class SpawnFailed:
+    """The process could not be started (fork or exec failed); no process exists."""
+
+    path: str
+    reason: str
+
+
+@attrs.frozen
+class Ready:
+    """The service's readiness check passed."""
+
+    path: str
+    pid: int
+
+
+@attrs.frozen
+class ReadyFailed:
+    """The service's readiness check failed for good (the process still runs)."""
+
+    path: str
+    pid: int
+    reason: str
+
+
+@attrs.frozen
+class Exited:
+    """The service's main process is gone: ``code`` if it exited, ``signal`` (``"KILL"``) if killed."""
+
+    path: str
+    pid: int
+    code: int | None = None
+    signal: str | None = None
+
+
+@attrs.frozen
+class TimerFired:
+    """A timer the engine set with ``SetTimer(key, ...)`` is due."""
+
+    key: tuple[str, ...]
+
+
+#: the manual commands: OTP's restart_child / terminate_child / both, and the tree's end
+COMMANDS = ("start", "stop", "restart", "shutdown", "kill_all")
+
+
+@attrs.frozen
+class Command:
+    """A request from a user: ``start|stop|restart PATH``, ``shutdown``, ``kill_all``.
+
+    ``request`` is an opaque id echoed in the ``Reply`` action (None: no reply wanted).
+    """
+
+    name: str
+    path: str = ""
+    request: int | None = None
+
+
+Event: TypeAlias = "Spawned | SpawnFailed | Ready | ReadyFailed | Exited | TimerFired | Command"

@@ -1,0 +1,496 @@
+"""Tree specs: frozen attrs classes for services and supervisors.
+
+Construction checks each field on its own and reports every bad field of the
+node at once (``ConfigError``); :func:`check_tree` then checks the rules that
+span fields and nodes (OTP's ``bad_combination``, duplicate and reserved
+names, a service with neither ``cmd`` nor ``target``) over a whole tree.
+
+Values are normalised at construction: enums from their names, ``cmd``
+strings split with shlex, lists to tuples, numbers to floats.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias, cast
+
+import attrs
+
+from otree.errors import ConfigError, Issue
+
+NAME_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+class Strategy(str, enum.Enum):
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
+class Restart(str, enum.Enum):
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    TEMPORARY = "temporary"
+
+
+class AutoShutdown(str, enum.Enum):
+    NEVER = "never"
+    ANY_SIGNIFICANT = "any_significant"
+    ALL_SIGNIFICANT = "all_significant"
+
+
+BRUTAL_KILL: Literal["brutal_kill"] = "brutal_kill"
+INFINITY: Literal["infinity"] = "infinity"
+#: seconds to wait after the stop signal, or one of the two special values
+Shutdown: TypeAlias = "float | Literal['brutal_kill', 'infinity']"
+
+#: signals a service may be stopped with (names without ``SIG``)
+STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2", "WINCH", "ABRT")
+
+DEFAULT_READY_TIMEOUT = 30.0
+
+
+class _Invalid:
+    """A field value that failed its check; kept until ``__attrs_post_init__``."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _bad(message: str) -> Any:
+    return _Invalid(message)
+
+
+def _collect(obj: Any, prefix: str) -> None:
+    """Raise one ConfigError naming every field of ``obj`` that failed its check."""
+    issues = []
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        if isinstance(value, _Invalid):
+            issues.append(Issue(field.name, value.message))
+    if issues:
+        raise ConfigError(issues).prefixed(prefix)
+
+
+def _enum_of(kind: type[enum.Enum]) -> Any:
+    names = ", ".join(m.value for m in kind)
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            return _bad(f"{value!r} is not one of {names}")
+
+    return convert
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _seconds(minimum: float, *, strict: bool = False) -> Any:
+    def convert(value: Any) -> Any:
+        num = _number(value)
+        if num is None or num != num:
+            return _bad(f"expected a number of seconds, got {value!r}")
+        if strict and num <= minimum:
+            return _bad(f"must be greater than {minimum:g}, got {value!r}")
+        if num < minimum:
+            return _bad(f"must be at least {minimum:g}, got {value!r}")
+        return num
+
+    return convert
+
+
+def _optional_seconds(value: Any) -> Any:
+    if value is None:
+        return None
+    return _seconds(0.0, strict=True)(value)
+
+
+def _shutdown(value: Any) -> Any:
+    if value in (BRUTAL_KILL, INFINITY):
+        return value
+    num = _number(value)
+    if num is None or num != num or num < 0:
+        return _bad(f"expected seconds >= 0, 'brutal_kill' or 'infinity', got {value!r}")
+    return num
+
+
+def _intensity(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return _bad(f"expected an integer >= 0, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        return _bad(f"expected true or false, got {value!r}")
+    return value
+
+
+def _optional_str(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return _bad(f"expected a string, got {value!r}")
+
+
+def _argv(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            return _bad(f"cannot split {value!r}: {exc}")
+        if not argv:
+            return _bad("must not be empty")
+        return tuple(argv)
+    if isinstance(value, Sequence) and all(isinstance(a, str) for a in value):
+        if not value:
+            return _bad("must not be empty")
+        return tuple(value)
+    return _bad(f"expected a list of strings or a string, got {value!r}")
+
+
+def _args(value: Any) -> Any:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if all(isinstance(a, str) for a in value):
+            return tuple(value)
+    return _bad(f"expected a list of strings, got {value!r}")
+
+
+def _target(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.]+:[\w.]+", value):
+        return _bad(f"expected 'module:function', got {value!r}")
+    return value
+
+
+def _env(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if not bad:
+            return tuple(sorted(value.items()))
+    elif isinstance(value, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value
+    ):
+        return tuple(sorted(value))
+    return _bad(f"expected a table of string values, got {value!r}")
+
+
+def _exit_codes(value: Any) -> Any:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value):
+            return tuple(value)
+    return _bad(f"expected a list of exit codes 0-255, got {value!r}")
+
+
+def _signal(value: Any) -> Any:
+    if isinstance(value, str):
+        name = value.upper().removeprefix("SIG")
+        if name in STOP_SIGNALS:
+            return name
+    return _bad(f"{value!r} is not one of {', '.join(STOP_SIGNALS)}")
+
+
+def _instance_of(kind: type, what: str) -> Any:
+    def convert(value: Any) -> Any:
+        if value is None or isinstance(value, kind):
+            return value
+        return _bad(f"expected {what}, got {value!r}")
+
+    return convert
+
+
+# --- readiness, backoff, log ------------------------------------------------
+
+
+@attrs.frozen
+class ReadyDelay:
+    """Ready ``delay`` seconds after a successful exec."""
+
+    delay: float = attrs.field(converter=_seconds(0.0))
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
+
+    def __attrs_post_init__(self) -> None:
+        _collect(self, "ready")
+
+
+@attrs.frozen
+class ReadyTcp:
+    """Ready once a TCP connection to ``tcp`` (``host:port``) succeeds."""
+
+    tcp: str = attrs.field()
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
+
+    @tcp.validator
+    def _check_tcp(self, _: Any, value: Any) -> None:
+        host, sep, port = str(value).rpartition(":")
+        if not isinstance(value, str) or not sep or not host or not port.isdigit():
+            object.__setattr__(self, "tcp", _bad(f"expected 'host:port', got {value!r}"))
+        elif not 0 < int(port) < 65536:
+            object.__setattr__(self, "tcp", _bad(f"port must be 1-65535, got {port}"))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.tcp.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def __attrs_post_init__(self) -> None:
+        _collect(self, "ready")
+
+
+@attrs.frozen
+class ReadyNotify:
+    """Ready when the service sends ``READY=1`` to ``$NOTIFY_SOCKET`` (sd_notify)."""
+
+    notify: bool = attrs.field(default=True, converter=_bool)
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
+
+    def __attrs_post_init__(self) -> None:
+        if self.notify is not True and not isinstance(self.notify, _Invalid):
+            object.__setattr__(self, "notify", _bad("must be true (remove 'ready' to turn it off)"))
+        _collect(self, "ready")
+
+
+@attrs.frozen
+class ReadyCmd:
+    """Ready once ``cmd`` exits 0 (run repeatedly until it does or the timeout)."""
+
+    cmd: tuple[str, ...] = attrs.field(converter=_argv)
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
+    interval: float = attrs.field(default=0.1, converter=_seconds(0.0, strict=True))
+
+    def __attrs_post_init__(self) -> None:
+        _collect(self, "ready")
+
+
+Ready: TypeAlias = "ReadyDelay | ReadyTcp | ReadyNotify | ReadyCmd"
+READY_KINDS: tuple[type, ...] = (ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd)
+
+
+@attrs.frozen
+class Backoff:
+    """Delay before a restart: ``initial``, times ``factor`` each time, up to ``max``.
+
+    The delay goes back to ``initial`` once the child has stayed up
+    ``reset_after`` seconds. Each delay is scaled by a random factor in
+    ``[1 - jitter, 1 + jitter]`` drawn from the engine's injected ``Random``.
+    """
+
+    initial: float = attrs.field(default=0.1, converter=_seconds(0.0))
+    max: float = attrs.field(default=30.0, converter=_seconds(0.0))
+    factor: float = attrs.field(default=2.0, converter=_seconds(1.0))
+    reset_after: float = attrs.field(default=60.0, converter=_seconds(0.0))
+    jitter: float = attrs.field(default=0.1, converter=_seconds(0.0))
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.jitter, _Invalid) and self.jitter > 1:
+            object.__setattr__(self, "jitter", _bad(f"must be at most 1, got {self.jitter:g}"))
+        if not any(isinstance(getattr(self, f), _Invalid) for f in ("initial", "max")):
+            if self.max < self.initial:
+                object.__setattr__(
+                    self, "max", _bad(f"must be at least initial ({self.initial:g}), got {self.max:g}")
+                )
+        _collect(self, "backoff")
+
+
+def _max_bytes(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return _bad(f"expected a number of bytes >= 0 (0: no rotation), got {value!r}")
+    return value
+
+
+def _backups(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return _bad(f"expected an integer >= 0, got {value!r}")
+    return value
+
+
+@attrs.frozen
+class Log:
+    """A per-service log file with size rotation (``file.1`` ... ``file.N``)."""
+
+    file: str | None = attrs.field(default=None, converter=_optional_str)
+    max_bytes: int = attrs.field(default=10 * 1024 * 1024, converter=_max_bytes)
+    backups: int = attrs.field(default=3, converter=_backups)
+
+    def __attrs_post_init__(self) -> None:
+        _collect(self, "log")
+
+
+# --- nodes ------------------------------------------------------------------
+
+
+def _name(value: Any) -> Any:
+    if not isinstance(value, str):
+        return _bad(f"expected a string, got {value!r}")
+    return value
+
+
+def _children(value: Any) -> Any:
+    if isinstance(value, Iterable) and not isinstance(value, (str, Mapping)):
+        items = tuple(value)
+        if all(isinstance(c, (Service, Supervisor)) for c in items):
+            return items
+    return _bad(f"expected a list of Service and Supervisor, got {value!r}")
+
+
+@attrs.frozen
+class Service:
+    """A leaf of the tree: one OS process (and its process group)."""
+
+    name: str = attrs.field(converter=_name)
+    cmd: tuple[str, ...] | None = attrs.field(default=None, converter=_argv, kw_only=True)
+    target: str | None = attrs.field(default=None, converter=_target, kw_only=True)
+    args: tuple[str, ...] = attrs.field(default=(), converter=_args, kw_only=True)
+    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env, kw_only=True)
+    cwd: str | None = attrs.field(default=None, converter=_optional_str, kw_only=True)
+    restart: Restart = attrs.field(
+        default=Restart.PERMANENT, converter=_enum_of(Restart), kw_only=True
+    )
+    normal_exit_codes: tuple[int, ...] = attrs.field(
+        default=(0,), converter=_exit_codes, kw_only=True
+    )
+    stop_signal: str = attrs.field(default="TERM", converter=_signal, kw_only=True)
+    shutdown: Shutdown = attrs.field(default=5.0, converter=_shutdown, kw_only=True)
+    ready: Ready | None = attrs.field(
+        default=None, converter=_instance_of(READY_KINDS, "a Ready* spec"), kw_only=True
+    )
+    backoff: Backoff | None = attrs.field(
+        default=None, converter=_instance_of(Backoff, "a Backoff"), kw_only=True
+    )
+    significant: bool = attrs.field(default=False, converter=_bool, kw_only=True)
+    log: Log | None = attrs.field(default=None, converter=_instance_of(Log, "a Log"), kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        _collect(self, self.name if isinstance(self.name, str) else "")
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+@attrs.frozen
+class Supervisor:
+    """An inner node: starts, watches and restarts its children by ``strategy``."""
+
+    name: str = attrs.field(converter=_name)
+    children: tuple[Service | Supervisor, ...] = attrs.field(
+        default=(), converter=_children, kw_only=True
+    )
+    strategy: Strategy = attrs.field(
+        default=Strategy.ONE_FOR_ONE, converter=_enum_of(Strategy), kw_only=True
+    )
+    intensity: int = attrs.field(default=3, converter=_intensity, kw_only=True)
+    period: float = attrs.field(default=5.0, converter=_seconds(0.0, strict=True), kw_only=True)
+    auto_shutdown: AutoShutdown = attrs.field(
+        default=AutoShutdown.NEVER, converter=_enum_of(AutoShutdown), kw_only=True
+    )
+    restart: Restart = attrs.field(
+        default=Restart.PERMANENT, converter=_enum_of(Restart), kw_only=True
+    )
+    shutdown: Shutdown = attrs.field(default=INFINITY, converter=_shutdown, kw_only=True)
+    significant: bool = attrs.field(default=False, converter=_bool, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        _collect(self, self.name if isinstance(self.name, str) else "")
+
+    def child(self, name: str) -> Service | Supervisor | None:
+        for c in self.children:
+            if c.name == name:
+                return c
+        return None
+
+
+Node: TypeAlias = "Service | Supervisor"
+
+SERVICE_FIELDS = tuple(f.name for f in attrs.fields(Service) if f.name != "name")
+SUPERVISOR_FIELDS = tuple(
+    f.name for f in attrs.fields(Supervisor) if f.name not in ("name", "children")
+)
+ROOT_FIELDS = ("strategy", "intensity", "period", "auto_shutdown")
+#: names a child may not take: they are field names in the tree file
+RESERVED_NAMES = frozenset(SERVICE_FIELDS) | frozenset(SUPERVISOR_FIELDS) | {"children", "name"}
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def walk(root: Supervisor) -> Iterable[tuple[str, Node]]:
+    """Every node below ``root`` with its path, in start order (depth first)."""
+    stack: list[tuple[str, Node]] = [(c.name, c) for c in reversed(root.children)]
+    while stack:
+        path, node = stack.pop()
+        yield path, node
+        if isinstance(node, Supervisor):
+            stack.extend((_join(path, c.name), c) for c in reversed(node.children))
+
+
+def check_tree(root: Supervisor) -> None:
+    """Check the rules that span fields and nodes; raise one ConfigError with all of them."""
+    issues: list[Issue] = []
+    _check_supervisor(root, "", issues, is_root=True)
+    if issues:
+        raise ConfigError(issues)
+
+
+def _check_supervisor(sup: Supervisor, path: str, issues: list[Issue], *, is_root: bool) -> None:
+    seen: set[str] = set()
+    for child in sup.children:
+        cpath = _join(path, child.name)
+        if not NAME_RE.match(child.name):
+            issues.append(Issue(cpath, f"name {child.name!r} must match [A-Za-z0-9_-]+"))
+        elif child.name in RESERVED_NAMES:
+            issues.append(Issue(cpath, f"{child.name!r} is a field name and cannot name a child"))
+        if child.name in seen:
+            issues.append(Issue(cpath, f"duplicate name {child.name!r} under the same supervisor"))
+        seen.add(child.name)
+        if child.significant:
+            if child.restart is Restart.PERMANENT:
+                issues.append(
+                    Issue(
+                        _join(cpath, "significant"),
+                        "a permanent child cannot be significant (use transient or temporary)",
+                    )
+                )
+            if sup.auto_shutdown is AutoShutdown.NEVER:
+                where = f"{path!r}" if path else "the root"
+                issues.append(
+                    Issue(
+                        _join(cpath, "significant"),
+                        f"significant has no effect: auto_shutdown of {where} is 'never'",
+                    )
+                )
+        if isinstance(child, Service):
+            _check_service(child, cpath, issues)
+        else:
+            _check_supervisor(child, cpath, issues, is_root=False)
+
+
+def _check_service(svc: Service, path: str, issues: list[Issue]) -> None:
+    if svc.cmd is None and svc.target is None:
+        issues.append(Issue(path, "a service needs 'cmd' or 'target'"))
+    elif svc.cmd is not None and svc.target is not None:
+        issues.append(Issue(path, "'cmd' and 'target' exclude each other: give one"))
+    if svc.args and svc.target is None:
+        issues.append(Issue(_join(path, "args"), "'args' goes with 'target' (put them in 'cmd')"))
+
+
+def service_argv(svc: Service, python: str) -> list[str]:
+    """The argv that runs ``svc``: its ``cmd``, or ``python -m otree._target``."""
+    if svc.cmd is not None:
+        return list(svc.cmd)
+    return [python, "-m", "otree._target", cast(str, svc.target), *svc.args]

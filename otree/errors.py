@@ -1,0 +1,56 @@
+"""otree's error types: one base, translated to messages at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+
+class OtreeError(Exception):
+    """Base of every error otree raises on purpose."""
+
+
+@attrs.frozen
+class Issue:
+    """One problem in a tree: where it is and what is wrong.
+
+    ``path`` is the key path (``web.api.restart``); ``file`` and ``line`` are
+    filled in by the tree-file loader when they are known.
+    """
+
+    path: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = self.file + (f":{self.line}" if self.line is not None else "") + ": "
+        prefix = f"{self.path}: " if self.path else ""
+        return f"{where}{prefix}{self.message}"
+
+
+class ConfigError(OtreeError):
+    """A tree (file or Python specs) is invalid. Carries every issue found."""
+
+    def __init__(self, issues: Iterable[Issue]) -> None:
+        self.issues: list[Issue] = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    def prefixed(self, prefix: str) -> ConfigError:
+        """The same issues with ``prefix`` put before each key path."""
+        if not prefix:
+            return self
+        return ConfigError(
+            attrs.evolve(i, path=f"{prefix}.{i.path}" if i.path else prefix) for i in self.issues
+        )
+
+
+class ControlError(OtreeError):
+    """A control request was refused or could not be carried out."""
+
+
+class ReexecError(OtreeError):
+    """The self-reload handoff failed (bad snapshot, unknown version, guard)."""

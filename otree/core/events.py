@@ -47,7 +47,10 @@ class ReadyFailed:
 
 @attrs.frozen
 class Exited:
-    """The service's main process is gone: ``code`` if it exited, ``signal`` (``"KILL"``) if killed."""
+    """The service's main process is gone.
+
+    ``code`` if it exited, ``signal`` (a name without SIG: ``"KILL"``) if a signal killed it.
+    """
 
     path: str
     pid: int

@@ -77,18 +77,25 @@ def _collect(obj: Any, prefix: str) -> None:
         raise ConfigError(issues).prefixed(prefix)
 
 
-def _enum_of(kind: type[enum.Enum]) -> Any:
-    names = ", ".join(m.value for m in kind)
+def _enum(kind: type[enum.Enum], value: Any) -> Any:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        return _bad(f"{value!r} is not one of {', '.join(m.value for m in kind)}")
 
-    def convert(value: Any) -> Any:
-        if isinstance(value, kind):
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            return _bad(f"{value!r} is not one of {names}")
 
-    return convert
+def _to_strategy(value: Any) -> Any:
+    return _enum(Strategy, value)
+
+
+def _to_restart(value: Any) -> Any:
+    return _enum(Restart, value)
+
+
+def _to_auto_shutdown(value: Any) -> Any:
+    return _enum(AutoShutdown, value)
 
 
 def _number(value: Any) -> float | None:
@@ -97,24 +104,29 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _seconds(minimum: float, *, strict: bool = False) -> Any:
-    def convert(value: Any) -> Any:
-        num = _number(value)
-        if num is None or num != num:
-            return _bad(f"expected a number of seconds, got {value!r}")
-        if strict and num <= minimum:
-            return _bad(f"must be greater than {minimum:g}, got {value!r}")
-        if num < minimum:
-            return _bad(f"must be at least {minimum:g}, got {value!r}")
-        return num
-
-    return convert
+def _seconds(value: Any, minimum: float, *, strict: bool = False) -> Any:
+    num = _number(value)
+    if num is None or num != num:
+        return _bad(f"expected a number of seconds, got {value!r}")
+    if strict and num <= minimum:
+        return _bad(f"must be greater than {minimum:g}, got {value!r}")
+    if num < minimum:
+        return _bad(f"must be at least {minimum:g}, got {value!r}")
+    return num
 
 
-def _optional_seconds(value: Any) -> Any:
-    if value is None:
-        return None
-    return _seconds(0.0, strict=True)(value)
+def _positive(value: Any) -> Any:
+    """Seconds > 0."""
+    return _seconds(value, 0.0, strict=True)
+
+
+def _non_negative(value: Any) -> Any:
+    """Seconds >= 0."""
+    return _seconds(value, 0.0)
+
+
+def _factor(value: Any) -> Any:
+    return _seconds(value, 1.0)
 
 
 def _shutdown(value: Any) -> Any:
@@ -204,13 +216,10 @@ def _signal(value: Any) -> Any:
     return _bad(f"{value!r} is not one of {', '.join(STOP_SIGNALS)}")
 
 
-def _instance_of(kind: type, what: str) -> Any:
-    def convert(value: Any) -> Any:
-        if value is None or isinstance(value, kind):
-            return value
-        return _bad(f"expected {what}, got {value!r}")
-
-    return convert
+def _instance(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if value is None or isinstance(value, kind):
+        return value
+    return _bad(f"expected {what}, got {value!r}")
 
 
 # --- readiness, backoff, log ------------------------------------------------
@@ -220,8 +229,8 @@ def _instance_of(kind: type, what: str) -> Any:
 class ReadyDelay:
     """Ready ``delay`` seconds after a successful exec."""
 
-    delay: float = attrs.field(converter=_seconds(0.0))
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
+    delay: float = attrs.field(converter=_non_negative)
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
 
     def __attrs_post_init__(self) -> None:
         _collect(self, "ready")
@@ -232,7 +241,7 @@ class ReadyTcp:
     """Ready once a TCP connection to ``tcp`` (``host:port``) succeeds."""
 
     tcp: str = attrs.field()
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
 
     @tcp.validator
     def _check_tcp(self, _: Any, value: Any) -> None:
@@ -256,7 +265,7 @@ class ReadyNotify:
     """Ready when the service sends ``READY=1`` to ``$NOTIFY_SOCKET`` (sd_notify)."""
 
     notify: bool = attrs.field(default=True, converter=_bool)
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.notify is not True and not isinstance(self.notify, _Invalid):
@@ -269,8 +278,8 @@ class ReadyCmd:
     """Ready once ``cmd`` exits 0 (run repeatedly until it does or the timeout)."""
 
     cmd: tuple[str, ...] = attrs.field(converter=_argv)
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_seconds(0.0, strict=True))
-    interval: float = attrs.field(default=0.1, converter=_seconds(0.0, strict=True))
+    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
+    interval: float = attrs.field(default=0.1, converter=_positive)
 
     def __attrs_post_init__(self) -> None:
         _collect(self, "ready")
@@ -289,20 +298,19 @@ class Backoff:
     ``[1 - jitter, 1 + jitter]`` drawn from the engine's injected ``Random``.
     """
 
-    initial: float = attrs.field(default=0.1, converter=_seconds(0.0))
-    max: float = attrs.field(default=30.0, converter=_seconds(0.0))
-    factor: float = attrs.field(default=2.0, converter=_seconds(1.0))
-    reset_after: float = attrs.field(default=60.0, converter=_seconds(0.0))
-    jitter: float = attrs.field(default=0.1, converter=_seconds(0.0))
+    initial: float = attrs.field(default=0.1, converter=_non_negative)
+    max: float = attrs.field(default=30.0, converter=_non_negative)
+    factor: float = attrs.field(default=2.0, converter=_factor)
+    reset_after: float = attrs.field(default=60.0, converter=_non_negative)
+    jitter: float = attrs.field(default=0.1, converter=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.jitter, _Invalid) and self.jitter > 1:
             object.__setattr__(self, "jitter", _bad(f"must be at most 1, got {self.jitter:g}"))
         if not any(isinstance(getattr(self, f), _Invalid) for f in ("initial", "max")):
             if self.max < self.initial:
-                object.__setattr__(
-                    self, "max", _bad(f"must be at least initial ({self.initial:g}), got {self.max:g}")
-                )
+                message = f"must be at least initial ({self.initial:g}), got {self.max:g}"
+                object.__setattr__(self, "max", _bad(message))
         _collect(self, "backoff")
 
 
@@ -333,6 +341,18 @@ class Log:
 # --- nodes ------------------------------------------------------------------
 
 
+def _to_ready(value: Any) -> Any:
+    return _instance(value, READY_KINDS, "ReadyDelay, ReadyTcp, ReadyNotify or ReadyCmd")
+
+
+def _to_backoff(value: Any) -> Any:
+    return _instance(value, Backoff, "a Backoff")
+
+
+def _to_log(value: Any) -> Any:
+    return _instance(value, Log, "a Log")
+
+
 def _name(value: Any) -> Any:
     if not isinstance(value, str):
         return _bad(f"expected a string, got {value!r}")
@@ -357,22 +377,16 @@ class Service:
     args: tuple[str, ...] = attrs.field(default=(), converter=_args, kw_only=True)
     env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env, kw_only=True)
     cwd: str | None = attrs.field(default=None, converter=_optional_str, kw_only=True)
-    restart: Restart = attrs.field(
-        default=Restart.PERMANENT, converter=_enum_of(Restart), kw_only=True
-    )
+    restart: Restart = attrs.field(default=Restart.PERMANENT, converter=_to_restart, kw_only=True)
     normal_exit_codes: tuple[int, ...] = attrs.field(
         default=(0,), converter=_exit_codes, kw_only=True
     )
     stop_signal: str = attrs.field(default="TERM", converter=_signal, kw_only=True)
     shutdown: Shutdown = attrs.field(default=5.0, converter=_shutdown, kw_only=True)
-    ready: Ready | None = attrs.field(
-        default=None, converter=_instance_of(READY_KINDS, "a Ready* spec"), kw_only=True
-    )
-    backoff: Backoff | None = attrs.field(
-        default=None, converter=_instance_of(Backoff, "a Backoff"), kw_only=True
-    )
+    ready: Ready | None = attrs.field(default=None, converter=_to_ready, kw_only=True)
+    backoff: Backoff | None = attrs.field(default=None, converter=_to_backoff, kw_only=True)
     significant: bool = attrs.field(default=False, converter=_bool, kw_only=True)
-    log: Log | None = attrs.field(default=None, converter=_instance_of(Log, "a Log"), kw_only=True)
+    log: Log | None = attrs.field(default=None, converter=_to_log, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         _collect(self, self.name if isinstance(self.name, str) else "")
@@ -391,16 +405,14 @@ class Supervisor:
         default=(), converter=_children, kw_only=True
     )
     strategy: Strategy = attrs.field(
-        default=Strategy.ONE_FOR_ONE, converter=_enum_of(Strategy), kw_only=True
+        default=Strategy.ONE_FOR_ONE, converter=_to_strategy, kw_only=True
     )
     intensity: int = attrs.field(default=3, converter=_intensity, kw_only=True)
-    period: float = attrs.field(default=5.0, converter=_seconds(0.0, strict=True), kw_only=True)
+    period: float = attrs.field(default=5.0, converter=_positive, kw_only=True)
     auto_shutdown: AutoShutdown = attrs.field(
-        default=AutoShutdown.NEVER, converter=_enum_of(AutoShutdown), kw_only=True
+        default=AutoShutdown.NEVER, converter=_to_auto_shutdown, kw_only=True
     )
-    restart: Restart = attrs.field(
-        default=Restart.PERMANENT, converter=_enum_of(Restart), kw_only=True
-    )
+    restart: Restart = attrs.field(default=Restart.PERMANENT, converter=_to_restart, kw_only=True)
     shutdown: Shutdown = attrs.field(default=INFINITY, converter=_shutdown, kw_only=True)
     significant: bool = attrs.field(default=False, converter=_bool, kw_only=True)
 

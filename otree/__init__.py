@@ -1,0 +1,1 @@
+"""otree: Erlang/OTP supervision trees for OS processes (public surface being assembled)."""

@@ -1,0 +1,604 @@
+"""The state machines of one service and one supervisor.
+
+Both kinds offer their parent the same small protocol: ``start()`` and
+``stop()``, answered later by exactly one call back on the parent:
+``child_started`` or ``child_start_failed`` for a start, ``child_stopped``
+for a stop; and, unasked, ``child_exited(child, normal)`` when a running child
+ends on its own (a service's process exits, a supervisor gives up or shuts
+itself down). A child is *alive* from ``start()`` until it is stopped or has
+exited.
+
+A supervisor works through one *plan* at a time (a queue of steps: stop a
+child, start a child, run a continuation), waiting for each child's answer
+before the next step, as OTP's supervisor does inside its one process (R38).
+Exits and commands that arrive meanwhile wait in its mailbox, and are taken
+in order once the plan is done; an exit whose child was stopped or started
+again in between is stale and dropped (R12).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Union
+
+from otree.core import actions as act
+from otree.core.intensity import RestartWindow
+from otree.core.rules import AUTO_SHUTDOWN_FIRES, GROUP, RESTART_AFTER
+from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service, Supervisor
+
+if TYPE_CHECKING:
+    from otree.core.engine import Engine
+
+# node states
+STOPPED = "stopped"  # not running: never started, stopped by otree, or gave up
+STARTING = "starting"
+RUNNING = "running"
+STOPPING = "stopping"
+RESTARTING = "restarting"  # waiting for a (delayed or retried) restart
+EXITED = "exited"  # ended on its own and not restarted (transient/temporary)
+DEAD = "dead"  # ended on its own; the parent has not handled it yet
+
+ALIVE = frozenset({STARTING, RUNNING, STOPPING})
+
+Step = tuple[str, Any]
+
+
+class NodeBase:
+    kind = "node"
+
+    def __init__(self, eng: Engine, path: str, parent: SupNode | None) -> None:
+        self.eng = eng
+        self.path = path
+        self.parent = parent
+        self.state = STOPPED
+        self.incarnation = 0
+        self.started_at: float | None = None
+        self.restart_key: tuple[str, ...] | None = None
+        self.restart_times: list[float] = []  # automatic restarts of this node
+        self.last_exit: dict[str, Any] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ALIVE
+
+    @property
+    def restart(self) -> Restart:
+        raise NotImplementedError
+
+    @property
+    def significant(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def kill_all(self) -> None:
+        raise NotImplementedError
+
+    def backoff_delay(self) -> float:
+        return 0.0
+
+
+class ServiceNode(NodeBase):
+    kind = "service"
+
+    def __init__(self, eng: Engine, path: str, parent: SupNode, spec: Service) -> None:
+        super().__init__(eng, path, parent)
+        self.spec = spec
+        self.pid: int | None = None
+        self.stop_requested = False
+        self.announced = False  # 'spawn' was reported for this process
+        self.fail_reason: str | None = None  # set when a start failed while the process lives
+        self.backoff_next: float | None = None
+
+    @property
+    def restart(self) -> Restart:
+        return self.spec.restart
+
+    @property
+    def significant(self) -> bool:
+        return self.spec.significant
+
+    # --- parent protocol ---------------------------------------------------
+
+    def start(self) -> None:
+        self.incarnation += 1
+        self.state = STARTING
+        self.pid = None
+        self.stop_requested = False
+        self.announced = False
+        self.fail_reason = None
+        self.eng.emit(act.Spawn(self.path, self.spec))
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        if self.state == STOPPING:
+            return
+        self.state = STOPPING
+        if self.pid is not None:
+            self._send_stop()
+
+    def kill_all(self) -> None:
+        if not self.alive:
+            return
+        self.stop_requested = True
+        self.state = STOPPING
+        if self.pid is not None:
+            self.eng.emit(act.Kill(self.path, self.pid))
+
+    def _send_stop(self) -> None:
+        assert self.pid is not None
+        if self.announced:
+            self.eng.report("stop", self.path, pid=self.pid)
+        shutdown = self.spec.shutdown
+        if shutdown == BRUTAL_KILL:
+            self.eng.emit(act.Kill(self.path, self.pid))
+            return
+        self.eng.emit(act.Signal(self.path, self.pid, self.spec.stop_signal))
+        if shutdown != INFINITY:
+            self.eng.emit(act.SetTimer(("kill", self.path, str(self.pid)), float(shutdown)))
+
+    def backoff_delay(self) -> float:
+        """The delay before this service's next restart, and advance its backoff."""
+        b = self.spec.backoff
+        if b is None:
+            return 0.0
+        now = self.eng.now
+        if self.started_at is not None and now - self.started_at >= b.reset_after:
+            self.backoff_next = None
+        base = b.initial if self.backoff_next is None else self.backoff_next
+        self.backoff_next = min(b.max, base * b.factor)
+        if base <= 0:
+            return 0.0
+        jittered = base * self.eng.rng.uniform(1.0 - b.jitter, 1.0 + b.jitter)
+        return min(b.max, max(0.0, jittered))
+
+    # --- runtime events ----------------------------------------------------
+
+    def on_spawned(self, pid: int) -> None:
+        if self.pid is not None or self.state not in (STARTING, STOPPING):
+            return
+        self.pid = pid
+        if self.state == STOPPING:  # asked to stop before the process existed
+            self._send_stop()
+        elif self.spec.ready is None:
+            self._became_ready()
+        else:
+            self.eng.emit(act.SetTimer(("ready", self.path, str(pid)), self.spec.ready.timeout))
+
+    def on_spawn_failed(self, reason: str) -> None:
+        if self.pid is not None or self.state not in (STARTING, STOPPING):
+            return
+        stopping = self.state == STOPPING
+        self.state = STOPPED
+        if stopping:
+            self._parent.child_stopped(self)
+        else:
+            self._start_failed(reason)
+
+    def on_ready(self, pid: int) -> None:
+        if pid == self.pid and self.state == STARTING:
+            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+            self._became_ready()
+
+    def on_ready_failed(self, pid: int, reason: str) -> None:
+        if pid == self.pid and self.state == STARTING:
+            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+            self.fail_reason = reason
+            self.stop()
+
+    def on_ready_timeout(self, pid: int) -> None:
+        if pid == self.pid and self.state == STARTING:
+            timeout = self.spec.ready.timeout if self.spec.ready else 0.0
+            self.fail_reason = f"not ready after {timeout:g}s"
+            self.stop()
+
+    def on_kill_timer(self, pid: int) -> None:
+        if pid == self.pid and self.state == STOPPING:
+            self.eng.emit(act.Kill(self.path, pid))
+
+    def on_exited(self, pid: int, code: int | None, signal: str | None) -> None:
+        if pid != self.pid:
+            return
+        if self.state == STOPPING and self.spec.shutdown not in (BRUTAL_KILL, INFINITY):
+            self.eng.emit(act.CancelTimer(("kill", self.path, str(pid))))
+        if self.spec.ready is not None and not self.announced:
+            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+        self.pid = None
+        how: dict[str, Any] = {"code": code} if signal is None else {"signal": signal}
+        if self.stop_requested and self.fail_reason is None:
+            normal = True
+        else:
+            normal = signal is None and code in self.spec.normal_exit_codes
+        if self.announced:
+            self.last_exit = {**how, "normal": normal}
+            self.eng.report("exit", self.path, pid=pid, **how, normal=normal)
+        if self.fail_reason is not None:
+            self.state = STOPPED
+            self._start_failed(self.fail_reason)
+        elif self.state == STOPPING:
+            self.state = STOPPED
+            self._parent.child_stopped(self)
+        elif self.state == STARTING:
+            self.state = STOPPED
+            what = f"code {code}" if signal is None else f"signal {signal}"
+            self._start_failed(f"exited ({what}) before it was ready")
+        else:
+            self.state = DEAD
+            self._parent.child_exited(self, normal)
+
+    # --- helpers -------------------------------------------------------------
+
+    @property
+    def _parent(self) -> SupNode:
+        assert self.parent is not None
+        return self.parent
+
+    def _became_ready(self) -> None:
+        assert self.pid is not None
+        self.state = RUNNING
+        self.started_at = self.eng.now
+        self.announced = True
+        self.eng.report("spawn", self.path, pid=self.pid)
+        self.eng.report("ready", self.path, pid=self.pid)
+        self._parent.child_started(self)
+
+    def _start_failed(self, reason: str) -> None:
+        self.fail_reason = None
+        self.eng.report("start_failed", self.path, reason=reason)
+        self._parent.child_start_failed(self, reason)
+
+
+Child = Union[ServiceNode, "SupNode"]
+
+
+class SupNode(NodeBase):
+    kind = "supervisor"
+
+    def __init__(self, eng: Engine, path: str, parent: SupNode | None, spec: Supervisor) -> None:
+        super().__init__(eng, path, parent)
+        self.spec = spec
+        self.children: list[Child] = []
+        self.window = RestartWindow(spec.intensity, spec.period)
+        self.plan: deque[Step] = deque()
+        self.on_fail: Callable[[Child, str], None] | None = None
+        self.waiting: tuple[Child, str] | None = None
+        self.advancing = False
+        self.mailbox: deque[tuple[Any, ...]] = deque()
+        self.timers: set[tuple[str, ...]] = set()
+        self.seq = 0
+        self.ending: str | None = None  # why it is stopping: stopped | gave_up | auto_shutdown
+        self.fail_reason: str | None = None
+        self.failed_path: str | None = None
+
+    @property
+    def restart(self) -> Restart:
+        return self.spec.restart
+
+    @property
+    def significant(self) -> bool:
+        return self.spec.significant
+
+    @property
+    def busy(self) -> bool:
+        return self.waiting is not None or bool(self.plan)
+
+    # --- parent protocol ---------------------------------------------------
+
+    def start(self) -> None:
+        """Start every child in declared order (temporary ones too); fail as a whole (R5, R6)."""
+        self.incarnation += 1
+        self.state = STARTING
+        self.ending = None
+        self.window = RestartWindow(self.spec.intensity, self.spec.period)
+        self.mailbox.clear()
+        self._run([("start", c) for c in self.children], on_fail=self._initial_start_failed)
+
+    def stop(self) -> None:
+        """Stop every child in reverse declared order, then answer ``child_stopped`` (R9)."""
+        if self.state == STOPPING and self.ending == "stopped":
+            return
+        self.state = STOPPING
+        self.ending = "stopped"
+        self._stop_all()
+        shutdown = self.spec.shutdown
+        if shutdown == BRUTAL_KILL:
+            self.kill_all()
+        elif shutdown != INFINITY and self.parent is not None:
+            key = ("supkill", self.path)
+            self.timers.add(key)
+            self.eng.emit(act.SetTimer(key, float(shutdown)))
+        self._advance()
+
+    def kill_all(self) -> None:
+        """SIGKILL every process below at once (a second INT, or a supervisor's shutdown timer)."""
+        for child in self.children:
+            child.kill_all()
+
+    # --- children's answers -------------------------------------------------
+
+    def child_started(self, child: Child) -> None:
+        if self.waiting == (child, "start"):
+            self.waiting = None
+            self._advance()
+
+    def child_stopped(self, child: Child) -> None:
+        if self.waiting is not None and self.waiting[0] is child:
+            self.waiting = None
+            self._advance()
+
+    def child_start_failed(self, child: Child, reason: str) -> None:
+        if self.waiting is None or self.waiting[0] is not child:
+            return
+        self.waiting = None
+        if self.state == STOPPING or self.on_fail is None:
+            self._advance()  # it was being stopped anyway
+            return
+        on_fail = self.on_fail
+        self.plan.clear()
+        on_fail(child, reason)
+        self._advance()
+
+    def child_exited(self, child: Child, normal: bool) -> None:
+        if self.state == STOPPING:
+            child.state = STOPPED  # consumed: we are stopping everything anyway
+            return
+        if self.busy or self.state != RUNNING:
+            self.mailbox.append(("exit", child, child.incarnation, normal))
+            return
+        self._handle_exit(child, normal)
+        self._advance()
+
+    # --- timers and commands ---------------------------------------------------
+
+    def on_restart_timer(self, key: tuple[str, ...]) -> None:
+        if key not in self.timers:
+            return
+        self.timers.discard(key)
+        if self.busy or self.state != RUNNING:
+            self.mailbox.append(("restart", key))
+        else:
+            self._restart_group(key)
+            self._advance()
+
+    def on_supkill_timer(self) -> None:
+        key = ("supkill", self.path)
+        if key in self.timers and self.state == STOPPING:
+            self.timers.discard(key)
+            self.kill_all()
+
+    def command(self, name: str, child: Child, request: int | None) -> None:
+        """``start|stop|restart`` of one child, taken in turn with everything else (R38)."""
+        if self.busy or self.state != RUNNING:
+            self.mailbox.append(("command", name, child, request))
+            return
+        self._command(name, child, request)
+        self._advance()
+
+    # --- the plan runner ----------------------------------------------------
+
+    def _run(self, steps: list[Step], on_fail: Callable[[Child, str], None] | None) -> None:
+        self.plan = deque(steps)
+        self.on_fail = on_fail
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.advancing:
+            return
+        self.advancing = True
+        try:
+            while True:
+                while self.waiting is None and self.plan:
+                    kind, arg = self.plan.popleft()
+                    if kind == "stop":
+                        child: Child = arg
+                        if child.alive:
+                            self.waiting = (child, "stop")
+                            child.stop()
+                        elif child.state == DEAD:
+                            child.state = STOPPED
+                    elif kind == "start":
+                        child = arg
+                        if not child.alive:
+                            self.waiting = (child, "start")
+                            child.start()
+                    else:
+                        arg()
+                if self.busy:
+                    return
+                if not self._plan_done():
+                    return
+        finally:
+            self.advancing = False
+
+    def _plan_done(self) -> bool:
+        """The plan is finished: move on. True when there may be more to do."""
+        self.on_fail = None
+        if self.state == STARTING:
+            self.state = RUNNING
+            self.started_at = self.eng.now
+            self._report_up("started")
+        elif self.state == STOPPING:
+            for key in self.timers:
+                self.eng.emit(act.CancelTimer(key))
+            self.timers.clear()
+            ending = self.ending
+            for c in self.children:
+                if c.state in (RESTARTING, DEAD):
+                    c.state = STOPPED
+            if ending == "init_failed":
+                self.state = STOPPED
+                self._report_up("start_failed")
+            elif ending == "stopped":
+                self.state = STOPPED
+                self._report_up("stopped")
+            else:
+                self.state = DEAD
+                self._report_up("exited", normal=ending == "auto_shutdown")
+            return False
+        while self.mailbox and not self.busy and self.state == RUNNING:
+            item = self.mailbox.popleft()
+            if item[0] == "exit":
+                _, child, incarnation, normal = item
+                if child.state == DEAD and child.incarnation == incarnation:
+                    self._handle_exit(child, normal)
+            elif item[0] == "restart":
+                self._restart_group(item[1])
+            else:
+                _, name, child, request = item
+                self._command(name, child, request)
+        return self.busy
+
+    def _report_up(self, what: str, normal: bool = False) -> None:
+        if self.parent is None:
+            self.eng.root_done(what, self)
+        elif what == "started":
+            self.parent.child_started(self)
+        elif what == "stopped":
+            self.parent.child_stopped(self)
+        elif what == "start_failed":
+            self.parent.child_start_failed(self, self.fail_reason or "start failed")
+        else:
+            self.parent.child_exited(self, normal)
+
+    def _stop_all(self, then: Callable[[], None] | None = None) -> None:
+        """Replace the plan: stop every living child in reverse order."""
+        self.plan.clear()
+        self.on_fail = None
+        for key in [k for k in self.timers if k[0] == "restart"]:
+            self.timers.discard(key)
+            self.eng.emit(act.CancelTimer(key))
+        for c in self.children:
+            if c.state == RESTARTING:
+                c.state = STOPPED
+        if self.waiting is not None:
+            child, what = self.waiting
+            if what == "start":  # interrupt a start in progress
+                self.waiting = (child, "stop")
+                child.stop()
+        self.plan.extend(("stop", c) for c in reversed(self.children))
+        if then is not None:
+            self.plan.append(("call", then))
+
+    # --- decisions ----------------------------------------------------------
+
+    def _initial_start_failed(self, child: Child, reason: str) -> None:
+        """R6: stop the started children in reverse order; the supervisor fails to start."""
+        self.fail_reason = reason
+        self.failed_path = child.failed_path if isinstance(child, SupNode) else child.path
+        self.state = STOPPING
+        self.ending = "init_failed"
+        self._stop_all()
+
+    def _handle_exit(self, child: Child, normal: bool) -> None:
+        if RESTART_AFTER[(child.restart, normal)]:
+            self._restart(child)
+            return
+        child.state = EXITED
+        if child.significant:
+            significant_left = sum(1 for c in self.children if c.significant and c.alive)
+            if AUTO_SHUTDOWN_FIRES[self.spec.auto_shutdown](significant_left):
+                self.eng.report("auto_shutdown", self.path, child=child.path)
+                self.state = STOPPING
+                self.ending = "auto_shutdown"
+                self._stop_all()
+
+    def _restart(self, trigger: Child, *, retry: bool = False) -> None:
+        """A child must restart: count it, then stop and start its group by the strategy."""
+        if not self.window.add(self.eng.now):
+            self._give_up(trigger)
+            return
+        self.eng.report("restart", self.path, strategy=self.spec.strategy.value, child=trigger.path)
+        trigger.restart_times.append(self.eng.now)
+        index = self.children.index(trigger)
+        group = [self.children[i] for i in GROUP[self.spec.strategy](len(self.children), index)]
+        if retry and self.spec.strategy.value == "rest_for_one":
+            # R27: the retry goes on from the failed child; earlier ones that started stay
+            group = [c for c in group if c is trigger or not c.alive]
+        to_start = [c for c in group if c is trigger or c.restart is not Restart.TEMPORARY]
+        delay = trigger.backoff_delay()
+        steps: list[Step] = [("stop", c) for c in reversed(group) if c is not trigger]
+        for c in group:
+            if c.state == DEAD:
+                c.state = STOPPED
+        for c in to_start:  # a pending delayed restart of a member is subsumed by this one
+            if c.restart_key is not None and c.restart_key in self.timers:
+                self.timers.discard(c.restart_key)
+                self.eng.emit(act.CancelTimer(c.restart_key))
+            c.restart_key = None
+        if delay <= 0 and not retry:
+            for c in to_start:
+                if not c.alive:
+                    c.state = RESTARTING
+            steps.extend(("start", c) for c in to_start)
+            self._run(steps, on_fail=self._restart_failed)
+            return
+        self.seq += 1
+        key = ("restart", self.path, str(self.seq))
+
+        def arm() -> None:
+            for c in to_start:
+                c.state = RESTARTING
+                c.restart_key = key
+            self.timers.add(key)
+            self.eng.emit(act.SetTimer(key, delay))
+
+        steps.append(("call", arm))
+        self._run(steps, on_fail=None)
+        for c in to_start:  # shown as restarting while the stops run
+            if not c.alive:
+                c.state = RESTARTING
+                c.restart_key = key
+
+    def _restart_group(self, key: tuple[str, ...]) -> None:
+        members = [c for c in self.children if c.state == RESTARTING and c.restart_key == key]
+        for c in members:
+            c.restart_key = None
+        self._run([("start", c) for c in members], on_fail=self._restart_failed)
+
+    def _restart_failed(self, child: Child, reason: str) -> None:
+        """R26/R27: a start inside a restart failed: retry through the loop, counted again."""
+        child.state = RESTARTING
+        self._restart(child, retry=True)
+
+    def _give_up(self, trigger: Child) -> None:
+        """R24: too many restarts: stop everything and exit abnormally (escalation)."""
+        self.eng.report(
+            "give_up", self.path, restarts=len(self.window.times), period=self.spec.period
+        )
+        trigger.state = STOPPED
+        self.state = STOPPING
+        self.ending = "gave_up"
+        self._stop_all()
+
+    def _command(self, name: str, child: Child, request: int | None) -> None:
+        def reply_ok() -> None:
+            self.eng.reply(request, None)
+
+        def reply_failed(c: Child, reason: str) -> None:
+            c.state = STOPPED
+            self.eng.reply(request, f"{c.path}: cannot start: {reason}")
+
+        if name == "stop":
+            if child.state == RESTARTING:
+                child.state = STOPPED
+                child.restart_key = None
+            if not child.alive:
+                if child.state == DEAD:
+                    child.state = STOPPED
+                reply_ok()
+                return
+            self._run([("stop", child), ("call", reply_ok)], on_fail=None)
+            return
+        if child.state == RESTARTING:
+            self.eng.reply(request, f"{child.path} is restarting")
+            return
+        if name == "start" and child.alive:
+            self.eng.reply(request, f"{child.path} is already running")
+            return
+        steps: list[Step] = [("stop", child), ("start", child), ("call", reply_ok)]
+        self._run(steps, on_fail=reply_failed)

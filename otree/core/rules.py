@@ -1,0 +1,51 @@
+"""OTP's supervision rules as data.
+
+1. Whether an exit calls for a restart depends only on the child's restart
+   type and whether the exit was normal (R13-R15):
+
+       restart type   normal exit   abnormal exit
+       permanent      restart       restart
+       transient      keep stopped  restart
+       temporary      keep stopped  keep stopped
+
+2. Which siblings a restart touches depends only on the strategy (R17-R19):
+   ``one_for_one`` the child alone, ``one_for_all`` every child,
+   ``rest_for_one`` the child and those declared after it. The touched
+   siblings still running are stopped in reverse declared order; then the
+   touched non-temporary children start in declared order. Temporary
+   siblings stopped this way stay stopped (R18).
+
+3. A significant child that exits on its own and is not restarted shuts its
+   supervisor down normally: at once under ``any_significant``, once no
+   significant sibling is left running under ``all_significant`` (R40-R42).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from otree.core.spec import AutoShutdown, Restart, Strategy
+
+RESTART_AFTER: dict[tuple[Restart, bool], bool] = {
+    # (restart type, exit was normal) -> restart?
+    (Restart.PERMANENT, True): True,
+    (Restart.PERMANENT, False): True,
+    (Restart.TRANSIENT, True): False,
+    (Restart.TRANSIENT, False): True,
+    (Restart.TEMPORARY, True): False,
+    (Restart.TEMPORARY, False): False,
+}
+
+#: strategy -> (number of children, index of the exited child) -> indices touched
+GROUP: dict[Strategy, Callable[[int, int], range]] = {
+    Strategy.ONE_FOR_ONE: lambda n, i: range(i, i + 1),
+    Strategy.ONE_FOR_ALL: lambda n, i: range(n),
+    Strategy.REST_FOR_ONE: lambda n, i: range(i, n),
+}
+
+#: auto_shutdown -> does it fire, given how many significant children still run?
+AUTO_SHUTDOWN_FIRES: dict[AutoShutdown, Callable[[int], bool]] = {
+    AutoShutdown.NEVER: lambda running: False,
+    AutoShutdown.ANY_SIGNIFICANT: lambda running: True,
+    AutoShutdown.ALL_SIGNIFICANT: lambda running: running == 0,
+}

@@ -1,0 +1,282 @@
+"""Hypothesis strategies for specs, trees and crash schedules (re-exported by ``otree.testing``).
+
+Every field of :class:`~otree.core.spec.Service` and
+:class:`~otree.core.spec.Supervisor` gets drawn here, default or not, so a
+property test over ``trees()`` sees everything a user can write; a test
+checks that each field takes a non-default value (add a new field here when
+you add it to the spec). Generated trees always pass ``check_tree``: names
+are unique among siblings and not reserved, ``significant`` appears only on
+transient/temporary children of a supervisor with ``auto_shutdown`` set, and
+``args`` only with ``target``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import strategies as st
+
+from otree._sim import HOWS
+from otree.core.spec import (
+    STOP_SIGNALS,
+    AutoShutdown,
+    Backoff,
+    Log,
+    ReadyCmd,
+    ReadyDelay,
+    ReadyNotify,
+    ReadyTcp,
+    Restart,
+    Service,
+    Strategy,
+    Supervisor,
+    walk,
+)
+
+_NICE_NAMES = ("db", "web", "api", "worker", "cache", "queue", "job", "w1", "w2", "w3", "a", "b")
+_TARGET_RE = r"[a-z]{1,5}(\.[a-z]{1,5})?:[a-z_]{1,6}"
+_WORDS = ("sleep", "infinity", "python3", "-c", "pass", "--port", "8000", "serve", "x y")
+
+
+def names() -> st.SearchStrategy[str]:
+    """Valid child names (``[A-Za-z0-9_-]+``, never a reserved field name)."""
+    from otree.core.spec import RESERVED_NAMES
+
+    return st.one_of(
+        st.sampled_from(_NICE_NAMES),
+        st.from_regex(r"[A-Za-z0-9_-]{1,10}", fullmatch=True),
+    ).filter(lambda n: n not in RESERVED_NAMES)
+
+
+def _seconds(lo: float, hi: float) -> st.SearchStrategy[float]:
+    return st.one_of(
+        st.sampled_from([v for v in (0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0) if lo <= v <= hi]),
+        st.floats(lo, hi, allow_nan=False, allow_infinity=False),
+    )
+
+
+def readies(*, delays: bool = True) -> st.SearchStrategy[Any]:
+    """Any readiness check; ``delays=False`` keeps ``ReadyDelay`` at 0 s (ready at once)."""
+    timeouts = st.floats(0.5, 60.0)
+    delay = _seconds(0.0, 5.0) if delays else st.just(0.0)
+    return st.one_of(
+        st.builds(lambda d, extra: ReadyDelay(d, timeout=d + extra), delay, st.floats(0.5, 30.0)),
+        st.builds(
+            lambda port, t: ReadyTcp(f"127.0.0.1:{port}", timeout=t),
+            st.integers(1, 65535),
+            timeouts,
+        ),
+        st.builds(lambda t: ReadyNotify(timeout=t), timeouts),
+        st.builds(
+            lambda cmd, t, i: ReadyCmd(cmd, timeout=t, interval=i),
+            st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3),
+            timeouts,
+            st.floats(0.01, 5.0),
+        ),
+    )
+
+
+@st.composite
+def backoffs(draw: st.DrawFn) -> Backoff:
+    """A valid ``Backoff`` (``max >= initial``, ``factor >= 1``, ``jitter <= 1``)."""
+    initial = draw(_seconds(0.0, 5.0))
+    return Backoff(
+        initial=initial,
+        max=initial + draw(_seconds(0.0, 60.0)),
+        factor=draw(st.floats(1.0, 4.0)),
+        reset_after=draw(_seconds(0.0, 120.0)),
+        jitter=draw(st.floats(0.0, 1.0)),
+    )
+
+
+def logs() -> st.SearchStrategy[Log]:
+    return st.builds(
+        Log,
+        file=st.one_of(st.none(), st.sampled_from(["app.log", "logs/web.log"])),
+        max_bytes=st.integers(0, 10**8),
+        backups=st.integers(0, 10),
+    )
+
+
+def shutdowns() -> st.SearchStrategy[Any]:
+    """Seconds, ``"brutal_kill"`` or ``"infinity"``."""
+    return st.one_of(_seconds(0.0, 30.0), st.sampled_from(["brutal_kill", "infinity"]))
+
+
+def _maybe(draw: st.DrawFn, strategy: st.SearchStrategy[Any]) -> Any:
+    """None (keep the field's default) or a drawn value."""
+    return draw(st.one_of(st.none(), strategy))
+
+
+@st.composite
+def services(
+    draw: st.DrawFn,
+    name: str | None = None,
+    *,
+    significant_allowed: bool = False,
+    backoff: bool = True,
+    ready_delays: bool = True,
+) -> Service:
+    """A valid ``Service`` with any mix of fields.
+
+    ``significant_allowed``: the parent has ``auto_shutdown`` set, so a
+    transient/temporary service may be significant. ``backoff=False`` leaves
+    ``backoff`` unset; ``ready_delays=False`` makes every ``ready`` immediate.
+    """
+    kwargs: dict[str, Any] = {}
+    if draw(st.booleans()):
+        kwargs["cmd"] = draw(
+            st.one_of(
+                st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4),
+                st.sampled_from(["sleep 1", "python3 -m http.server", "'a b' c"]),
+            )
+        )
+    else:
+        kwargs["target"] = draw(
+            st.from_regex(r"[a-z]{1,5}(\.[a-z]{1,5})?:[a-z_]{1,6}", fullmatch=True)
+        )
+        args = _maybe(draw, st.lists(st.sampled_from(_WORDS), max_size=3))
+        if args is not None:
+            kwargs["args"] = args
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "env": st.dictionaries(
+            st.from_regex(r"[A-Z_]{1,6}", fullmatch=True), st.text(max_size=5), max_size=3
+        ),
+        "cwd": st.sampled_from([".", "/tmp", "sub/dir"]),
+        "restart": st.sampled_from(list(Restart)),
+        "normal_exit_codes": st.lists(
+            st.one_of(st.integers(0, 3), st.integers(0, 255)), max_size=3, unique=True
+        ),
+        "stop_signal": st.sampled_from(STOP_SIGNALS),
+        "shutdown": shutdowns(),
+        "ready": readies(delays=ready_delays),
+        "log": logs(),
+    }
+    if backoff:
+        optional["backoff"] = backoffs()
+    for field, strategy in optional.items():
+        value = _maybe(draw, strategy)
+        if value is not None:
+            kwargs[field] = value
+    if significant_allowed and kwargs.get("restart", Restart.PERMANENT) is not Restart.PERMANENT:
+        kwargs["significant"] = draw(st.booleans())
+    return Service(name if name is not None else draw(names()), **kwargs)
+
+
+@st.composite
+def supervisors(
+    draw: st.DrawFn,
+    max_depth: int = 3,
+    max_children: int = 4,
+    *,
+    name: str | None = None,
+    root: bool = True,
+    min_children: int = 1,
+    significant_allowed: bool = False,
+    backoff: bool = True,
+    ready_delays: bool = True,
+) -> Supervisor:
+    """A valid tree of supervisors and services, at most ``max_depth`` supervisor levels deep.
+
+    ``root=True`` (the default) draws only the fields a root takes
+    (``strategy``, ``intensity``, ``period``, ``auto_shutdown``); ``root=False``
+    also draws ``restart``, ``shutdown`` and (if ``significant_allowed``)
+    ``significant``. ``backoff`` and ``ready_delays`` as for :func:`services`.
+    """
+    kwargs: dict[str, Any] = {
+        "strategy": draw(st.sampled_from(list(Strategy))),
+        "intensity": draw(st.one_of(st.integers(0, 5), st.integers(0, 100))),
+        "period": draw(
+            st.one_of(st.sampled_from([0.5, 1.0, 5.0, 10.0, 60.0]), st.floats(0.01, 3600.0))
+        ),
+        "auto_shutdown": draw(st.sampled_from(list(AutoShutdown))),
+    }
+    if not root:
+        restart = _maybe(draw, st.sampled_from(list(Restart)))
+        if restart is not None:
+            kwargs["restart"] = restart
+        shutdown = _maybe(draw, shutdowns())
+        if shutdown is not None:
+            kwargs["shutdown"] = shutdown
+        if significant_allowed and restart not in (None, Restart.PERMANENT):
+            kwargs["significant"] = draw(st.booleans())
+    n = draw(st.integers(min_children, max(min_children, max_children)))
+    child_names = draw(st.lists(names(), min_size=n, max_size=n, unique=True))
+    allowed = kwargs["auto_shutdown"] is not AutoShutdown.NEVER
+    children: list[Service | Supervisor] = []
+    for child_name in child_names:
+        if max_depth > 1 and draw(st.integers(0, 2)) == 0:
+            children.append(
+                draw(
+                    supervisors(
+                        max_depth - 1,
+                        max_children,
+                        name=child_name,
+                        root=False,
+                        min_children=min_children,
+                        significant_allowed=allowed,
+                        backoff=backoff,
+                        ready_delays=ready_delays,
+                    )
+                )
+            )
+        else:
+            children.append(
+                draw(
+                    services(
+                        child_name,
+                        significant_allowed=allowed,
+                        backoff=backoff,
+                        ready_delays=ready_delays,
+                    )
+                )
+            )
+    return Supervisor(name if name is not None else "root", children=children, **kwargs)
+
+
+#: the same as :func:`supervisors` (reads better for a whole tree)
+trees = supervisors
+
+
+def service_paths(tree: Supervisor) -> list[str]:
+    """The paths of every service in ``tree``, in start order."""
+    return [path for path, node in walk(tree) if isinstance(node, Service)]
+
+
+@st.composite
+def crash_schedules(
+    draw: st.DrawFn,
+    tree: Supervisor,
+    max_crashes: int = 20,
+    within: float = 60.0,
+    hows: Sequence[str] = ("crash", "exit0", "kill"),
+    *,
+    paths: Sequence[str] | None = None,
+    min_gap: float = 0.0,
+) -> list[tuple[float, str, str]]:
+    """Sorted ``(at_seconds, path, how)`` schedules for :func:`~otree.testing.simulate`.
+
+    Up to ``max_crashes`` items in ``[0, within]``, aimed at the services of
+    ``tree`` (or at ``paths``), doing one of ``hows`` (any of
+    ``crash exit0 kill hang_on_stop fail_start``), at least ``min_gap``
+    seconds apart.
+    """
+    targets = list(paths) if paths is not None else service_paths(tree)
+    known = set(service_paths(tree))
+    for p in targets:
+        if p not in known:
+            raise ValueError(f"{p!r} is not a service of the tree")
+    for h in hows:
+        if h not in HOWS:
+            raise ValueError(f"how must be one of {', '.join(HOWS)}, got {h!r}")
+    if not targets or not hows or max_crashes <= 0:
+        return []
+    limit = max_crashes if min_gap <= 0 else min(max_crashes, int(within // min_gap) + 1)
+    n = draw(st.integers(0, limit))
+    span = within - (n - 1) * min_gap if n else within
+    times = sorted(draw(st.lists(st.floats(0.0, max(span, 0.0)), min_size=n, max_size=n)))
+    return [
+        (t + i * min_gap, draw(st.sampled_from(targets)), draw(st.sampled_from(list(hows))))
+        for i, t in enumerate(times)
+    ]

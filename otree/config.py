@@ -1,0 +1,429 @@
+"""Tree files: TOML -> specs, with every problem named by file, line and key path.
+
+The document is the root supervisor. A table is a *service* if it has ``cmd``
+or ``target``, a *supervisor* if it has child tables (tables other than the
+service field tables ``env``, ``ready``, ``backoff`` and ``log``); children
+come in document order, which is start order.
+
+Loading goes in three steps, and every step reports *all* its problems:
+
+1. shape: which table is what, unknown keys ("did you mean"), children of a
+   service, tables that are neither service nor supervisor;
+2. fields: the sub-tables go through one cattrs converter (``CONVERTER``) into
+   ``Ready*``, ``Backoff`` and ``Log``; the node constructors in
+   :mod:`otree.core.spec` check every field (a bad field is then replaced by a
+   neutral stand-in so the rest of the tree can still be checked);
+3. cross-field rules: :func:`otree.core.spec.check_tree`.
+
+Each problem becomes an :class:`~otree.errors.Issue` with the file, the line
+found by :mod:`otree._keylines` and the key path; one :class:`ConfigError`
+carries them all, in line order.
+
+Python trees (``file.py:attr``, ``module:attr``) are loaded by
+:mod:`otree._pytree`; :func:`load_tree` picks the right loader.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
+
+from otree._keylines import KeyLines, Keys
+from otree._pytree import load_target
+from otree.core.spec import (
+    RESERVED_NAMES,
+    ROOT_FIELDS,
+    SERVICE_FIELDS,
+    SUPERVISOR_FIELDS,
+    Backoff,
+    Log,
+    ReadyCmd,
+    ReadyDelay,
+    ReadyNotify,
+    ReadyTcp,
+    Service,
+    Supervisor,
+    check_tree,
+)
+from otree.errors import ConfigError, Issue
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
+
+__all__ = ["CONVERTER", "ROOT_NAME", "load", "load_target", "load_tree", "loads"]
+
+#: the name of the root supervisor of a tree file (its path in events is "")
+ROOT_NAME = "root"
+
+#: service fields whose value is a table (so such a sub-table is not a child)
+TABLE_FIELDS = ("env", "ready", "backoff", "log")
+
+#: the kind of readiness check, chosen by which of these keys is present
+READY_BY_KEY: dict[str, type] = {
+    "delay": ReadyDelay,
+    "tcp": ReadyTcp,
+    "notify": ReadyNotify,
+    "cmd": ReadyCmd,
+}
+ReadyUnion = Union[ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd]  # noqa: UP007 - a runtime value
+
+_TABLE_SHAPES = {
+    "ready": '{ delay = SECONDS }, { tcp = "HOST:PORT" }, { notify = true } or { cmd = [...] }',
+    "backoff": "{ initial = 0.5, max = 30 }",
+    "log": '{ file = "NAME.log" }',
+}
+
+#: a bad field is replaced by this while the rest of the tree is checked, so that
+#: no cross-field rule fires on a value the user did not write
+_STAND_INS: dict[str, Any] = {
+    "cmd": ("-",),
+    "target": "stand_in:value",
+    "args": ("-",),
+    "restart": "transient",
+    "significant": False,
+    "auto_shutdown": "any_significant",
+}
+
+_ALL_FIELDS = tuple(dict.fromkeys(SERVICE_FIELDS + SUPERVISOR_FIELDS))
+_TOML_POSITION = re.compile(
+    r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$", re.S
+)
+
+
+# --- the converter ------------------------------------------------------------
+
+#: the one cattrs converter for the sub-specs: attrs converters do the checking
+#: (``prefer_attrib_converters``), unknown keys are refused (``forbid_extra_keys``)
+CONVERTER = cattrs.Converter(
+    forbid_extra_keys=True, prefer_attrib_converters=True, detailed_validation=True
+)
+
+
+def _structure_ready(value: Mapping[str, Any], _: Any) -> Any:
+    kinds = [key for key in READY_BY_KEY if key in value]
+    if len(kinds) == 1:
+        return CONVERTER.structure(value, READY_BY_KEY[kinds[0]])
+    names = ", ".join(repr(k) for k in READY_BY_KEY)
+    if kinds:
+        got = " and ".join(repr(k) for k in kinds)
+        raise ConfigError([Issue("ready", f"expected exactly one of {names}, got {got}")])
+    all_keys = {f.name for cls in READY_BY_KEY.values() for f in attrs.fields(cls)}
+    unknown = [
+        Issue(f"ready.{key}", _unknown_key_message(key, (), tuple(all_keys)))
+        for key in value
+        if key not in all_keys
+    ]
+    raise ConfigError(unknown or [Issue("ready", f"expected one of {names} (the kind of check)")])
+
+
+CONVERTER.register_structure_hook(ReadyUnion, _structure_ready)
+
+_SUB_SPECS: dict[str, Any] = {"ready": ReadyUnion, "backoff": Backoff, "log": Log}
+
+
+def _structure_sub(field: str, value: Any) -> tuple[Any, list[Issue]]:
+    """A ``ready``/``backoff``/``log`` table as its spec, or None and the issues.
+
+    Issue paths start with ``field``. Unknown keys are reported and dropped, and
+    the rest structured again, so bad values next to a typo are reported too.
+    """
+    if not isinstance(value, dict):
+        return None, [Issue(field, f"expected a table: {_TABLE_SHAPES[field]}, got {value!r}")]
+    data = dict(value)
+    issues: list[Issue] = []
+    while True:
+        try:
+            return CONVERTER.structure(data, _SUB_SPECS[field]), issues
+        except ConfigError as exc:
+            return None, issues + exc.issues
+        except ClassValidationError as exc:
+            extra, other = _unwrap(exc, field)
+            issues.extend(extra)
+            if other or not extra:
+                return None, issues + other
+            for issue in extra:
+                data.pop(issue.path.rpartition(".")[2], None)
+
+
+def _unwrap(exc: BaseException, field: str) -> tuple[list[Issue], list[Issue]]:
+    """The issues inside a cattrs error: (unknown keys, everything else).
+
+    cattrs reports an error raised by the class (our constructors raise one
+    ConfigError naming every bad field) against the class, not a field; the
+    ConfigError's own issues carry the field names, so they are used as such.
+    """
+    if isinstance(exc, ConfigError):
+        return [], list(exc.issues)
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = tuple(f.name for f in attrs.fields(exc.cl))
+        kind = next((k for k, cls in READY_BY_KEY.items() if cls is exc.cl), None)
+        extra = []
+        for key in sorted(exc.extra_fields):
+            other_kinds = [
+                k for k, cls in READY_BY_KEY.items() if key in {f.name for f in attrs.fields(cls)}
+            ]
+            if kind is not None and other_kinds:
+                message = f"goes only with {' or '.join(repr(k) for k in other_kinds)} readiness"
+            else:
+                message = _unknown_key_message(key, known, ())
+            extra.append(Issue(f"{field}.{key}", message))
+        return extra, []
+    if isinstance(exc, ClassValidationError):
+        extra, other = [], []
+        for sub in exc.exceptions:
+            e, o = _unwrap(sub, field)
+            extra += e
+            other += o
+        return extra, other
+    if isinstance(exc, KeyError):
+        return [], [Issue(f"{field}.{exc.args[0]}", "missing")]
+    return [], [Issue(field, str(exc) or type(exc).__name__)]
+
+
+def _unknown_key_message(key: str, allowed: Iterable[str], others: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    match = difflib.get_close_matches(key, allowed, n=1) or difflib.get_close_matches(
+        key, tuple(others), n=1
+    )
+    if match:
+        return f"unknown key; did you mean {match[0]!r}?"
+    if allowed:
+        return f"unknown key (expected one of: {', '.join(allowed)})"
+    return "unknown key"
+
+
+# --- the tree -----------------------------------------------------------------
+
+
+def _looks_like_node(table: Mapping[str, Any]) -> bool:
+    return "cmd" in table or "target" in table or any(isinstance(v, dict) for v in table.values())
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+class _Builder:
+    """Turns a parsed document into specs, collecting problems as (key path, message)."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[Keys, str]] = []
+        #: dotted node path (as check_tree names it) -> key path in the document
+        self.node_keys: dict[str, Keys] = {"": ()}
+
+    def problem(self, keys: Keys, message: str) -> None:
+        self.problems.append((keys, message))
+
+    def root(self, doc: Mapping[str, Any]) -> Supervisor | None:
+        root = self.table((), doc)
+        assert root is None or isinstance(root, Supervisor)
+        if root is not None:
+            try:
+                check_tree(root)
+            except ConfigError as exc:
+                for issue in exc.issues:
+                    self.problem(self.keys_of(issue.path), issue.message)
+        return root
+
+    def table(self, keys: Keys, table: Mapping[str, Any]) -> Service | Supervisor | None:
+        is_root = not keys
+        is_service = not is_root and ("cmd" in table or "target" in table)
+        kind = "root" if is_root else "service" if is_service else "supervisor"
+        allowed = ROOT_FIELDS if is_root else SERVICE_FIELDS if is_service else SUPERVISOR_FIELDS
+        fields: dict[str, Any] = {}
+        children: list[tuple[str, Mapping[str, Any]]] = []
+        unknown: list[str] = []
+        for key, value in table.items():
+            if isinstance(value, dict) and not (is_service and key in TABLE_FIELDS):
+                if key not in RESERVED_NAMES:
+                    children.append((key, value))
+                elif _looks_like_node(value):
+                    self.problem((*keys, key), f"{key!r} is a field name and cannot name a child")
+                elif key in allowed:
+                    fields[key] = value  # the spec says what it should be
+                else:
+                    unknown.append(key)
+            elif key in allowed:
+                fields[key] = value
+            elif _is_table_array(value) and key not in RESERVED_NAMES:
+                self.problem(
+                    (*keys, key),
+                    "an array of tables cannot declare children: give each child its own [table]",
+                )
+            else:
+                unknown.append(key)
+
+        neither = not is_root and not is_service and not children
+        for key in unknown:
+            if neither and key in _ALL_FIELDS:
+                continue  # the table's one problem is that it is neither
+            self.problem((*keys, key), self.unknown(key, kind, allowed))
+
+        if is_service:
+            has = "cmd" if "cmd" in table else "target"
+            for child, _ in children:
+                self.problem(
+                    (*keys, child),
+                    f"a service cannot have child tables ({'.'.join(keys)!r} has {has!r})",
+                )
+            return self.service(keys, fields)
+        if neither:
+            self.problem(
+                keys,
+                "this table is neither a service (no 'cmd' or 'target') "
+                "nor a supervisor (no child tables)",
+            )
+            return None
+        if is_root and not children:
+            self.problem(keys, 'the tree is empty: add a service, e.g. [app] with cmd = "..."')
+        nodes = []
+        for child, value in children:
+            node = self.table((*keys, child), value)
+            if node is not None:
+                nodes.append(node)
+        sup = self.construct(Supervisor, keys, {**fields, "children": nodes})
+        assert sup is None or isinstance(sup, Supervisor)
+        return sup
+
+    @staticmethod
+    def unknown(key: str, kind: str, allowed: tuple[str, ...]) -> str:
+        if kind == "root" and key in SUPERVISOR_FIELDS:
+            return f"not allowed at the top level: the root takes only {', '.join(ROOT_FIELDS)}"
+        if kind == "root" and key in SERVICE_FIELDS:
+            return (
+                "a service field at the top level, which is the root supervisor: "
+                "put the service in its own table, e.g. [app]"
+            )
+        if kind == "service" and key in SUPERVISOR_FIELDS:
+            return "a supervisor field, but this table is a service (it has 'cmd' or 'target')"
+        if kind == "supervisor" and key in SERVICE_FIELDS:
+            return "a service field, but this table is a supervisor (no 'cmd' or 'target')"
+        return _unknown_key_message(key, allowed, _ALL_FIELDS)
+
+    def service(self, keys: Keys, fields: dict[str, Any]) -> Service | Supervisor | None:
+        for field in _SUB_SPECS:
+            if field in fields:
+                spec, issues = _structure_sub(field, fields[field])
+                for issue in issues:
+                    self.problem(keys + tuple(issue.path.split(".")), issue.message)
+                if spec is None:
+                    del fields[field]
+                else:
+                    fields[field] = spec
+        return self.construct(Service, keys, fields)
+
+    def construct(
+        self, cls: type[Service] | type[Supervisor], keys: Keys, fields: dict[str, Any]
+    ) -> Service | Supervisor | None:
+        name = keys[-1] if keys else ROOT_NAME
+        self.node_keys[".".join(keys)] = keys
+        try:
+            return cls(name, **fields)
+        except ConfigError as exc:
+            bad = set()
+            for issue in exc.issues:
+                rest = _strip(issue.path, name)
+                self.problem(keys + rest, issue.message)
+                bad.add(rest[0] if rest else "")
+        stand_in = {k: v for k, v in fields.items() if k not in bad}
+        stand_in.update((k, _STAND_INS[k]) for k in bad if k in _STAND_INS)
+        try:
+            return cls(name, **stand_in)
+        except ConfigError:  # pragma: no cover - the stand-ins are valid values
+            return None
+
+    def keys_of(self, path: str) -> Keys:
+        """The key path of a dotted path from check_tree (node names may hold dots)."""
+        if path in self.node_keys:
+            return self.node_keys[path]
+        node = max(
+            (p for p in self.node_keys if p and path.startswith(p + ".")), key=len, default=""
+        )
+        rest = path[len(node) + 1 :] if node else path
+        return self.node_keys[node] + tuple(rest.split("."))
+
+
+def _strip(path: str, name: str) -> Keys:
+    """The field part of an issue path from a node constructor (``api.ready.tcp``)."""
+    if path == name:
+        return ()
+    if path.startswith(name + "."):
+        path = path[len(name) + 1 :]
+    return tuple(path.split("."))
+
+
+# --- entry points ---------------------------------------------------------------
+
+
+def loads(text: str, file: str = "<string>") -> Supervisor:
+    """The tree in TOML ``text``; ``file`` names it in messages. Raises ConfigError."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_issue(exc, text, file)]) from None
+    builder = _Builder()
+    root = builder.root(doc)
+    if builder.problems or root is None:
+        lines = KeyLines(text)
+        issues = [
+            Issue(".".join(keys), message, file, lines.find(keys))
+            for keys, message in builder.problems
+        ]
+        issues.sort(key=lambda i: i.line or 0)
+        raise ConfigError(issues)
+    return root
+
+
+def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, file: str) -> Issue:
+    message, line, col = str(exc), None, None
+    m = _TOML_POSITION.match(message)
+    if m:
+        message = m["msg"]
+        if m["line"]:
+            line, col = int(m["line"]), int(m["col"])
+        else:
+            line = text.count("\n") + 1
+    where = f" at column {col}" if col is not None else ""
+    return Issue("", f"invalid TOML{where}: {message}", file, line)
+
+
+def load(path: str | os.PathLike[str]) -> Supervisor:
+    """The tree in the TOML file at ``path``. Raises ConfigError (never OSError)."""
+    file = os.fspath(path)
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError([Issue("", f"cannot read the tree file: {reason}", file)]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [Issue("", f"not UTF-8 text: byte 0x{data[exc.start]:02x} is not valid", file, line)]
+        ) from None
+    return loads(text.removeprefix("\ufeff"), file)
+
+
+def load_tree(arg: str) -> Supervisor:
+    """The tree named on a command line: ``tree.toml``, ``file.py:attr`` or ``module:attr``."""
+    if arg.endswith(".toml"):
+        return load(arg)
+    if ":" in arg:
+        return load_target(arg)
+    if arg.endswith(".py"):
+        message = f"a Python tree is named with the variable that holds it: '{arg}:tree'"
+    else:
+        message = f"expected a .toml file, FILE.py:ATTR or MODULE:ATTR, got {arg!r}"
+    raise ConfigError([Issue("", message)])

@@ -1,0 +1,192 @@
+"""A picture of a tree, for ``otree check`` (and, with other columns, ``otree status``).
+
+::
+
+    root       supervisor             one_for_one, intensity 3 per 5s
+    ├── db     service     permanent  postgres -D data  (ready: tcp 127.0.0.1:5432)
+    └── web    supervisor  permanent  rest_for_one, intensity 3 per 5s
+        ├── cache  service     permanent  redis-server --port 6380  (shutdown 10s)
+        └── api    service     permanent  target myapp.api:main  (ready: notify)
+
+Rows are in start order. :func:`tree_rows` gives the tree-drawing prefix of
+each node with its path, so other views can add their own columns.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from otree.core.spec import (
+    DEFAULT_READY_TIMEOUT,
+    INFINITY,
+    AutoShutdown,
+    Backoff,
+    ReadyCmd,
+    ReadyDelay,
+    ReadyNotify,
+    ReadyTcp,
+    Restart,
+    Service,
+    Supervisor,
+)
+
+__all__ = ["TreeRow", "render_tree", "tree_rows"]
+
+_BRANCH, _LAST, _PIPE, _BLANK = "├── ", "└── ", "│   ", "    "
+
+_RESET = "\x1b[0m"
+_STYLE = {
+    "name": "\x1b[1m",
+    "service": "\x1b[36m",
+    "supervisor": "\x1b[35m",
+    Restart.PERMANENT.value: "\x1b[32m",
+    Restart.TRANSIENT.value: "\x1b[33m",
+    Restart.TEMPORARY.value: "\x1b[31m",
+    "hint": "\x1b[2m",
+}
+
+_DEFAULT_SERVICE = Service("x", cmd=["x"])
+_DEFAULT_BACKOFF = Backoff()
+
+
+@attrs.frozen
+class TreeRow:
+    """One node of the picture: its path ("" for the root), the node, its prefix."""
+
+    path: str
+    node: Service | Supervisor
+    prefix: str  # "" for the root, then "├── ", "│   └── ", ...
+
+
+def tree_rows(root: Supervisor) -> list[TreeRow]:
+    """The root and every node below it, in start order, with tree-drawing prefixes."""
+    rows = [TreeRow("", root, "")]
+
+    def visit(sup: Supervisor, path: str, indent: str) -> None:
+        for i, child in enumerate(sup.children):
+            last = i == len(sup.children) - 1
+            cpath = f"{path}.{child.name}" if path else child.name
+            rows.append(TreeRow(cpath, child, indent + (_LAST if last else _BRANCH)))
+            if isinstance(child, Supervisor):
+                visit(child, cpath, indent + (_BLANK if last else _PIPE))
+
+    visit(root, "", "")
+    return rows
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _supervision(sup: Supervisor) -> str:
+    return f"{sup.strategy.value}, intensity {sup.intensity} per {_s(sup.period)}"
+
+
+def _command(svc: Service) -> str:
+    if svc.cmd is not None:
+        return shlex.join(svc.cmd)
+    return " ".join(["target", str(svc.target), *(shlex.quote(a) for a in svc.args)])
+
+
+def _ready_hint(svc: Service) -> list[str]:
+    ready = svc.ready
+    if ready is None:
+        return []
+    if isinstance(ready, ReadyDelay):
+        text = f"ready: after {_s(ready.delay)}"
+    elif isinstance(ready, ReadyTcp):
+        text = f"ready: tcp {ready.tcp}"
+    elif isinstance(ready, ReadyNotify):
+        text = "ready: notify"
+    elif isinstance(ready, ReadyCmd):
+        text = f"ready: cmd {shlex.join(ready.cmd)}"
+    else:  # pragma: no cover - every kind is listed above
+        text = "ready"
+    if ready.timeout != DEFAULT_READY_TIMEOUT:
+        text += f" within {_s(ready.timeout)}"
+    return [text]
+
+
+def _shutdown_hint(value: object, default: object) -> list[str]:
+    if value == default:
+        return []
+    return [f"shutdown {_s(value)}" if isinstance(value, float) else f"shutdown {value}"]
+
+
+def _service_hints(svc: Service) -> list[str]:
+    hints = _ready_hint(svc)
+    if svc.backoff is not None:
+        b = svc.backoff
+        text = f"backoff {_s(b.initial)}..{_s(b.max)}"
+        if b.factor != _DEFAULT_BACKOFF.factor:
+            text += f" x{b.factor:g}"
+        hints.append(text)
+    hints += _shutdown_hint(svc.shutdown, _DEFAULT_SERVICE.shutdown)
+    if svc.stop_signal != _DEFAULT_SERVICE.stop_signal:
+        hints.append(f"stop {svc.stop_signal}")
+    if svc.normal_exit_codes != _DEFAULT_SERVICE.normal_exit_codes:
+        hints.append("normal exit " + ",".join(str(c) for c in svc.normal_exit_codes))
+    if svc.significant:
+        hints.append("significant")
+    if svc.cwd is not None:
+        hints.append(f"cwd {svc.cwd}")
+    if svc.env:
+        hints.append("env " + ",".join(k for k, _ in svc.env))  # names only: values may be secrets
+    if svc.log is not None and svc.log.file is not None:
+        hints.append(f"log {svc.log.file}")
+    return hints
+
+
+def _supervisor_hints(sup: Supervisor, is_root: bool) -> list[str]:
+    hints = []
+    if sup.auto_shutdown is not AutoShutdown.NEVER:
+        hints.append(f"auto_shutdown {sup.auto_shutdown.value}")
+    if not is_root:
+        hints += _shutdown_hint(sup.shutdown, INFINITY)
+        if sup.significant:
+            hints.append("significant")
+    return hints
+
+
+def _cells(row: TreeRow) -> tuple[str, str, str, str, list[str]]:
+    """(name, kind, restart, description, hints) of one row."""
+    node = row.node
+    name = node.name
+    if isinstance(node, Service):
+        return name, "service", node.restart.value, _command(node), _service_hints(node)
+    restart = "" if not row.path else node.restart.value
+    return name, "supervisor", restart, _supervision(node), _supervisor_hints(node, not row.path)
+
+
+def render_tree(root: Supervisor, color: bool = False) -> str:
+    """The tree as aligned text lines (no trailing newline); ANSI colours if ``color``."""
+    rows = tree_rows(root)
+    cells = [_cells(r) for r in rows]
+    name_width = max(len(r.prefix) + len(c[0]) for r, c in zip(rows, cells, strict=True))
+    kind_width = max(len(c[1]) for c in cells)
+    restart_width = max(len(c[2]) for c in cells)
+
+    paint: Callable[[str, str], str]
+    if color:
+
+        def paint(text: str, style: str) -> str:
+            return f"{_STYLE[style]}{text}{_RESET}" if text and style in _STYLE else text
+
+    else:
+
+        def paint(text: str, style: str) -> str:
+            return text
+
+    lines = []
+    for row, (name, kind, restart, description, hints) in zip(rows, cells, strict=True):
+        parts: Sequence[str] = [
+            row.prefix + paint(name, "name") + " " * (name_width - len(row.prefix) - len(name)),
+            paint(kind, kind) + " " * (kind_width - len(kind)),
+            paint(restart, restart) + " " * (restart_width - len(restart)),
+            description + (paint(f"  ({', '.join(hints)})", "hint") if hints else ""),
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)

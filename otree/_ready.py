@@ -1,0 +1,234 @@
+"""Readiness probes, run inside the loop without blocking it.
+
+A probe answers once: ``on_ready()`` or ``on_failed(reason)``. The timeout is
+the engine's business; the runtime ``cancel()``s a probe when the process
+exits or is being stopped. Kinds: a delay (a timer), a TCP connect (a
+non-blocking attempt every ``TCP_RETRY`` seconds until one succeeds), sd_notify
+(a unix datagram socket whose path the child finds in ``NOTIFY_SOCKET``), and
+a command run every ``interval`` seconds until it exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+from collections.abc import Callable, Mapping
+
+from otree import _proc
+from otree._loop import Loop, Timer
+from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
+
+TCP_RETRY = 0.05
+
+OnReady = Callable[[], None]
+OnFailed = Callable[[str], None]
+
+
+class Probe:
+    """Base: holds the two answers and makes sure only one is given."""
+
+    def __init__(self, loop: Loop, on_ready: OnReady, on_failed: OnFailed) -> None:
+        self.loop = loop
+        self._on_ready = on_ready
+        self._on_failed = on_failed
+        self.done = False
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def _ready(self) -> None:
+        if not self.done:
+            self.cancel()
+            self._on_ready()
+
+    def _failed(self, reason: str) -> None:
+        if not self.done:
+            self.cancel()
+            self._on_failed(reason)
+
+    def cancel(self) -> None:
+        self.done = True
+
+
+class DelayProbe(Probe):
+    def __init__(self, loop: Loop, spec: ReadyDelay, on_ready: OnReady, on_failed: OnFailed):
+        super().__init__(loop, on_ready, on_failed)
+        self.delay = spec.delay
+        self._timer: Timer | None = None
+
+    def start(self) -> None:
+        self._timer = self.loop.call_later(self.delay, self._ready)
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class TcpProbe(Probe):
+    def __init__(self, loop: Loop, spec: ReadyTcp, on_ready: OnReady, on_failed: OnFailed):
+        super().__init__(loop, on_ready, on_failed)
+        self.address = spec.address
+        self._sock: socket.socket | None = None
+        self._timer: Timer | None = None
+        self._addrs: list[tuple[int, tuple[str, int]]] | None = None
+
+    def start(self) -> None:
+        self._attempt()
+
+    def _resolve(self) -> list[tuple[int, tuple[str, int]]] | None:
+        host, port = self.address
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            self._failed(f"cannot resolve {host!r}: {exc}")
+            return None
+        return [(family, (str(addr[0]), int(addr[1]))) for family, _, _, _, addr in infos]
+
+    def _attempt(self) -> None:
+        self._timer = None
+        if self.done:
+            return
+        if self._addrs is None:
+            self._addrs = self._resolve()
+            if self._addrs is None:
+                return
+        family, addr = self._addrs[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        err = sock.connect_ex(addr)
+        if err == 0:
+            sock.close()
+            self._ready()
+        elif err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            self._sock = sock
+            self.loop.add_writer(sock.fileno(), self._connected)
+        else:
+            sock.close()
+            self._retry()
+
+    def _connected(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        self.loop.remove_writer(sock.fileno())
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        sock.close()
+        self._sock = None
+        if err == 0:
+            self._ready()
+        else:
+            self._retry()
+
+    def _retry(self) -> None:
+        if not self.done:
+            self._timer = self.loop.call_later(TCP_RETRY, self._attempt)
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sock is not None:
+            self.loop.remove_writer(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+
+class NotifyProbe(Probe):
+    """sd_notify: a datagram socket bound at ``path``; ``READY=1`` makes the service ready.
+
+    The socket is bound before the spawn (its path goes into the child's
+    environment), so ``bind()`` is separate from ``start()``.
+    """
+
+    def __init__(self, loop: Loop, path: str, on_ready: OnReady, on_failed: OnFailed):
+        super().__init__(loop, on_ready, on_failed)
+        self.path = path
+        self.pid = 0  # the service's PID, set once it is spawned
+        self._sock: socket.socket | None = socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+        )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._sock.bind(path)
+        self._sock.setblocking(False)
+
+    def start(self) -> None:
+        if self._sock is not None and not self.done:
+            self.loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        while self._sock is not None:
+            try:
+                data = self._sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            if b"READY=1" in data.split(b"\n"):
+                self._ready()
+                return
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self._sock is not None:
+            self.loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+class CmdProbe(Probe):
+    """Run ``cmd`` (new session, output discarded) every ``interval`` s until it exits 0."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        spec: ReadyCmd,
+        env: Mapping[str, str],
+        cwd: str | None,
+        on_ready: OnReady,
+        on_failed: OnFailed,
+    ):
+        super().__init__(loop, on_ready, on_failed)
+        self.argv = list(spec.cmd)
+        self.interval = spec.interval
+        self.env = env
+        self.cwd = cwd
+        self._pid: int | None = None
+        self._timer: Timer | None = None
+
+    def start(self) -> None:
+        self._run()
+
+    def _run(self) -> None:
+        self._timer = None
+        if self.done:
+            return
+        try:
+            pid = _proc.spawn(self.argv, self.env, self.cwd)
+        except _proc.SpawnError as exc:
+            self._failed(f"ready cmd: {exc}")
+            return
+        self._pid = pid
+        self.loop.watch_child(pid, self._exited, kill_group=True)
+
+    def _exited(self, status: int) -> None:
+        self._pid = None
+        if self.done:
+            return
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            self._ready()
+        else:
+            self._timer = self.loop.call_later(self.interval, self._run)
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pid is not None:
+            # still watched: the loop reaps it (and its group) once it is gone
+            _proc.send_signal(self._pid, signal.SIGKILL)

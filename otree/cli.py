@@ -1,0 +1,116 @@
+"""The ``otree`` command: ``run`` and ``check`` (the control commands join later).
+
+Exit codes of ``otree run``: 0 shutdown (requested or automatic), 1 the root
+gave up, 2 bad input (nothing starts), 3 the initial start failed, 4 the
+re-exec guard tripped, 70 a bug in otree (a traceback and a request to report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from otree.errors import ConfigError, OtreeError
+from otree.logs import stderr_line
+
+EXIT_USAGE = 2
+EXIT_BUG = 70
+BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``otree: ...`` line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        stderr_line(f"{message} (see '{self.prog} --help')")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _load(arg: str) -> object:
+    from otree.config import load_tree
+
+    return load_tree(arg)
+
+
+def _print_issues(exc: ConfigError) -> int:
+    for line in [str(i) for i in exc.issues] or [str(exc)]:
+        stderr_line(line)
+    return EXIT_USAGE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from otree.core.spec import Supervisor
+    from otree.runtime import Runtime
+
+    try:
+        tree = _load(args.tree)
+        assert isinstance(tree, Supervisor)
+        runtime = Runtime(tree, events=args.events, log_dir=args.log_dir, subreaper=args.subreaper)
+    except ConfigError as exc:
+        return _print_issues(exc)
+    except OtreeError as exc:
+        stderr_line(str(exc))
+        return EXIT_USAGE
+    return runtime.run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from otree.core.spec import Supervisor
+    from otree.render import render_tree
+
+    try:
+        tree = _load(args.tree)
+    except ConfigError as exc:
+        return _print_issues(exc)
+    assert isinstance(tree, Supervisor)
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    print(render_tree(tree, color=colour))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="otree",
+        description="Erlang/OTP supervision trees for OS processes.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a tree in the foreground")
+    run.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
+    run.add_argument("--socket", metavar="P", help="control socket path")
+    run.add_argument("--events", metavar="F", help="append JSON-lines supervision events to F")
+    run.add_argument("--log-dir", metavar="D", help="write each service's output to D/PATH.log")
+    run.add_argument("--subreaper", action="store_true", help="adopt and reap orphaned descendants")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a tree and print it")
+    check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.func
+        return handler(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(BUG_LINE, file=sys.stderr)
+        return EXIT_BUG
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    raise SystemExit(run_cli(argv))

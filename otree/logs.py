@@ -1,0 +1,408 @@
+"""Child output capture: the prefixed console, rotating log files, the ring buffer,
+and the JSON-lines event log.
+
+Throughput first: a child's pipe is read in 64 KiB chunks and each chunk is
+handled in bulk (one ``replace`` to prefix every line, one write per sink);
+no per-line Python code runs. The console never blocks the loop: its fd is
+non-blocking behind a bounded buffer, and when the buffer is full whole
+chunks are dropped from the console only, with a marker line saying how many
+lines were lost. Log files and the ring buffer always get everything.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+READ_SIZE = 64 * 1024
+RING_LINES = 1000
+CONSOLE_LIMIT = 1 << 20  # bytes of console output held back before lines are dropped
+MAX_PARTIAL = 64 * 1024  # a line longer than this is cut
+
+_COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
+
+
+class _Loop(Protocol):
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None: ...
+    def remove_writer(self, fd: int) -> None: ...
+
+
+# --- console ------------------------------------------------------------------
+
+
+class Console:
+    """otree's stdout: written without ever blocking the loop.
+
+    A pipe or tty is reopened through ``/proc/self/fd`` as a new, non-blocking
+    open file description, so the shell's own descriptor keeps its flags. A
+    regular file is written directly (it never blocks for long).
+    """
+
+    def __init__(self, loop: _Loop | None, fd: int = 1, limit: int = CONSOLE_LIMIT) -> None:
+        self.loop = loop
+        self.limit = limit
+        self.tty = _isatty(fd)
+        self.fd = fd
+        self._own_fd = False
+        self._buffer: deque[bytes] = deque()
+        self._size = 0
+        self._dropped = 0
+        self._watching = False
+        self.blocking = True
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            self.fd = -1  # no stdout at all: drop everything
+            return
+        if loop is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            try:
+                self.fd = os.open(
+                    f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+                )
+                self._own_fd = True
+                self.blocking = False
+            except OSError:
+                pass
+        elif loop is not None and stat.S_ISSOCK(mode):
+            self.fd = os.dup(fd)
+            self._own_fd = True
+            os.set_blocking(self.fd, False)
+            self.blocking = False
+
+    def write(self, data: bytes, lines: int = 1) -> None:
+        """Queue ``data`` (``lines`` whole lines); drop it if the buffer is full."""
+        if self.fd < 0:
+            return
+        if self.blocking:
+            _write_all(self.fd, data)
+            return
+        if self._size + len(data) > self.limit and self._size:
+            self._dropped += lines
+            return
+        if self._dropped:
+            self._push(b"[otree: %d lines dropped from console]\n" % self._dropped)
+            self._dropped = 0
+        self._push(data)
+
+    def _push(self, data: bytes) -> None:
+        if not self._buffer:
+            try:
+                n = os.write(self.fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError:  # EPIPE, EIO: the console is gone; keep running silently
+                self._broken()
+                return
+            if n == len(data):
+                return
+            data = data[n:]
+        self._buffer.append(data)
+        self._size += len(data)
+        if not self._watching and self.loop is not None:
+            self._watching = True
+            self.loop.add_writer(self.fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        buffer = self._buffer
+        while buffer:
+            chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+            try:
+                n = os.write(self.fd, chunk)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                self._broken()
+                return
+            buffer.clear()
+            self._size = len(chunk) - n
+            if n < len(chunk):
+                buffer.append(chunk[n:])
+                return
+        if self._dropped:
+            self._dropped, dropped = 0, self._dropped
+            self._push(b"[otree: %d lines dropped from console]\n" % dropped)
+            if self._buffer:
+                return
+        self._watching = False
+        if self.loop is not None:
+            self.loop.remove_writer(self.fd)
+
+    def _broken(self) -> None:
+        if self._watching and self.loop is not None:
+            self.loop.remove_writer(self.fd)
+        self._watching = False
+        self._buffer.clear()
+        self._size = 0
+        self.fd = -1
+
+    def flush(self, timeout: float = 2.0) -> None:
+        """Write out what is buffered, waiting at most ``timeout`` seconds."""
+        if self.fd < 0:
+            return
+        if self._dropped:
+            self._buffer.append(b"[otree: %d lines dropped from console]\n" % self._dropped)
+            self._dropped = 0
+        if not self._buffer:
+            return
+        import select
+
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._size = 0
+        deadline = time.monotonic() + timeout
+        while data:
+            try:
+                n = os.write(self.fd, data)
+                data = data[n:]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                select.select([], [self.fd], [], left)
+            except OSError:
+                break
+
+    def close(self) -> None:
+        self.flush()
+        if self._watching and self.loop is not None:
+            self.loop.remove_writer(self.fd)
+            self._watching = False
+        if self._own_fd and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.EIO, errno.EBADF):
+                return
+            raise
+        view = view[n:]
+
+
+# --- log files ----------------------------------------------------------------
+
+
+class RotatingFile:
+    """An append-only file rotated by size: ``file`` -> ``file.1`` ... ``file.N``.
+
+    Rotation happens on line boundaries; ``max_bytes = 0`` never rotates, and
+    ``backups = 0`` truncates instead of keeping old files.
+    """
+
+    def __init__(self, path: str, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self.fd = self._open()
+        self.size = os.fstat(self.fd).st_size
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+    def write(self, data: bytes) -> None:
+        """Write whole lines (``data`` ends with a newline), rotating as needed."""
+        limit = self.max_bytes
+        if not limit:
+            _write_all(self.fd, data)
+            self.size += len(data)
+            return
+        while data:
+            room = limit - self.size
+            if len(data) <= room:
+                _write_all(self.fd, data)
+                self.size += len(data)
+                if self.size >= limit:
+                    self.rotate()
+                return
+            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            if cut == 0 and self.size == 0:
+                cut = data.find(b"\n") + 1 or len(data)  # one line longer than the limit
+            if cut:
+                _write_all(self.fd, data[:cut])
+                self.size += cut
+                data = data[cut:]
+            self.rotate()
+
+    def rotate(self) -> None:
+        os.close(self.fd)
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                src = f"{self.path}.{i}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.path}.{i + 1}")
+            os.replace(self.path, f"{self.path}.1")
+            self.fd = self._open()
+        else:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC)
+        self.size = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# --- one service's output -----------------------------------------------------
+
+
+class ServiceOutput:
+    """Where one service's lines go: console (prefixed), its log file, its ring buffer.
+
+    One object per service path, kept across restarts; each incarnation's pipe
+    feeds it through ``feed()`` and ``eof()``.
+    """
+
+    def __init__(
+        self, path: str, console: Console, prefix: bytes, file: RotatingFile | None = None
+    ) -> None:
+        self.path = path
+        self.console = console
+        self.prefix = prefix
+        self._nl_prefix = b"\n" + prefix
+        self.file = file
+        self._ring: deque[tuple[bytes, int]] = deque()  # (chunk of whole lines, line count)
+        self._ring_lines = 0
+        self._partial: dict[int, bytes] = {}  # per pipe fd: an unfinished last line
+
+    def feed(self, fd: int, data: bytes) -> None:
+        """A chunk read from pipe ``fd``: handle every whole line in it."""
+        partial = self._partial.pop(fd, None)
+        if partial:
+            data = partial + data
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            rest = data[end:]
+            if len(rest) >= MAX_PARTIAL:
+                end = len(data)
+                data += b"\n"
+            else:
+                self._partial[fd] = rest
+                if not end:
+                    return
+                data = data[:end]
+        self._lines(data)
+
+    def eof(self, fd: int) -> None:
+        partial = self._partial.pop(fd, None)
+        if partial:
+            self._lines(partial + b"\n")
+
+    def _lines(self, data: bytes) -> None:
+        count = data.count(b"\n")
+        self.console.write(self.prefix + data[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
+        if self.file is not None:
+            self.file.write(data)
+        ring = self._ring
+        ring.append((data, count))
+        self._ring_lines += count
+        while self._ring_lines - ring[0][1] >= RING_LINES:
+            self._ring_lines -= ring.popleft()[1]
+
+    def tail(self, n: int = RING_LINES) -> list[bytes]:
+        """The last ``n`` lines (at most ``RING_LINES``), without newlines."""
+        lines: list[bytes] = []
+        for chunk, _ in reversed(self._ring):
+            lines[:0] = chunk[:-1].split(b"\n")
+            if len(lines) >= n:
+                break
+        return lines[-n:] if n > 0 else []
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def prefixes(paths: Iterable[str], tty: bool) -> dict[str, bytes]:
+    """``web.api | `` for each path, padded to one width; coloured on a tty."""
+    paths = list(paths)
+    width = max((len(p) for p in paths), default=0)
+    result = {}
+    for i, path in enumerate(paths):
+        text = f"{path:<{width}} | "
+        if tty:
+            text = f"\x1b[{_COLOURS[i % len(_COLOURS)]}m{path:<{width}}\x1b[0m | "
+        result[path] = text.encode()
+    return result
+
+
+# --- supervision events ------------------------------------------------------
+
+
+class EventLog:
+    """``--events F``: one JSON object per line, appended and flushed per line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps({"ts": time.time(), **record}, separators=(", ", ": "))
+        _write_all(self.fd, line.encode() + b"\n")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def describe_event(event: str, path: str, fields: dict[str, Any]) -> str:
+    """One readable console line for a supervision event (without ``otree: ``)."""
+    who = path or "(root)"
+    pid = fields.get("pid")
+    if event == "exit":
+        how = f"code {fields['code']}" if fields.get("code") is not None else ""
+        if fields.get("signal") is not None:
+            how = f"signal {fields['signal']}"
+        kind = "normal" if fields.get("normal") else "abnormal"
+        return f"{who}: exit pid {pid} {how} ({kind})"
+    if event in ("spawn", "ready", "stop", "adopt"):
+        return f"{who}: {event} pid {pid}"
+    if event == "restart":
+        return f"{who}: restart ({fields.get('strategy')}) after {fields.get('child')}"
+    if event == "give_up":
+        return (
+            f"{who}: giving up after {fields.get('restarts')} restarts in {fields.get('period')} s"
+        )
+    if event == "start_failed":
+        return f"{who}: cannot start: {fields.get('reason')}"
+    if event == "auto_shutdown":
+        return f"{who}: auto shutdown after {fields.get('child')} ended"
+    if event == "tree_ready":
+        return "tree ready"
+    if event == "tree_stopped":
+        return f"tree stopped (exit code {fields.get('exit_code')})"
+    extra = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"{who}: {event} {extra}".rstrip()
+
+
+def stderr_line(text: str) -> None:
+    """Print ``otree: text`` to stderr (blocking: rare and important)."""
+    try:
+        sys.stderr.write(f"otree: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

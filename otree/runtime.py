@@ -1,0 +1,464 @@
+"""The runtime: carries out the engine's actions on real processes and feeds it events.
+
+It never decides what to restart; that is the engine's job (``otree.core``).
+It owns the loop (``_loop.Loop``), the processes (``_proc``), the readiness
+probes (``_ready``) and the output (``logs``). Events the runtime produces
+while it carries out actions (``Spawned`` right after a spawn, say) are queued
+and fed to the engine in order once the current actions are done.
+
+The control plane plugs in through ``register()`` (extra fds with callbacks),
+``command()`` (a Command in, a Reply to a callback out), ``status()`` and
+``tail()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable
+
+from otree import _proc, _ready, logs
+from otree._loop import Loop, Timer
+from otree.core import actions as act
+from otree.core import events as ev
+from otree.core.engine import Engine, NodeStatus
+from otree.core.spec import (
+    ReadyCmd,
+    ReadyDelay,
+    ReadyNotify,
+    ReadyTcp,
+    Service,
+    Supervisor,
+    check_tree,
+    service_argv,
+    walk,
+)
+from otree.errors import ConfigError, OtreeError
+
+ReplyCallback = Callable[[act.Reply], None]
+
+EXIT_BUG = 70
+BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
+
+
+class _Process:
+    """One running incarnation of a service: its main PID, output pipe and probe."""
+
+    __slots__ = ("output", "path", "pid", "pipe", "probe")
+
+    def __init__(self, path: str, pid: int, pipe: int, output: logs.ServiceOutput) -> None:
+        self.path = path
+        self.pid = pid
+        self.pipe = pipe
+        self.output = output
+        self.probe: _ready.Probe | None = None
+
+
+class Runtime:
+    """Run ``tree`` with real processes: ``run()`` returns the exit code.
+
+    ``events``: path of the JSON-lines event log; ``log_dir``: a directory for
+    ``<path>.log`` files of every service; ``console``: the fd the prefixed
+    output goes to (stdout); ``subreaper``: adopt and reap orphaned descendants.
+    """
+
+    def __init__(
+        self,
+        tree: Supervisor,
+        *,
+        events: str | None = None,
+        log_dir: str | None = None,
+        subreaper: bool = False,
+        console: int = 1,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.tree = tree
+        self.engine = Engine(tree, rng)
+        self.loop = Loop()
+        self.subreaper = subreaper
+        self.exit_code: int | None = None
+        self.exit_message: str | None = None
+        self._queue: deque[ev.Event] = deque()
+        self._busy = False
+        self._procs: dict[int, _Process] = {}
+        self._pipes: dict[int, logs.ServiceOutput] = {}
+        self._timers: dict[tuple[str, ...], Timer] = {}
+        self._replies: dict[int, ReplyCallback] = {}
+        self._requests = itertools.count(1)
+        self._notify_dir: str | None = None
+        self._notify_seq = itertools.count(1)
+        self._interrupts = 0
+        self._stderr_lines: set[str] = set()
+        self._last_report: act.Report | None = None
+        self.console = logs.Console(self.loop, console)
+        self.event_log: logs.EventLog | None = None
+        self.outputs: dict[str, logs.ServiceOutput] = {}
+        try:
+            if events is not None:
+                self.event_log = logs.EventLog(events)
+            services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
+            prefixes = logs.prefixes([p for p, _ in services], self.console.tty)
+            for path, svc in services:
+                self.outputs[path] = logs.ServiceOutput(
+                    path, self.console, prefixes[path], _log_file(path, svc, log_dir)
+                )
+        except OSError as exc:
+            self._close_files()
+            raise OtreeError(f"cannot open {exc.filename}: {exc.strerror}") from None
+
+    # --- the control plane's interface --------------------------------------
+
+    def register(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` in the loop whenever ``fd`` is readable."""
+        self.loop.add_reader(fd, callback)
+
+    def register_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        self.loop.add_writer(fd, callback)
+
+    def unregister(self, fd: int) -> None:
+        self.loop.remove_reader(fd)
+        self.loop.remove_writer(fd)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self.loop.call_later(delay, callback)
+
+    def command(self, name: str, path: str = "", on_reply: ReplyCallback | None = None) -> None:
+        """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer."""
+        request = None
+        if on_reply is not None:
+            request = next(self._requests)
+            self._replies[request] = on_reply
+        self._feed(ev.Command(name, path, request))
+
+    def status(self) -> list[NodeStatus]:
+        """Every node in start order, root first (``started_at`` is ``loop.clock()`` time)."""
+        return self.engine.status(self.loop.clock())
+
+    def tail(self, path: str, n: int = logs.RING_LINES) -> list[bytes]:
+        """The last ``n`` output lines of service ``path`` (KeyError if no such service)."""
+        return self.outputs[path].tail(n)
+
+    # --- running ------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start the tree and run until the engine says Exit; return the exit code."""
+        try:
+            self._install_signals()
+            self._run_actions(self.engine.start(self.loop.clock()))
+            if self.exit_code is None:
+                self.loop.run()
+        except BaseException:
+            self._kill_everything()
+            raise
+        finally:
+            self._shutdown()
+        if self.exit_message:
+            self._stderr(self.exit_message)
+        return self.exit_code if self.exit_code is not None else EXIT_BUG
+
+    def _install_signals(self) -> None:
+        loop = self.loop
+        loop.on_signal(signal.SIGTERM, self._on_term)
+        loop.on_signal(signal.SIGINT, self._on_int)
+        loop.on_signal(signal.SIGHUP, lambda _: None)  # reload: not yet
+        if self.subreaper or os.getpid() == 1:
+            if self.subreaper:
+                _proc.set_subreaper()
+            loop.enable_sigchld()
+        elif not hasattr(os, "pidfd_open"):
+            loop.enable_sigchld()
+
+    def _on_term(self, signum: int) -> None:
+        self.command("shutdown")
+
+    def _on_int(self, signum: int) -> None:
+        self._interrupts += 1
+        self.command("shutdown" if self._interrupts == 1 else "kill_all")
+
+    # --- engine plumbing --------------------------------------------------------
+
+    def _feed(self, event: ev.Event) -> None:
+        self._queue.append(event)
+        if not self._busy:
+            self._run_actions([])
+
+    def _run_actions(self, actions: list[act.Action]) -> None:
+        self._busy = True
+        try:
+            for action in actions:
+                self._do(action)
+            queue = self._queue
+            while queue and self.exit_code is None:
+                event = queue.popleft()
+                for action in self.engine.handle(event, self.loop.clock()):
+                    self._do(action)
+        finally:
+            self._busy = False
+
+    def _do(self, action: act.Action) -> None:
+        if isinstance(action, act.Spawn):
+            self._spawn(action.path, action.spec)
+        elif isinstance(action, act.Report):
+            self._report(action)
+        elif isinstance(action, act.Signal):
+            self._signal(action.pid, _proc.signal_number(action.signal))
+        elif isinstance(action, act.Kill):
+            self._signal(action.pid, signal.SIGKILL)
+        elif isinstance(action, act.SetTimer):
+            self._set_timer(action.key, action.delay)
+        elif isinstance(action, act.CancelTimer):
+            timer = self._timers.pop(action.key, None)
+            if timer is not None:
+                timer.cancel()
+        elif isinstance(action, act.Reply):
+            callback = self._replies.pop(action.request, None)
+            if callback is not None:
+                callback(action)
+        elif isinstance(action, act.Exit):
+            self.exit_code = action.code
+            self.exit_message = action.message
+            self.loop.stop()
+
+    def _set_timer(self, key: tuple[str, ...], delay: float) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+        def fire() -> None:
+            if self._timers.get(key) is timer:
+                del self._timers[key]
+                self._feed(ev.TimerFired(key))
+
+        timer = self.loop.call_later(delay, fire)
+        self._timers[key] = timer
+
+    def _report(self, report: act.Report) -> None:
+        if self.event_log is not None:
+            self.event_log.write(report.as_dict())
+        text = logs.describe_event(report.event, report.path, report.fields)
+        last, self._last_report = self._last_report, report
+        if not (
+            report.event == "ready"
+            and last is not None
+            and last.event == "spawn"
+            and (last.path, last.fields.get("pid")) == (report.path, report.fields.get("pid"))
+        ):  # 'ready' right after its 'spawn' says nothing new on the console
+            self.console.write(f"otree: {text}\n".encode())
+        if report.event == "start_failed":
+            self._stderr(text)
+
+    def _stderr(self, text: str) -> None:
+        if text not in self._stderr_lines:
+            self._stderr_lines.add(text)
+            self.console.flush()
+            logs.stderr_line(text)
+
+    # --- processes -----------------------------------------------------------
+
+    def _spawn(self, path: str, spec: Service) -> None:
+        output = self.outputs.get(path)
+        if output is None:  # a service the tree did not have at start (a reload, later)
+            output = self.outputs[path] = logs.ServiceOutput(
+                path, self.console, f"{path} | ".encode()
+            )
+        notify: _ready.NotifyProbe | None = None
+        if isinstance(spec.ready, ReadyNotify):
+            try:
+                notify = self._notify_probe(path)
+            except OSError as exc:
+                self._feed(ev.SpawnFailed(path, f"cannot create the notify socket: {exc}"))
+                return
+        env = _proc.child_env(spec.environ, notify.path if notify else None)
+        argv = service_argv(spec, sys.executable)
+        r, w = _proc.pipe()
+        try:
+            pid = _proc.spawn(argv, env, spec.cwd, output=w)
+        except _proc.SpawnError as exc:
+            os.close(r)
+            if notify is not None:
+                notify.cancel()
+            self._feed(ev.SpawnFailed(path, str(exc)))
+            return
+        finally:
+            os.close(w)
+        proc = _Process(path, pid, r, output)
+        self._procs[pid] = proc
+        self._pipes[r] = output
+        self.loop.add_reader(r, lambda: self._read(r))
+        self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+        self._feed(ev.Spawned(path, pid))
+        if spec.ready is not None:
+            if notify is not None:
+                notify.pid = pid
+            proc.probe = notify or self._probe(proc, spec, env)
+            proc.probe.start()
+
+    def _probe(self, proc: _Process, spec: Service, env: dict[str, str]) -> _ready.Probe:
+        path, pid = proc.path, proc.pid
+
+        def ready() -> None:
+            self._feed(ev.Ready(path, pid))
+
+        def failed(reason: str) -> None:
+            self._feed(ev.ReadyFailed(path, pid, reason))
+
+        ready_spec = spec.ready
+        if isinstance(ready_spec, ReadyDelay):
+            return _ready.DelayProbe(self.loop, ready_spec, ready, failed)
+        if isinstance(ready_spec, ReadyTcp):
+            return _ready.TcpProbe(self.loop, ready_spec, ready, failed)
+        assert isinstance(ready_spec, ReadyCmd)
+        return _ready.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
+
+    def _notify_probe(self, path: str) -> _ready.NotifyProbe:
+        if self._notify_dir is None:
+            base = os.environ.get("XDG_RUNTIME_DIR")
+            if not base or not os.path.isdir(base):
+                base = None
+            self._notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
+        sock_path = os.path.join(self._notify_dir, f"{next(self._notify_seq)}.sock")
+        probe: _ready.NotifyProbe
+
+        def ready() -> None:
+            self._feed(ev.Ready(path, probe.pid))
+
+        def failed(reason: str) -> None:
+            self._feed(ev.ReadyFailed(path, probe.pid, reason))
+
+        probe = _ready.NotifyProbe(self.loop, sock_path, ready, failed)
+        return probe
+
+    def _read(self, fd: int) -> None:
+        output = self._pipes[fd]
+        for _ in range(4):
+            try:
+                data = os.read(fd, logs.READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_pipe(fd)
+                return
+            output.feed(fd, data)
+            if len(data) < logs.READ_SIZE:
+                return
+
+    def _drain(self, fd: int) -> None:
+        """Read whatever is in the pipe now, without waiting for more."""
+        output = self._pipes.get(fd)
+        while output is not None:
+            try:
+                data = os.read(fd, logs.READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_pipe(fd)
+                return
+            output.feed(fd, data)
+
+    def _close_pipe(self, fd: int) -> None:
+        output = self._pipes.pop(fd)
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        output.eof(fd)
+
+    def _exited(self, proc: _Process, status: int) -> None:
+        del self._procs[proc.pid]
+        if proc.probe is not None:
+            proc.probe.cancel()
+        self._drain(proc.pipe)
+        code, sig = _proc.describe_status(status)
+        self._feed(ev.Exited(proc.path, proc.pid, code, sig))
+
+    def _signal(self, pid: int, signum: int) -> None:
+        proc = self._procs.get(pid)
+        if proc is None:
+            return  # already gone: its Exited is on the way or was handled
+        if proc.probe is not None:
+            proc.probe.cancel()
+        _proc.send_signal(pid, signum, self.loop.pidfd(pid))
+
+    # --- the end ---------------------------------------------------------------
+
+    def _kill_everything(self) -> None:
+        """Last resort (an otree bug): SIGKILL every process group we started."""
+        for pid in list(self._procs):
+            _proc.send_signal(pid, signal.SIGKILL)
+
+    def _shutdown(self) -> None:
+        for pid, proc in list(self._procs.items()):
+            # normally none are left: the engine stops everything before Exit
+            if proc.probe is not None:
+                proc.probe.cancel()
+            _proc.send_signal(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._procs.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for fd in list(self._pipes):
+            self._drain(fd)
+            if fd in self._pipes:
+                self._close_pipe(fd)
+        self.loop.close()
+        self._close_files()
+        if self._notify_dir is not None:
+            shutil.rmtree(self._notify_dir, ignore_errors=True)
+            self._notify_dir = None
+
+    def _close_files(self) -> None:
+        for output in self.outputs.values():
+            output.close()
+        if self.event_log is not None:
+            self.event_log.close()
+        self.console.close()
+
+
+def _log_file(path: str, svc: Service, log_dir: str | None) -> logs.RotatingFile | None:
+    spec = svc.log
+    file = spec.file if spec is not None else None
+    if file is None and log_dir is not None:
+        file = os.path.join(log_dir, f"{path}.log")
+    if file is None:
+        return None
+    if spec is None:
+        return logs.RotatingFile(file, 10 * 1024 * 1024, 3)
+    return logs.RotatingFile(file, spec.max_bytes, spec.backups)
+
+
+def run(
+    tree: Supervisor,
+    *,
+    events: str | None = None,
+    log_dir: str | None = None,
+    socket: str | None = None,
+    subreaper: bool = False,
+) -> int:
+    """Run ``tree`` in the foreground until it stops; return ``otree run``'s exit code.
+
+    An invalid tree prints its issues to stderr and returns 2 (nothing starts).
+    ``socket`` names the control socket (accepted; the control plane is not there yet).
+    """
+    del socket
+    try:
+        check_tree(tree)
+        runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            logs.stderr_line(str(issue))
+        return 2
+    except OtreeError as exc:
+        logs.stderr_line(str(exc))
+        return 2
+    return runtime.run()

@@ -10,6 +10,7 @@ jitter) comes from the injected ``rng``.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -47,7 +48,13 @@ class Engine:
         self.exit_code: int | None = None
         self.now = 0.0
         self._out: list[act.Action] = []
+        #: when each set timer is due (engine clock): carried across a re-exec
+        self.timer_due: dict[tuple[str, ...], float] = {}
         self.nodes: dict[str, NodeBase] = {}
+        #: processes left from before a re-exec that are being stopped, by PID
+        self.orphans: dict[int, ServiceNode] = {}
+        #: engine-internal requests (negative ids) and who waits for their reply
+        self.internal_replies: dict[int, Callable[[str | None], None]] = {}
         self.root = SupNode(self, "", None, tree)
         self.nodes[""] = self.root
         self._build(self.root)
@@ -68,13 +75,21 @@ class Engine:
     # --- used by the nodes ------------------------------------------------
 
     def emit(self, action: act.Action) -> None:
+        if isinstance(action, act.SetTimer):
+            self.timer_due[action.key] = self.now + action.delay
+        elif isinstance(action, act.CancelTimer):
+            self.timer_due.pop(action.key, None)
         self._out.append(action)
 
     def report(self, event: str, path: str, **fields: Any) -> None:
         self._out.append(act.Report(event, path, fields))
 
     def reply(self, request: int | None, error: str | None) -> None:
-        if request is not None:
+        if request is not None and request < 0:
+            callback = self.internal_replies.pop(request, None)
+            if callback is not None:
+                callback(error)
+        elif request is not None:
             self._out.append(act.Reply(request, error is None, error))
 
     def root_done(self, what: str, root: SupNode) -> None:
@@ -115,9 +130,13 @@ class Engine:
         if isinstance(event, ev.Command):
             self._command(event)
         elif isinstance(event, ev.TimerFired):
+            self.timer_due.pop(event.key, None)
             self._timer(event.key)
         else:
             node = self.nodes.get(event.path)
+            pid = getattr(event, "pid", None)
+            if pid is not None and pid in self.orphans:
+                node = self.orphans[pid]
             if isinstance(node, ServiceNode):
                 self._service_event(node, event)
         return self._flush()
@@ -166,8 +185,10 @@ class Engine:
     def _timer(self, key: tuple[str, ...]) -> None:
         kind, path = key[0], key[1]
         node = self.nodes.get(path)
-        if kind in ("kill", "ready") and isinstance(node, ServiceNode):
+        if kind in ("kill", "ready"):
             pid = int(key[2])
+            node = self.orphans.get(pid, node)
+        if kind in ("kill", "ready") and isinstance(node, ServiceNode):
             if kind == "kill":
                 node.on_kill_timer(pid)
             else:

@@ -1,0 +1,276 @@
+"""The engine's half of a self-reload: a snapshot of its state, and resuming from one.
+
+Before ``os.execv`` the old image calls :func:`snapshot`: a JSON-able dict
+(versioned) with every node's state, PID, start time, restart history,
+backoff step and pending restart timers. The new image builds an engine from
+the re-read tree and calls :func:`resume`, which reconciles the two trees:
+
+1. ``reexec`` is reported, then every service whose spec is unchanged and whose
+   process was running is **adopted** (same PID, never restarted: ``adopt``).
+   Exited, stopped and restarting children keep their state; pending restart
+   timers are set again for the time that was left.
+2. Processes of services that were **removed**, or whose spec **changed**, are
+   stopped in reverse start order, each with its *old* stop signal and
+   shutdown time.
+3. **Changed** services that were running and **new** nodes under running
+   supervisors are started in declared order, one at a time, through their
+   supervisor's queue like ``otree start`` (a start that fails is logged with
+   ``start_failed`` and leaves the child stopped).
+4. ``tree_ready`` is reported.
+
+None of this is a crash: no ``restart`` event, no intensity entry. A process
+that died while the exec ran is reported by the runtime as an ordinary exit
+once it is watched again, and handled by its strategy. Supervisors keep their
+restart windows (with the new ``intensity`` and ``period``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from otree.core import actions as act
+from otree.core.nodes import (
+    EXITED,
+    RESTARTING,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    NodeBase,
+    ServiceNode,
+    SupNode,
+)
+from otree.core.spec import Service, Supervisor
+from otree.errors import ReexecError
+
+if TYPE_CHECKING:
+    from otree.core.engine import Engine
+
+SNAPSHOT_VERSION = 1
+
+
+def _plain(inst: Any, field: Any, value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def fingerprint(spec: Service | Supervisor) -> str:
+    """A stable text of a node's own settings (a supervisor's children excluded)."""
+    data = attrs.asdict(
+        spec,
+        recurse=True,
+        value_serializer=_plain,
+        filter=lambda a, v: not (isinstance(spec, Supervisor) and a.name == "children"),
+    )
+    if isinstance(spec, Service) and spec.ready is not None:
+        data["ready_kind"] = type(spec.ready).__name__
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Everything the engine knows that a new image needs, as plain JSON-able data."""
+    nodes: dict[str, Any] = {}
+    for path, node in engine.nodes.items():
+        rec: dict[str, Any] = {
+            "kind": node.kind,
+            "fp": fingerprint(node.spec),  # type: ignore[attr-defined]
+            "state": node.state,
+            "started_at": node.started_at,
+            "restart_times": list(node.restart_times),
+            "last_exit": node.last_exit,
+            "restart_key": list(node.restart_key) if node.restart_key else None,
+        }
+        if isinstance(node, ServiceNode):
+            rec.update(
+                pid=node.pid,
+                backoff_next=node.backoff_next,
+                stop_signal=node.spec.stop_signal,
+                shutdown=node.spec.shutdown,
+            )
+        elif isinstance(node, SupNode):
+            rec.update(window=list(node.window.times), seq=node.seq)
+        nodes[path] = rec
+    timers = [[list(k), due] for k, due in engine.timer_due.items() if k[0] == "restart"]
+    return {"version": SNAPSHOT_VERSION, "nodes": nodes, "timers": timers}
+
+
+class _Holder:
+    """The parent of removed services' processes while they are being stopped."""
+
+    def __init__(self, driver: _Driver) -> None:
+        self.driver = driver
+
+    def child_stopped(self, child: Any) -> None:
+        self.driver.done_with(child)
+
+    def child_exited(self, child: Any, normal: bool) -> None:
+        self.driver.done_with(child)
+
+    def child_start_failed(self, child: Any, reason: str) -> None:
+        self.driver.done_with(child)
+
+    def child_started(self, child: Any) -> None:  # pragma: no cover - never started
+        self.driver.done_with(child)
+
+
+class _Driver:
+    """Runs the reconcile steps one at a time: stops, then starts, then ``tree_ready``."""
+
+    def __init__(self, engine: Engine, stops: list[ServiceNode], starts: list[NodeBase]) -> None:
+        self.engine = engine
+        self.stops = stops
+        self.starts = starts
+        self.current: Any = None
+        self.token = -1
+
+    def next(self) -> None:
+        eng = self.engine
+        while self.stops:
+            orphan = self.stops.pop(0)
+            if orphan.alive:
+                self.current = orphan
+                orphan.stop()
+                return
+        while self.starts:
+            node = self.starts.pop(0)
+            parent = node.parent
+            if parent is None or parent.state != RUNNING or node.alive:
+                continue
+            self.token -= 1
+            self.current = self.token
+            eng.internal_replies[self.token] = self._started
+            parent.command("start", node, self.token)  # type: ignore[arg-type]
+            return
+        self.current = None
+        eng.orphans.clear()
+        eng.report("tree_ready", "")
+
+    def done_with(self, child: Any) -> None:
+        self.engine.orphans.pop(getattr(child, "pid", None) or -1, None)
+        if self.current is child:
+            self.current = None
+            self.next()
+
+    def _started(self, error: str | None) -> None:
+        self.next()
+
+
+def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> list[act.Action]:
+    """Take over from ``snap`` (see the module doc); returns the actions to carry out."""
+    version = snap.get("version") if isinstance(snap, dict) else None
+    if version != SNAPSHOT_VERSION:
+        raise ReexecError(f"unknown snapshot version {version!r} (expected {SNAPSHOT_VERSION})")
+    engine.now = now
+    engine.report("reexec", "", reason=reason)
+    old: dict[str, Any] = snap["nodes"]
+    orphans: list[tuple[int, ServiceNode]] = []
+    starts: list[NodeBase] = []
+    order = {path: i for i, path in enumerate(old)}
+
+    for path, node in engine.nodes.items():
+        rec = old.get(path)
+        same = (
+            rec is not None
+            and rec["kind"] == node.kind
+            and rec["fp"]
+            == fingerprint(
+                node.spec  # type: ignore[attr-defined]
+            )
+        )
+        if isinstance(node, SupNode):
+            if rec is None or rec["kind"] != "supervisor":
+                node.state = STOPPED
+                if path == "":
+                    node.state = RUNNING
+                else:
+                    starts.append(node)
+                continue
+            node.window.times = [float(t) for t in rec["window"]]
+            node.seq = int(rec["seq"])
+            node.state = RUNNING if rec["state"] in (RUNNING, STARTING, STOPPING) else rec["state"]
+            node.started_at = rec["started_at"]
+            _restore_common(node, rec)
+            continue
+        assert isinstance(node, ServiceNode)
+        pid = rec.get("pid") if rec is not None and rec["kind"] == "service" else None
+        if rec is not None and pid is not None and not (same and rec["state"] == RUNNING):
+            orphans.append((order[path], _orphan(engine, path, rec)))
+        if rec is None or rec["kind"] != "service":
+            starts.append(node)
+        elif same and rec["state"] == RUNNING and pid is not None:
+            _restore_common(node, rec)
+            node.state = RUNNING
+            node.pid = int(pid)
+            node.announced = True
+            node.started_at = rec["started_at"]
+            node.backoff_next = rec["backoff_next"]
+            engine.report("adopt", path, pid=node.pid)
+        elif rec["state"] in (RESTARTING, EXITED, STOPPED):
+            _restore_common(node, rec)
+            node.state = rec["state"]
+            node.backoff_next = rec["backoff_next"] if same else None
+        else:  # changed while running, or caught mid-start/stop by a crash: start afresh
+            _restore_common(node, rec)
+            node.state = STOPPED
+            starts.append(node)
+
+    for path, rec in old.items():
+        if path not in engine.nodes and rec["kind"] == "service" and rec.get("pid") is not None:
+            orphans.append((order[path], _orphan(engine, path, rec)))
+
+    for key_list, due in snap["timers"]:
+        key = tuple(str(k) for k in key_list)
+        sup = engine.nodes.get(key[1])
+        if isinstance(sup, SupNode) and any(c.restart_key == key for c in sup.children):
+            sup.timers.add(key)
+            engine.emit(act.SetTimer(key, max(0.0, float(due) - now)))
+    for node in engine.nodes.values():
+        if node.state == RESTARTING and node.restart_key is None:
+            node.state = STOPPED  # its timer is gone: leave it for a start below
+            starts.append(node)
+
+    orphans.sort(key=lambda item: -item[0])
+    driver = _Driver(engine, [o for _, o in orphans], _top_most(starts))
+    holder = _Holder(driver)
+    for _, o in orphans:
+        o.parent = holder  # type: ignore[assignment]
+        engine.orphans[o.pid or -1] = o
+    driver.next()
+    return engine._flush()
+
+
+def _restore_common(node: NodeBase, rec: dict[str, Any]) -> None:
+    node.restart_times = [float(t) for t in rec["restart_times"]]
+    node.last_exit = rec["last_exit"]
+    node.restart_key = tuple(rec["restart_key"]) if rec["restart_key"] else None
+
+
+def _orphan(engine: Engine, path: str, rec: dict[str, Any]) -> ServiceNode:
+    """A stand-in for an old process that must be stopped with its old settings."""
+    name = path.rpartition(".")[2]
+    spec = Service(name, cmd=["-"], stop_signal=rec["stop_signal"], shutdown=rec["shutdown"])
+    node = ServiceNode(engine, path, None, spec)  # type: ignore[arg-type]
+    node.pid = int(rec["pid"])
+    node.state = RUNNING  # even one caught mid-stop: the stop is sent again
+    node.announced = True
+    return node
+
+
+def _top_most(starts: list[NodeBase]) -> list[NodeBase]:
+    """Drop nodes whose supervisor is itself in the list: starting it starts them."""
+    chosen = {id(n) for n in starts}
+    out = []
+    for node in sorted(starts, key=lambda n: list(n.eng.nodes).index(n.path)):
+        parent = node.parent
+        covered = False
+        while parent is not None:
+            if id(parent) in chosen:
+                covered = True
+                break
+            parent = parent.parent
+        if not covered:
+            out.append(node)
+    return out

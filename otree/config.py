@@ -284,7 +284,8 @@ class _Builder:
                 "nor a supervisor (no child tables)",
             )
             return None
-        if is_root and not children:
+        tables = any(isinstance(v, (dict, list)) for v in table.values())
+        if is_root and not tables:  # else the tables' own issues explain it
             self.problem(keys, 'the tree is empty: add a service, e.g. [app] with cmd = "..."')
         nodes = []
         for child, value in children:
@@ -393,7 +394,7 @@ def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, file: str) -> Issue:
             line, col = int(m["line"]), int(m["col"])
         else:
             line = text.count("\n") + 1
-    where = f" at column {col}" if col is not None else ""
+    where = f" at column {col}" if col is not None else " at the end of the file" if m else ""
     return Issue("", f"invalid TOML{where}: {message}", file, line)
 
 

@@ -1,0 +1,186 @@
+"""The engine's half of self-reload: snapshot, resume, reconcile (DESIGN "Self-reload")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from otree.core import actions as act
+from otree.core import events as ev
+from otree.core import handoff
+from otree.core.engine import Engine
+from otree.core.spec import Backoff, Service, Supervisor
+from otree.errors import ReexecError
+
+
+class World:
+    """A tiny driver: every Spawn is answered at once with a fresh PID; stops exit at once."""
+
+    def __init__(self, tree: Supervisor) -> None:
+        self.engine = Engine(tree)
+        self.now = 0.0
+        self.next_pid = 100
+        self.live: dict[str, int] = {}
+        self.log: list[dict[str, Any]] = []
+        self.timers: dict[tuple[str, ...], float] = {}
+        self.run(self.engine.start(self.now))
+
+    def run(self, actions: list[act.Action]) -> None:
+        queue = list(actions)
+        while queue:
+            a = queue.pop(0)
+            events: list[ev.Event] = []
+            if isinstance(a, act.Spawn):
+                self.next_pid += 1
+                self.live[a.path] = self.next_pid
+                events.append(ev.Spawned(a.path, self.next_pid))
+            elif isinstance(a, (act.Signal, act.Kill)):
+                if self.live.get(a.path) == a.pid:
+                    del self.live[a.path]
+                sig = a.signal if isinstance(a, act.Signal) else "KILL"
+                events.append(ev.Exited(a.path, a.pid, None, sig))
+            elif isinstance(a, act.Report):
+                self.log.append(a.as_dict())
+            elif isinstance(a, act.SetTimer):
+                self.timers[a.key] = self.now + a.delay
+            elif isinstance(a, act.CancelTimer):
+                self.timers.pop(a.key, None)
+            for e in events:
+                queue.extend(self.engine.handle(e, self.now))
+
+    def advance(self, dt: float) -> None:
+        self.now += dt
+        for key, due in sorted(self.timers.items(), key=lambda kv: kv[1]):
+            if due <= self.now and key in self.timers:
+                del self.timers[key]
+                self.run(self.engine.handle(ev.TimerFired(key), self.now))
+
+    def crash(self, path: str, code: int = 1) -> None:
+        pid = self.live.pop(path)
+        self.run(self.engine.handle(ev.Exited(path, pid, code), self.now))
+
+    def reload(self, tree: Supervisor, reason: str = "reload") -> None:
+        snap = json.loads(json.dumps(handoff.snapshot(self.engine)))
+        self.engine = Engine(tree)
+        self.log.clear()
+        self.timers.clear()
+        self.run(handoff.resume(self.engine, snap, self.now, reason))
+
+    def events(self, *names: str) -> list[tuple[str, str]]:
+        return [(e["event"], e["path"]) for e in self.log if not names or e["event"] in names]
+
+
+def svc(name: str, cmd: str = "run", **kw: Any) -> Service:
+    return Service(name, cmd=cmd, **kw)
+
+
+def test_unchanged_tree_adopts_every_child_with_the_same_pid() -> None:
+    tree = Supervisor("root", children=[svc("a"), Supervisor("s", children=[svc("b")])])
+    w = World(tree)
+    before = dict(w.live)
+    w.reload(tree)
+    assert w.live == before
+    assert w.events() == [("reexec", ""), ("adopt", "a"), ("adopt", "s.b"), ("tree_ready", "")]
+    assert w.log[0]["reason"] == "reload"
+    assert [e["pid"] for e in w.log if e["event"] == "adopt"] == [before["a"], before["s.b"]]
+
+
+def test_changed_removed_and_new_are_stopped_restarted_and_started_in_order() -> None:
+    old = Supervisor("root", children=[svc("a"), svc("b"), svc("c"), svc("gone1"), svc("gone2")])
+    new = Supervisor("root", children=[svc("a"), svc("b", "other"), svc("c"), svc("fresh")])
+    w = World(old)
+    a, b = w.live["a"], w.live["b"]
+    w.reload(new)
+    assert w.events() == [
+        ("reexec", ""),
+        ("adopt", "a"),
+        ("adopt", "c"),
+        ("stop", "gone2"),
+        ("exit", "gone2"),
+        ("stop", "gone1"),
+        ("exit", "gone1"),
+        ("stop", "b"),
+        ("exit", "b"),
+        ("spawn", "b"),
+        ("ready", "b"),
+        ("spawn", "fresh"),
+        ("ready", "fresh"),
+        ("tree_ready", ""),
+    ]
+    assert w.live["a"] == a and w.live["b"] != b
+    assert set(w.live) == {"a", "b", "c", "fresh"}
+    assert not any(e["event"] == "restart" for e in w.log)
+
+
+def test_reload_changes_are_not_counted_as_restarts() -> None:
+    old = Supervisor("root", intensity=0, children=[svc("a")])
+    new = Supervisor("root", intensity=0, children=[svc("a", "v2")])
+    w = World(old)
+    w.reload(new)
+    assert w.engine.root.window.times == []
+    assert w.engine.exit_code is None and "a" in w.live
+
+
+def test_restart_window_carries_over_and_counts_after_reload() -> None:
+    tree = Supervisor("root", intensity=1, period=10, children=[svc("a")])
+    w = World(tree)
+    w.advance(1)
+    w.crash("a")  # one restart: allowed
+    w.reload(tree)
+    w.advance(1)
+    w.crash("a")  # the second within 10 s: gives up, the window survived the reload
+    assert ("give_up", "") in w.events()
+    assert w.engine.exit_code == 1
+
+
+def test_pending_backoff_timer_carries_over_with_the_time_left() -> None:
+    tree = Supervisor("root", children=[svc("a", backoff=Backoff(initial=10, max=10, jitter=0))])
+    w = World(tree)
+    w.advance(1)
+    w.crash("a")
+    assert "a" not in w.live
+    w.advance(4)
+    w.reload(tree)
+    restart_timers = [k for k in w.timers if k[0] == "restart"]
+    assert len(restart_timers) == 1
+    assert w.timers[restart_timers[0]] == pytest.approx(11.0)
+    w.advance(5.9)
+    assert "a" not in w.live
+    w.advance(0.2)
+    assert "a" in w.live
+
+
+def test_exited_temporary_child_stays_exited() -> None:
+    tree = Supervisor("root", children=[svc("job", restart="temporary"), svc("a")])
+    w = World(tree)
+    w.crash("job", 0)
+    w.reload(tree)
+    assert "job" not in w.live
+    assert {s.path: s.state for s in w.engine.status(w.now)}["job"] == "exited"
+
+
+def test_child_that_died_during_the_exec_is_handled_by_its_strategy() -> None:
+    tree = Supervisor("root", strategy="one_for_all", children=[svc("a"), svc("b")])
+    w = World(tree)
+    a = w.live["a"]
+    w.reload(tree)
+    w.crash("a")  # the runtime reports the exit it finds once it watches the PID again
+    assert ("restart", "") in w.events()
+    assert w.live["a"] != a
+
+
+def test_new_supervisor_is_started_as_a_whole() -> None:
+    old = Supervisor("root", children=[svc("a")])
+    new = Supervisor("root", children=[svc("a"), Supervisor("s", children=[svc("x"), svc("y")])])
+    w = World(old)
+    w.reload(new)
+    assert w.events("spawn") == [("spawn", "s.x"), ("spawn", "s.y")]
+    assert w.events()[-1] == ("tree_ready", "")
+
+
+def test_unknown_snapshot_version_is_an_error_not_a_guess() -> None:
+    tree = Supervisor("root", children=[svc("a")])
+    with pytest.raises(ReexecError, match="unknown snapshot version 99"):
+        handoff.resume(Engine(tree), {"version": 99, "nodes": {}, "timers": []}, 0.0, "x")

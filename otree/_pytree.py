@@ -136,7 +136,10 @@ def _import_error(exc: BaseException, file: str) -> ConfigError:
             attrs.evolve(i, file=i.file or file, line=i.line or line) for i in exc.issues
         )
     if isinstance(exc, SyntaxError):
-        return _error(f"SyntaxError: {exc.msg}", exc.filename or file, exc.lineno)
+        where = exc.filename or file
+        if os.path.abspath(where) == os.path.abspath(file):
+            where = file  # as the user wrote it
+        return _error(f"SyntaxError: {exc.msg}", where, exc.lineno)
     if isinstance(exc, SystemExit):
         return _error(
             f"exited while being imported (SystemExit: {exc.code!r}); "

@@ -12,6 +12,7 @@ lines were lost. Log files and the ring buffer always get everything.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import stat
@@ -26,6 +27,7 @@ RING_LINES = 1000
 CONSOLE_LIMIT = 1 << 20  # bytes of console output held back before lines are dropped
 MAX_PARTIAL = 64 * 1024  # a line longer than this is cut
 
+_SEQ = itertools.count()  # orders ring chunks across services (control plane: ``otree logs``)
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
 
 
@@ -284,7 +286,9 @@ class ServiceOutput:
         self.prefix = prefix
         self._nl_prefix = b"\n" + prefix
         self.file = file
-        self._ring: deque[tuple[bytes, int]] = deque()  # (chunk of whole lines, line count)
+        self._ring: deque[tuple[bytes, int, int]] = deque()  # (whole lines, line count, seq)
+        # control plane: called with (path, chunk of whole lines) as lines arrive (logs -f)
+        self.listeners: list[Callable[[str, bytes], None]] = []
         self._ring_lines = 0
         self._partial: dict[int, bytes] = {}  # per pipe fd: an unfinished last line
 
@@ -317,16 +321,28 @@ class ServiceOutput:
         if self.file is not None:
             self.file.write(data)
         ring = self._ring
-        ring.append((data, count))
+        ring.append((data, count, next(_SEQ)))
         self._ring_lines += count
         while self._ring_lines - ring[0][1] >= RING_LINES:
             self._ring_lines -= ring.popleft()[1]
+        if self.listeners:
+            for listener in list(self.listeners):
+                listener(self.path, data)
 
     def tail(self, n: int = RING_LINES) -> list[bytes]:
         """The last ``n`` lines (at most ``RING_LINES``), without newlines."""
         lines: list[bytes] = []
-        for chunk, _ in reversed(self._ring):
+        for chunk, _, _ in reversed(self._ring):
             lines[:0] = chunk[:-1].split(b"\n")
+            if len(lines) >= n:
+                break
+        return lines[-n:] if n > 0 else []
+
+    def recent(self, n: int = RING_LINES) -> list[tuple[int, bytes]]:
+        """``(seq, line)`` for the last ``n`` lines; ``seq`` orders lines across services."""
+        lines: list[tuple[int, bytes]] = []
+        for chunk, _, seq in reversed(self._ring):
+            lines[:0] = [(seq, line) for line in chunk[:-1].split(b"\n")]
             if len(lines) >= n:
                 break
         return lines[-n:] if n > 0 else []

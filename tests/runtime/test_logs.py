@@ -1,0 +1,184 @@
+"""Output capture: rotating files, the per-service relay and ring buffer, the console."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from otree import logs
+from otree._loop import Loop
+
+
+def test_rotation_keeps_whole_lines_and_n_backups(tmp_path: Path) -> None:
+    path = tmp_path / "svc.log"
+    f = logs.RotatingFile(str(path), max_bytes=100, backups=2)
+    lines = [f"line {i:03d} ".ljust(19, "x") + "\n" for i in range(30)]  # 20 bytes each
+    for i in range(0, 30, 3):
+        f.write("".join(lines[i : i + 3]).encode())
+    f.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["svc.log", "svc.log.1", "svc.log.2"]
+    kept = (
+        (tmp_path / "svc.log.2").read_text()
+        + (tmp_path / "svc.log.1").read_text()
+        + path.read_text()
+    )
+    assert kept == "".join(lines[-len(kept) // 20 :])
+    for name in files:
+        text = (tmp_path / name).read_text()
+        assert len(text) <= 100
+        assert text.endswith("\n") or not text
+
+
+def test_rotation_without_backups_truncates(tmp_path: Path) -> None:
+    path = tmp_path / "svc.log"
+    f = logs.RotatingFile(str(path), max_bytes=10, backups=0)
+    f.write(b"12345\n")
+    f.write(b"abcdef\n")
+    f.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["svc.log"]
+    assert path.read_text() == "abcdef\n"
+
+
+def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "svc.log"
+    f = logs.RotatingFile(str(path), max_bytes=10, backups=3)
+    f.write(b"ab\n" + b"x" * 25 + b"\ncd\n")
+    f.close()
+    assert (tmp_path / "svc.log.2").read_text() == "ab\n"
+    assert (tmp_path / "svc.log.1").read_text() == "x" * 25 + "\n"
+    assert path.read_text() == "cd\n"
+
+
+def test_appends_to_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "svc.log"
+    path.write_text("old\n")
+    f = logs.RotatingFile(str(path), max_bytes=0, backups=0)
+    f.write(b"new\n")
+    f.close()
+    assert path.read_text() == "old\nnew\n"
+
+
+def make_output(tmp_path: Path, fd: int) -> logs.ServiceOutput:
+    console = logs.Console(None, fd)
+    file = logs.RotatingFile(str(tmp_path / "svc.log"), 0, 0)
+    return logs.ServiceOutput("web.api", console, b"web.api | ", file)
+
+
+def test_lines_are_prefixed_and_partial_lines_wait(tmp_path: Path) -> None:
+    out_path = tmp_path / "console"
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT)
+    output = make_output(tmp_path, fd)
+    output.feed(3, b"one\ntw")
+    output.feed(3, b"o\nthree")
+    assert out_path.read_bytes() == b"web.api | one\nweb.api | two\n"
+    output.eof(3)
+    output.close()
+    os.close(fd)
+    assert out_path.read_bytes() == b"web.api | one\nweb.api | two\nweb.api | three\n"
+    assert (tmp_path / "svc.log").read_bytes() == b"one\ntwo\nthree\n"
+    assert output.tail(2) == [b"two", b"three"]
+
+
+def test_two_pipes_keep_their_own_partial_lines(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "console", os.O_WRONLY | os.O_CREAT)
+    output = make_output(tmp_path, fd)
+    output.feed(3, b"old incarna")
+    output.feed(4, b"new\n")
+    output.feed(3, b"tion\n")
+    output.close()
+    os.close(fd)
+    assert (tmp_path / "svc.log").read_bytes() == b"new\nold incarnation\n"
+
+
+def test_ring_buffer_keeps_the_last_thousand_lines(tmp_path: Path) -> None:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    output = logs.ServiceOutput("a", logs.Console(None, fd), b"a | ")
+    for chunk in range(50):
+        output.feed(3, b"".join(b"%d\n" % (chunk * 100 + i) for i in range(100)))
+    os.close(fd)
+    tail = output.tail()
+    assert len(tail) == logs.RING_LINES
+    assert tail[-1] == b"4999"
+    assert tail[0] == b"%d" % (5000 - logs.RING_LINES)
+    assert output.tail(3) == [b"4997", b"4998", b"4999"]
+    assert output.tail(0) == []
+
+
+def test_console_never_blocks_and_says_what_it_dropped() -> None:
+    loop = Loop()
+    r, w = os.pipe()
+    console = logs.Console(loop, w, limit=64 * 1024)
+    assert not console.blocking
+    line = b"x" * 99 + b"\n"
+    for _ in range(2000):  # 200 KB into a pipe nobody reads: must not block
+        console.write(line * 10, 10)
+    drained = b""
+    os.set_blocking(r, False)
+    while True:
+        try:
+            chunk = os.read(r, 1 << 20)
+        except BlockingIOError:
+            if not console._buffer:
+                break
+            loop.call_later(0, loop.stop)
+            loop.run()  # let the console write what it held back
+            continue
+        drained += chunk
+    console.write(b"after\n")
+    loop.call_later(0.01, loop.stop)
+    loop.run()
+    drained += os.read(r, 1 << 20)
+    console.close()
+    loop.close()
+    os.close(r)
+    os.close(w)
+    text = drained.decode()
+    assert "lines dropped from console]" in text
+    dropped = int(text.split("[otree: ")[1].split(" lines")[0])
+    assert text.count("x" * 99) + dropped == 20000
+    assert text.endswith("after\n")
+
+
+def test_console_to_a_regular_file_writes_everything(tmp_path: Path) -> None:
+    loop = Loop()
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    console = logs.Console(loop, fd, limit=10)
+    assert console.blocking
+    for i in range(100):
+        console.write(b"%d\n" % i)
+    console.close()
+    loop.close()
+    os.close(fd)
+    assert (tmp_path / "out").read_text().split() == [str(i) for i in range(100)]
+
+
+def test_prefixes_are_aligned_and_coloured_only_on_a_tty() -> None:
+    plain = logs.prefixes(["db", "web.api"], tty=False)
+    assert plain == {"db": b"db      | ", "web.api": b"web.api | "}
+    coloured = logs.prefixes(["db"], tty=True)
+    assert coloured["db"].startswith(b"\x1b[") and b"db" in coloured["db"]
+
+
+def test_event_log_lines(tmp_path: Path) -> None:
+    log = logs.EventLog(str(tmp_path / "events.jsonl"))
+    log.write({"event": "spawn", "path": "web.api", "pid": 42})
+    log.close()
+    record = json.loads((tmp_path / "events.jsonl").read_text())
+    assert list(record) == ["ts", "event", "path", "pid"]
+    assert record["event"] == "spawn" and record["pid"] == 42
+
+
+def test_describe_event() -> None:
+    d = logs.describe_event
+    assert d("spawn", "web.api", {"pid": 12}) == "web.api: spawn pid 12"
+    exit_fields = {"pid": 12, "signal": "KILL", "normal": False}
+    assert d("exit", "db", exit_fields) == "db: exit pid 12 signal KILL (abnormal)"
+    exit_fields = {"pid": 1, "code": 0, "normal": True}
+    assert d("exit", "db", exit_fields) == "db: exit pid 1 code 0 (normal)"
+    assert d("start_failed", "a", {"reason": "boom"}) == "a: cannot start: boom"
+    assert d("restart", "", {"strategy": "one_for_all", "child": "a"}) == (
+        "(root): restart (one_for_all) after a"
+    )
+    assert d("tree_stopped", "", {"exit_code": 1}) == "tree stopped (exit code 1)"

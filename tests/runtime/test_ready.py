@@ -1,0 +1,148 @@
+"""Readiness probes in the loop, against real sockets and commands (no engine)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from test_plumbing import run_loop
+
+from otree import _proc, _ready
+from otree._loop import Loop
+from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
+
+
+class Answers:
+    def __init__(self) -> None:
+        self.ready = 0
+        self.failed: list[str] = []
+
+    def on_ready(self) -> None:
+        self.ready += 1
+
+    def on_failed(self, reason: str) -> None:
+        self.failed.append(reason)
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.ready or self.failed)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_delay() -> None:
+    loop, answers = Loop(), Answers()
+    probe = _ready.DelayProbe(loop, ReadyDelay(delay=0.05), answers.on_ready, answers.on_failed)
+    start = loop.clock()
+    probe.start()
+    run_loop(loop, lambda: answers.answered)
+    assert loop.clock() - start >= 0.05
+    assert (answers.ready, answers.failed) == (1, [])
+    loop.close()
+
+
+def test_tcp_retries_until_something_listens() -> None:
+    loop, answers = Loop(), Answers()
+    port = free_port()
+    spec = ReadyTcp(tcp=f"127.0.0.1:{port}")
+    probe = _ready.TcpProbe(loop, spec, answers.on_ready, answers.on_failed)
+    probe.start()
+    server = socket.socket()
+    attempts: list[bool] = []
+
+    def listen_later() -> None:
+        attempts.append(True)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+
+    loop.call_later(0.2, listen_later)
+    run_loop(loop, lambda: answers.answered)
+    assert attempts and (answers.ready, answers.failed) == (1, [])
+    server.close()
+    loop.close()
+
+
+def test_tcp_cancel_stops_the_attempts() -> None:
+    loop, answers = Loop(), Answers()
+    probe = _ready.TcpProbe(
+        loop, ReadyTcp(tcp=f"127.0.0.1:{free_port()}"), answers.on_ready, answers.on_failed
+    )
+    probe.start()
+    loop.call_later(0.12, probe.cancel)
+    loop.call_later(0.3, loop.stop)
+    loop.run()
+    assert not answers.answered
+    assert loop._timeout() is None  # no retry timer left behind
+    loop.close()
+
+
+def test_tcp_unresolvable_host_fails() -> None:
+    loop, answers = Loop(), Answers()
+    spec = ReadyTcp(tcp="no-such-host.invalid:80")
+    _ready.TcpProbe(loop, spec, answers.on_ready, answers.on_failed).start()
+    run_loop(loop, lambda: answers.answered)
+    assert answers.failed and "cannot resolve 'no-such-host.invalid'" in answers.failed[0]
+    loop.close()
+
+
+def test_notify_ready(tmp_path: Path) -> None:
+    loop, answers = Loop(), Answers()
+    path = str(tmp_path / "n.sock")
+    probe = _ready.NotifyProbe(loop, path, answers.on_ready, answers.on_failed)
+    probe.start()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def send(data: bytes) -> None:
+        client.sendto(data, path)
+
+    loop.call_later(0.01, lambda: send(b"STATUS=warming up"))
+    loop.call_later(0.02, lambda: send(b"STATUS=ok\nREADY=1\n"))
+    run_loop(loop, lambda: answers.answered)
+    assert (answers.ready, answers.failed) == (1, [])
+    assert not os.path.exists(path)  # closed and removed once answered
+    client.close()
+    loop.close()
+
+
+def cmd_probe(loop: Loop, spec: ReadyCmd, answers: Answers) -> _ready.CmdProbe:
+    env = _proc.child_env({})
+    return _ready.CmdProbe(loop, spec, env, None, answers.on_ready, answers.on_failed)
+
+
+def test_cmd_runs_until_it_succeeds(tmp_path: Path) -> None:
+    loop, answers = Loop(), Answers()
+    flag = tmp_path / "flag"
+    spec = ReadyCmd(cmd=["sh", "-c", f"test -e {flag}"], interval=0.02)
+    probe = cmd_probe(loop, spec, answers)
+    probe.start()
+    loop.call_later(0.15, flag.touch)
+    run_loop(loop, lambda: answers.answered)
+    assert (answers.ready, answers.failed) == (1, [])
+    loop.close()
+
+
+def test_cmd_that_cannot_run_fails() -> None:
+    loop, answers = Loop(), Answers()
+    spec = ReadyCmd(cmd=["no-such-checker"])
+    cmd_probe(loop, spec, answers).start()
+    assert answers.failed == ["ready cmd: No such file or directory: 'no-such-checker'"]
+    loop.close()
+
+
+def test_cmd_cancel_kills_the_running_check() -> None:
+    loop, answers = Loop(), Answers()
+    spec = ReadyCmd(cmd=["sleep", "30"])
+    probe = cmd_probe(loop, spec, answers)
+    probe.start()
+    pid = probe._pid
+    assert pid is not None
+    probe.cancel()
+    run_loop(loop, lambda: not loop.watching(pid))
+    assert not answers.answered
+    loop.close()

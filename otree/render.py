@@ -2,11 +2,16 @@
 
 ::
 
-    root       supervisor             one_for_one, intensity 3 per 5s
-    ├── db     service     permanent  postgres -D data  (ready: tcp 127.0.0.1:5432)
-    └── web    supervisor  permanent  rest_for_one, intensity 3 per 5s
+    root           supervisor             one_for_one, intensity 3 per 5s
+    ├── db         service     permanent  postgres -D data  (ready: tcp 127.0.0.1:5432)
+    └── web        supervisor  permanent  rest_for_one, intensity 3 per 5s
         ├── cache  service     permanent  redis-server --port 6380  (shutdown 10s)
         └── api    service     permanent  target myapp.api:main  (ready: notify)
+
+Columns: name in the tree, kind, restart type (none for the root), what it
+runs or how it supervises, then in brackets only what differs from the
+defaults (readiness, backoff, shutdown, stop signal, ...). Environment
+variables are shown by name only: their values may be secrets.
 
 Rows are in start order. :func:`tree_rows` gives the tree-drawing prefix of
 each node with its path, so other views can add their own columns.
@@ -15,7 +20,7 @@ each node with its path, so other views can add their own columns.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import attrs
 
@@ -182,11 +187,12 @@ def render_tree(root: Supervisor, color: bool = False) -> str:
 
     lines = []
     for row, (name, kind, restart, description, hints) in zip(rows, cells, strict=True):
-        parts: Sequence[str] = [
+        parts: list[str] = [
             row.prefix + paint(name, "name") + " " * (name_width - len(row.prefix) - len(name)),
             paint(kind, kind) + " " * (kind_width - len(kind)),
-            paint(restart, restart) + " " * (restart_width - len(restart)),
-            description + (paint(f"  ({', '.join(hints)})", "hint") if hints else ""),
         ]
+        if restart_width:  # a lone root has no restart column
+            parts.append(paint(restart, restart) + " " * (restart_width - len(restart)))
+        parts.append(description + (paint(f"  ({', '.join(hints)})", "hint") if hints else ""))
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)

@@ -45,13 +45,21 @@ def _print_issues(exc: ConfigError) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from otree.control import run_socket
     from otree.core.spec import Supervisor
     from otree.runtime import Runtime
 
     try:
         tree = _load(args.tree)
         assert isinstance(tree, Supervisor)
-        runtime = Runtime(tree, events=args.events, log_dir=args.log_dir, subreaper=args.subreaper)
+        runtime = Runtime(
+            tree,
+            events=args.events,
+            log_dir=args.log_dir,
+            subreaper=args.subreaper,
+            socket=run_socket(args.tree, args.socket),  # control plane
+            tree_source=args.tree,
+        )
     except ConfigError as exc:
         return _print_issues(exc)
     except OtreeError as exc:
@@ -93,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a tree and print it")
     check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
     check.set_defaults(func=cmd_check)
+
+    from otree import ctl  # control plane: status, start, stop, restart, logs, shutdown
+
+    ctl.add_commands(sub)
     return parser
 
 

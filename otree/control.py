@@ -592,3 +592,22 @@ def find_running(cwd: str, directory: str | None = None) -> list[dict[str, Any]]
             info["socket"] = path
             found.append(info)
     return found
+
+
+def run_socket(tree: str, socket_arg: str | None) -> str:
+    """The socket ``otree run TREE`` listens on: --socket, OTREE_SOCKET, else the default
+    for TREE (whose private directory is created here)."""
+    explicit = socket_arg or os.environ.get("OTREE_SOCKET")
+    if explicit:
+        return explicit
+    path = default_socket(tree)
+    ensure_private_dir(os.path.dirname(path))
+    return path
+
+
+def tree_info(tree: str | None) -> dict[str, Any]:
+    """What ``info`` tells about the tree being run: the TREE argument and its file."""
+    if tree is None:
+        return {"tree": None, "tree_file": None}
+    file = tree if os.path.isfile(tree) else tree.rsplit(":", 1)[0]
+    return {"tree": tree, "tree_file": os.path.realpath(file) if os.path.isfile(file) else None}

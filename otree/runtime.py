@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from otree import _proc, _ready, logs
 from otree._loop import Loop, Timer
+from otree.control import ControlServer, tree_info
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
@@ -78,6 +79,8 @@ class Runtime:
         subreaper: bool = False,
         console: int = 1,
         rng: random.Random | None = None,
+        socket: str | None = None,
+        tree_source: str | None = None,
     ) -> None:
         self.tree = tree
         self.engine = Engine(tree, rng)
@@ -112,6 +115,14 @@ class Runtime:
         except OSError as exc:
             self._close_files()
             raise OtreeError(f"cannot open {exc.filename}: {exc.strerror}") from None
+        # control plane (otree.control): listening before the tree starts
+        self.control: ControlServer | None = None
+        if socket is not None:
+            try:
+                self.control = ControlServer(self.loop, self, socket, info=tree_info(tree_source))
+            except OtreeError:
+                self._close_files()
+                raise
 
     # --- the control plane's interface --------------------------------------
 
@@ -396,6 +407,8 @@ class Runtime:
             _proc.send_signal(pid, signal.SIGKILL)
 
     def _shutdown(self) -> None:
+        if self.control is not None:  # control plane: clients see the connection close
+            self.control.close()
         for pid, proc in list(self._procs.items()):
             # normally none are left: the engine stops everything before Exit
             if proc.probe is not None:
@@ -448,12 +461,12 @@ def run(
     """Run ``tree`` in the foreground until it stops; return ``otree run``'s exit code.
 
     An invalid tree prints its issues to stderr and returns 2 (nothing starts).
-    ``socket`` names the control socket (accepted; the control plane is not there yet).
+    ``socket`` names the control socket (default: ``$OTREE_SOCKET``; neither: no socket).
     """
-    del socket
+    socket = socket or os.environ.get("OTREE_SOCKET") or None
     try:
         check_tree(tree)
-        runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper)
+        runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper, socket=socket)
     except ConfigError as exc:
         for issue in exc.issues:
             logs.stderr_line(str(issue))

@@ -1,0 +1,327 @@
+"""The client side of the control plane: ``otree status|start|stop|restart|logs|shutdown``.
+
+``add_commands(subparsers)`` registers them with ``otree``'s argparse parser.
+Each finds the running tree (``--socket P``, ``OTREE_SOCKET``, ``--tree
+TREE``, else the tree run from the current directory), sends one request and
+turns the answer into output and an exit code:
+
+    0  done
+    1  refused by the tree (``otree: <reason>`` on stderr)
+    2  bad arguments (or several trees match: pick one)
+    3  no tree is running there
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from otree import logs
+from otree.control import Client, NotRunning, default_socket, find_running, socket_dir
+from otree.errors import ControlError
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+_STATE_COLOURS = {
+    "running": "32",
+    "starting": "33",
+    "restarting": "33",
+    "stopping": "33",
+    "stopped": "2",
+    "exited": "2",
+    "dead": "31",
+}
+
+
+def _fail(message: str, code: int) -> int:
+    logs.stderr_line(message)
+    return code
+
+
+def _colour_on(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and not os.environ.get("NO_COLOR")
+    except (AttributeError, ValueError):
+        return False
+
+
+# --- finding the tree --------------------------------------------------------------
+
+
+class _Ambiguous(ControlError):
+    pass
+
+
+def resolve_socket(socket_arg: str | None, tree_arg: str | None, cwd: str | None = None) -> str:
+    """Where the tree is: --socket, OTREE_SOCKET, --tree's default, else the one run here."""
+    if socket_arg:
+        return socket_arg
+    env = os.environ.get("OTREE_SOCKET")
+    if env:
+        return env
+    if tree_arg:
+        return default_socket(tree_arg)
+    cwd = cwd or os.getcwd()
+    found = find_running(cwd)
+    if len(found) == 1:
+        return str(found[0]["socket"])
+    if not found:
+        raise NotRunning(
+            f"no otree is running for {cwd} (no tree in {socket_dir()} was run here"
+            " or from a file here); pass --socket P or --tree TREE"
+        )
+    trees = ", ".join(f"{i.get('tree') or '?'} (pid {i.get('pid')})" for i in found)
+    raise _Ambiguous(f"several trees run from here: {trees}; pick one with --tree or --socket")
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    return Client(resolve_socket(args.socket, args.tree_file))
+
+
+def _guard(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the control errors of ``body`` into a message and an exit code."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return body(args)
+        except NotRunning as exc:
+            return _fail(str(exc), EXIT_NOT_RUNNING)
+        except _Ambiguous as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        except ControlError as exc:
+            return _fail(str(exc), EXIT_REFUSED)
+        except BrokenPipeError:  # `otree logs | head`: the reader left; that is fine
+            _silence_stdout()
+            return EXIT_OK
+
+    return handler
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+# --- status ---------------------------------------------------------------------------
+
+
+def human_duration(seconds: float | None) -> str:
+    """``4.2s``, ``42s``, ``5m 02s``, ``3h 05m``, ``2d 03h``; empty for None."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{max(seconds, 0.0):.1f}s"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def describe_exit(last: dict[str, Any] | None) -> str:
+    if not last:
+        return ""
+    if last.get("signal") is not None:
+        text = f"signal {last['signal']}"
+    elif last.get("code") is not None:
+        text = f"code {last['code']}"
+    else:
+        text = "exited"
+    return text if last.get("normal", True) else f"{text} (crash)"
+
+
+def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
+    """The tree as a table: paths indented by depth, states coloured, times humanised."""
+    header = ("PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
+    rows = []
+    for node in nodes:
+        path = node.get("path") or ""
+        depth = path.count(".") + 1 if path else 0
+        name = "  " * depth + (path or "(root)")
+        pid = node.get("pid")
+        rows.append(
+            (
+                name,
+                str(node.get("state", "?")),
+                "" if pid is None else str(pid),
+                human_duration(node.get("uptime")),
+                str(node.get("restarts", 0)),
+                describe_exit(node.get("last_exit")),
+            )
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...], colours: tuple[str | None, ...] = ()) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            text = cell if i == len(cells) - 1 else cell.ljust(widths[i])
+            code = colours[i] if i < len(colours) else None
+            if colour and code and cell:
+                text = f"\x1b[{code}m{cell}\x1b[0m" + text[len(cell) :]
+            out.append(text)
+        return "  ".join(out).rstrip()
+
+    lines = [line(header, ("1",) * len(header))]
+    for node, row in zip(nodes, rows, strict=True):
+        exit_colour = "31" if (node.get("last_exit") or {}).get("normal") is False else None
+        lines.append(line(row, (None, _STATE_COLOURS.get(row[1]), None, None, None, exit_colour)))
+    return "\n".join(lines)
+
+
+def render_header(info: dict[str, Any]) -> str:
+    tree = info.get("tree") or info.get("tree_file") or "tree"
+    return f"{tree}: otree pid {info.get('pid')}, up {human_duration(info.get('uptime'))}"
+
+
+@_guard
+def cmd_status(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        reply = client.call("status")
+        info = None if args.json else client.call("info")
+    nodes = reply.get("nodes", [])
+    if args.json:
+        print(json.dumps({"nodes": nodes}, indent=2))
+        return EXIT_OK
+    assert info is not None
+    print(render_header(info))
+    print(render_status(nodes, colour=_colour_on(sys.stdout)))
+    return EXIT_OK
+
+
+# --- start | stop | restart | shutdown ---------------------------------------------------
+
+
+def _pid_of(client: Client, path: str) -> str:
+    """`` (pid N)`` for a service that runs now, else nothing."""
+    for node in client.call("status").get("nodes", []):
+        if node.get("path") == path and node.get("pid") is not None:
+            return f" (pid {node['pid']})"
+    return ""
+
+
+def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
+    @_guard
+    def command(args: argparse.Namespace) -> int:
+        with _connect(args) as client:
+            client.call(name, path=args.path)
+            pid = _pid_of(client, args.path) if name != "stop" else ""
+            print(f"{args.path}: {done}{pid}")
+        return EXIT_OK
+
+    return command
+
+
+@_guard
+def cmd_shutdown(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        client.call("shutdown")
+        for _ in client.messages():  # the tree closes the connection when it is down
+            pass
+    print("tree stopped")
+    return EXIT_OK
+
+
+# --- logs --------------------------------------------------------------------------------
+
+
+def _log_messages(client: Client, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    yield from client.stream("logs", path=args.path, n=args.lines, follow=args.follow)
+    if args.follow:
+        yield from client.messages()
+
+
+@_guard
+def cmd_logs(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    with _connect(args) as client:
+        services = [
+            n["path"] for n in client.call("status").get("nodes", []) if n.get("kind") == "service"
+        ]
+        prefix: dict[str, str] = {}
+        if args.path not in services:  # several services: each line says whose it is
+            prefix = {p: b.decode() for p, b in logs.prefixes(services, _colour_on(out)).items()}
+        for message in _log_messages(client, args):
+            if "line" in message:
+                path = str(message.get("path", ""))
+                out.write(prefix.get(path, f"{path} | " if prefix else "") + message["line"] + "\n")
+                if args.follow:
+                    out.flush()
+            elif "dropped" in message:
+                out.flush()
+                logs.stderr_line(
+                    f"{message['dropped']} lines of {message.get('path')} skipped"
+                    " (this reader fell behind)"
+                )
+    out.flush()
+    return EXIT_OK
+
+
+# --- argparse ------------------------------------------------------------------------------
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of lines: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of lines: {text!r}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket", metavar="P", help="the tree's control socket (default: $OTREE_SOCKET)"
+    )
+    parser.add_argument(
+        "--tree",
+        dest="tree_file",
+        metavar="TREE",
+        help="find the socket of 'otree run TREE' (default: the tree run from this directory)",
+    )
+
+
+def add_commands(sub: Any) -> None:
+    """Add the control commands to ``otree``'s subparsers (an argparse ``_SubParsersAction``)."""
+    p = sub.add_parser("status", help="show the running tree: states, PIDs, uptimes, restarts")
+    p.add_argument("--json", action="store_true", help='print {"nodes": [...]} for scripts')
+    _common(p)
+    p.set_defaults(func=cmd_status)
+
+    verbs = {
+        "start": ("start a stopped child (OTP restart_child)", "started"),
+        "stop": ("stop a child; it stays stopped (OTP terminate_child)", "stopped"),
+        "restart": ("stop and start a child: a new PID, not counted as a crash", "restarted"),
+    }
+    for name, (help_text, done) in verbs.items():
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("path", metavar="PATH", help="a service or supervisor, e.g. web.api")
+        _common(p)
+        p.set_defaults(func=_node_command(name, done))
+
+    p = sub.add_parser("logs", help="recent output of one service, a supervisor's, or all")
+    p.add_argument("path", metavar="PATH", nargs="?", help="a service or supervisor (default: all)")
+    p.add_argument(
+        "-n", "--lines", type=_count, default=50, metavar="N", help="how many lines (default 50)"
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    _common(p)
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("shutdown", help="stop the tree in order; 'otree run' exits 0")
+    _common(p)
+    p.set_defaults(func=cmd_shutdown)

@@ -1,0 +1,41 @@
+"""docs/tree-file.md stays true: its TOML is valid and its first example prints as shown."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from otree.config import loads
+from otree.render import render_tree
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DOC = (Path(__file__).parents[2] / "docs" / "tree-file.md").read_text()
+BLOCKS = re.findall(r"```(\w*)\n(.*?)```", DOC, re.S)
+
+
+def test_every_toml_block_is_valid_toml() -> None:
+    toml_blocks = [body for lang, body in BLOCKS if lang == "toml"]
+    assert len(toml_blocks) >= 6
+    for body in toml_blocks:
+        tomllib.loads(body)
+
+
+def test_first_example_prints_the_picture_shown() -> None:
+    example = next(body for lang, body in BLOCKS if lang == "toml")
+    picture = next(
+        body for lang, body in BLOCKS if body.startswith("$ otree check tree.toml\nroot")
+    )
+    assert picture == "$ otree check tree.toml\n" + render_tree(loads(example)) + "\n"
+
+
+def test_service_example_loads() -> None:
+    worker = next(body for lang, body in BLOCKS if lang == "toml" and "[worker]" in body)
+    tree = loads(worker)
+    assert tree.children[0].cmd == (  # type: ignore[union-attr]
+        "python", "-m", "myapp.worker", "--queue", "high priority",
+    )  # fmt: skip

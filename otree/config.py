@@ -149,10 +149,11 @@ def _structure_sub(field: str, value: Any) -> tuple[Any, list[Issue]]:
         except ClassValidationError as exc:
             extra, other = _unwrap(exc, field)
             issues.extend(extra)
-            if other or not extra:
+            unknown = {issue.path.rpartition(".")[2] for issue in extra} & data.keys()
+            if other or not unknown:
                 return None, issues + other
-            for issue in extra:
-                data.pop(issue.path.rpartition(".")[2], None)
+            for key in unknown:
+                del data[key]
 
 
 def _unwrap(exc: BaseException, field: str) -> tuple[list[Issue], list[Issue]]:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import queue
 import select
+import shutil
 import socket
 import tempfile
 import threading
@@ -33,10 +34,7 @@ def short_dir() -> Iterator[str]:
     try:
         yield d
     finally:
-        for name in os.listdir(d):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(d, name))
-        os.rmdir(d)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class FakeBackend:

@@ -72,11 +72,14 @@ class Loop:
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._running = False
+        self._closed = False
         self._sigchld = False
 
     # --- file descriptors ---------------------------------------------------
 
     def _update(self, fd: int, reader: Callback | None, writer: Callback | None) -> None:
+        if self._closed:
+            return
         mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
         try:
             key = self._sel.get_key(fd)
@@ -91,6 +94,8 @@ class Loop:
             self._sel.unregister(fd)
 
     def _current(self, fd: int) -> tuple[Callback | None, Callback | None]:
+        if self._closed:
+            return None, None
         try:
             data: tuple[Callback | None, Callback | None] = self._sel.get_key(fd).data
         except KeyError:
@@ -286,6 +291,7 @@ class Loop:
                 os.close(child.pidfd)
         self._children.clear()
         self._sel.close()
+        self._closed = True
 
 
 def _noop_handler(signum: int, frame: Any) -> None:

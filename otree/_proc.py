@@ -9,7 +9,6 @@ permission error or a bad working directory as an ``OSError``.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -137,6 +136,8 @@ PR_SET_CHILD_SUBREAPER = 36
 
 def set_subreaper() -> None:
     """Make orphaned descendants re-parent to this process (Linux prctl)."""
+    import ctypes  # only here: it is slow to import
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()

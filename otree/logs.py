@@ -144,7 +144,7 @@ class Console:
         self._size = 0
         self.fd = -1
 
-    def flush(self, timeout: float = 2.0) -> None:
+    def flush(self, timeout: float = 1.0) -> None:
         """Write out what is buffered, waiting at most ``timeout`` seconds."""
         if self.fd < 0:
             return

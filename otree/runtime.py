@@ -17,10 +17,8 @@ import contextlib
 import itertools
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable
 
@@ -330,6 +328,8 @@ class Runtime:
 
     def _notify_probe(self, path: str) -> _ready.NotifyProbe:
         if self._notify_dir is None:
+            import tempfile  # only with notify services: it is slow to import
+
             base = os.environ.get("XDG_RUNTIME_DIR")
             if not base or not os.path.isdir(base):
                 base = None
@@ -424,10 +424,14 @@ class Runtime:
             self._drain(fd)
             if fd in self._pipes:
                 self._close_pipe(fd)
-        self.loop.close()
         self._close_files()
+        self.loop.close()
         if self._notify_dir is not None:
-            shutil.rmtree(self._notify_dir, ignore_errors=True)
+            for name in os.listdir(self._notify_dir):  # sockets left by killed probes
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._notify_dir, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(self._notify_dir)
             self._notify_dir = None
 
     def _close_files(self) -> None:

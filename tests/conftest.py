@@ -94,7 +94,13 @@ def wait_until(
 class OtreeProc:
     """One ``otree run`` in a subprocess, with its event log, stdout and stderr in files."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        stdout_pipe: bool = False,
+    ) -> None:
         self.dir = cwd
         self.events_file = cwd / "events.jsonl"
         self.stdout_file = cwd / "stdout.txt"
@@ -108,7 +114,7 @@ class OtreeProc:
                 argv,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
+                stdout=subprocess.PIPE if stdout_pipe else out,  # a pipe: left unread
                 stderr=err,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
@@ -202,6 +208,8 @@ class OtreeProc:
             except subprocess.TimeoutExpired:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         for pid in marked_pids_of(self.child_pids()):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
@@ -213,8 +221,13 @@ def otree(tmp_path: Path) -> Iterator[Callable[..., OtreeProc]]:
     in ``tmp_path``; every process it started is killed at teardown."""
     started: list[OtreeProc] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> OtreeProc:
-        proc = OtreeProc(list(args), cwd or tmp_path, env)
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        stdout_pipe: bool = False,
+    ) -> OtreeProc:
+        proc = OtreeProc(list(args), cwd or tmp_path, env, stdout_pipe)
         started.append(proc)
         return proc
 

@@ -83,7 +83,11 @@ class ProtocolError:
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message as one line of UTF-8 JSON."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate (from a request's own escapes): keep it escaped
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 def ok_reply(request_id: int | None, **fields: Any) -> dict[str, Any]:

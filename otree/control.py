@@ -202,6 +202,7 @@ class LoopLike(Protocol):
     def remove_reader(self, fd: int) -> None: ...
     def add_writer(self, fd: int, callback: Callable[[], None]) -> None: ...
     def remove_writer(self, fd: int) -> None: ...
+    def call_later(self, delay: float, callback: Callable[[], None]) -> object: ...
     def clock(self) -> float: ...
 
 
@@ -304,9 +305,12 @@ class ControlServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    return  # out of fds: the client waits in the backlog
-                raise
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue  # that client gave up already
+                # out of fds or memory: stop accepting for a moment rather than spin;
+                # the clients wait in the backlog
+                self._pause_accepting()
+                return
             sock.setblocking(False)
             conn = _Conn(sock)
             if len(self._conns) >= self.max_clients:
@@ -316,6 +320,16 @@ class ControlServer:
                 continue
             self._conns[conn.fd] = conn
             self.loop.add_reader(conn.fd, lambda c=conn: self._read(c))  # type: ignore[misc]
+
+    def _pause_accepting(self, delay: float = 0.5) -> None:
+        fd = self.sock.fileno()
+        self.loop.remove_reader(fd)
+
+        def resume() -> None:
+            if not self._closed:
+                self.loop.add_reader(fd, self._accept)
+
+        self.loop.call_later(delay, resume)
 
     def _read(self, conn: _Conn) -> None:
         try:

@@ -127,6 +127,22 @@ def test_encode_is_one_line_even_with_newlines_inside() -> None:
     assert Decoder().feed(data) == [{"id": 1, "path": "a", "line": "two\nlines\r\u2028 \u00e9"}]
 
 
+def test_a_lone_surrogate_is_kept_escaped() -> None:
+    [msg] = Decoder().feed(b'{"id": 1, "cmd": "stop", "path": "\\ud800x"}\n')
+    assert isinstance(msg, dict)
+    data = encode({"id": 1, "ok": False, "error": msg["path"]})
+    assert data == b'{"id":1,"ok":false,"error":"\\ud800x"}\n'
+    assert Decoder().feed(data) == [{"id": 1, "ok": False, "error": "\ud800x"}]
+
+
+@given(st.text(st.characters(exclude_categories=())))
+def test_any_text_encodes_to_one_valid_line(text: str) -> None:
+    data = encode({"id": 1, "line": text})
+    assert data.count(b"\n") == 1 and data.endswith(b"\n")
+    data.decode("utf-8")
+    assert Decoder(max_size=1 << 30).feed(data) == [{"id": 1, "line": text}]
+
+
 def test_replies() -> None:
     assert ok_reply(3) == {"id": 3, "ok": True}
     assert ok_reply(3, nodes=[]) == {"id": 3, "ok": True, "nodes": []}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -254,16 +255,18 @@ def test_malformed_messages_get_errors_and_the_connection_goes_on(served: Served
         b'{"id": 5}\n'
         b'{"id": 6, "cmd": "reload"}\n'
         b'{"id": 7, "cmd": "stop"}\n'
-        b'{"id": 8, "cmd": "status"}\n'
+        b'{"id": 8, "cmd": "logs", "path": "\\udfff"}\n'
+        b'{"id": 9, "cmd": "status"}\n'
     )
-    r = read_messages(sock, 6)
+    r = read_messages(sock, 7)
     assert r[0]["id"] is None and r[0]["ok"] is False
     assert r[0]["error"].startswith("message is not valid JSON")
     assert r[1] == {"id": None, "ok": False, "error": "message must be a JSON object, not an array"}
     assert r[2] == {"id": 5, "ok": False, "error": "request has no 'cmd'"}
     assert r[3]["id"] == 6 and r[3]["error"].startswith("unknown command 'reload'")
     assert r[4] == {"id": 7, "ok": False, "error": "stop: 'path' is required"}
-    assert r[5]["id"] == 8 and r[5]["ok"] is True
+    assert r[5] == {"id": 8, "ok": False, "error": "no service or supervisor at path '\\udfff'"}
+    assert r[6]["id"] == 9 and r[6]["ok"] is True
     sock.close()
 
 
@@ -456,6 +459,36 @@ def test_a_slow_follower_skips_lines_and_never_blocks_the_loop(sockdir: str) -> 
         slow.close()
     finally:
         s.stop()
+
+
+def test_accepting_pauses_when_out_of_fds(sockdir: str) -> None:
+    loop = ManualLoop()
+    backend = FakeBackend(loop)
+    server = ControlServer(loop, backend, os.path.join(sockdir, "s.sock"))
+    fd = server.sock.fileno()
+
+    class Exhausted:
+        def accept(self) -> Any:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        def fileno(self) -> int:
+            return fd
+
+    real = server.sock
+    server.sock = Exhausted()  # type: ignore[assignment]
+    server._accept()
+    assert fd not in loop.readers  # no busy loop on a listening socket it cannot serve
+    [(delay, resume)] = loop.later
+    assert delay > 0
+    server.sock = real
+    resume()
+    assert loop.readers[fd] == server._accept
+    client = raw(server.path)
+    loop.pump()
+    assert server.clients == 1
+    client.close()
+    server.close()
+    backend.close()
 
 
 # --- garbage never raises --------------------------------------------------------

@@ -163,7 +163,7 @@ def crash_loop(env: Env, peer: Peer, window: float, horizon: float) -> dict[str,
 # --- scale ------------------------------------------------------------------------
 
 
-def scale(env: Env, peer: Peer, count: int, idle: float) -> dict[str, Any]:
+def scale(env: Env, peer: Peer, count: int, idle: float, settle: float) -> dict[str, Any]:
     """``count`` sleeping children: time until all run, RSS, idle CPU, time to stop."""
     with session(env, peer, f"scale{count}") as s:
         res = s.result
@@ -181,9 +181,10 @@ def scale(env: Env, peer: Peer, count: int, idle: float) -> dict[str, Any]:
             return res
         t_all = max(st.t for st in s.stamps.latest.values())
         res["all_running_ms"] = ms(t_all - r.t_launch)
+        res["first_child_ms"] = ms(min(st.t for st in s.stamps.latest.values()) - r.t_launch)
         res["start_cpu_ms"] = round((r.cpu_ns() or 0) / 1e6, 1)
         res["rss_mib"] = round((r.rss_kib() or 0) / 1024, 1)
-        time.sleep(1.0)  # settle: let start-up work finish
+        time.sleep(settle)  # let start-up work finish
         c0, w0 = r.cpu_ns(), r.wakeups()
         time.sleep(idle)
         c1, w1 = r.cpu_ns(), r.wakeups()

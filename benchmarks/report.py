@@ -219,6 +219,7 @@ def markdown(data: dict[str, Any]) -> str:
             rows,
             labels,
             [
+                ("first_child_ms", "1st child ms"),
                 ("all_running_ms", "all running ms"),
                 ("start_cpu_ms", "start CPU ms"),
                 ("rss_mib", "RSS MiB"),

@@ -35,15 +35,17 @@ FULL = {
     "crash_horizon": 15.0,
     "scale": [200, 500, 1000],
     "idle": 10.0,
+    "settle": 1.0,
     "output_lines": 200_000,
 }
 QUICK = {
-    "restart_runs": 3,
-    "crash_window": 2.0,
-    "crash_horizon": 2.0,
+    "restart_runs": 2,
+    "crash_window": 1.5,
+    "crash_horizon": 1.5,
     "scale": [50],
-    "idle": 1.0,
-    "output_lines": 20_000,
+    "idle": 0.5,
+    "settle": 0.2,
+    "output_lines": 50_000,
 }
 
 
@@ -165,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                     cases.scale,
                     n,
                     params["idle"],
+                    params["settle"],
                     into=res.setdefault("scale", {}).setdefault(str(n), {}),
                 )
         if "output" in only:

@@ -21,10 +21,10 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from otree import _proc, _ready, logs
 from otree._loop import Loop, Timer
-from otree.control import ControlServer, tree_info
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
@@ -40,6 +40,9 @@ from otree.core.spec import (
     walk,
 )
 from otree.errors import ConfigError, OtreeError
+
+if TYPE_CHECKING:
+    from otree.control import ControlServer
 
 ReplyCallback = Callable[[act.Reply], None]
 
@@ -97,7 +100,7 @@ class Runtime:
         self._notify_seq = itertools.count(1)
         self._interrupts = 0
         self._stderr_lines: set[str] = set()
-        self._last_report: act.Report | None = None
+        self._probing: dict[int, str] = {}  # PIDs shown as 'waiting until ready' on the console
         self.console = logs.Console(self.loop, console)
         self.event_log: logs.EventLog | None = None
         self.outputs: dict[str, logs.ServiceOutput] = {}
@@ -116,6 +119,8 @@ class Runtime:
         # control plane (otree.control): listening before the tree starts
         self.control: ControlServer | None = None
         if socket is not None:
+            from otree.control import ControlServer, tree_info
+
             try:
                 self.control = ControlServer(self.loop, self, socket, info=tree_info(tree_source))
             except OtreeError:
@@ -252,13 +257,13 @@ class Runtime:
         if self.event_log is not None:
             self.event_log.write(report.as_dict())
         text = logs.describe_event(report.event, report.path, report.fields)
-        last, self._last_report = self._last_report, report
-        if not (
-            report.event == "ready"
-            and last is not None
-            and last.event == "spawn"
-            and (last.path, last.fields.get("pid")) == (report.path, report.fields.get("pid"))
-        ):  # 'ready' right after its 'spawn' says nothing new on the console
+        pid = report.fields.get("pid", -1)
+        if report.event == "spawn" and pid in self._probing:
+            text = ""  # its exec was shown already; 'ready' follows at once
+        elif report.event == "ready":
+            # without a readiness check, 'spawn' said it all; with one, say it is ready now
+            text = text if self._probing.pop(pid, None) is not None else ""
+        if text:
             self.console.write(f"otree: {text}\n".encode())
         if report.event == "start_failed":
             self._stderr(text)
@@ -304,6 +309,8 @@ class Runtime:
         self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
         self._feed(ev.Spawned(path, pid))
         if spec.ready is not None:
+            self._probing[pid] = path
+            self.console.write(f"otree: {path}: exec pid {pid}, waiting until ready\n".encode())
             if notify is not None:
                 notify.pid = pid
             proc.probe = notify or self._probe(proc, spec, env)
@@ -385,6 +392,7 @@ class Runtime:
 
     def _exited(self, proc: _Process, status: int) -> None:
         del self._procs[proc.pid]
+        self._probing.pop(proc.pid, None)
         if proc.probe is not None:
             proc.probe.cancel()
         self._drain(proc.pipe)

@@ -100,14 +100,18 @@ class OtreeProc:
         cwd: Path,
         env: dict[str, str] | None = None,
         stdout_pipe: bool = False,
+        files: Path | None = None,
+        command: list[str] | None = None,
     ) -> None:
-        self.dir = cwd
-        self.events_file = cwd / "events.jsonl"
-        self.stdout_file = cwd / "stdout.txt"
-        self.stderr_file = cwd / "stderr.txt"
+        """``command`` replaces ``python -m otree ARGS`` (no event log then)."""
+        files = files or cwd
+        self.dir = files
+        self.events_file = files / "events.jsonl"
+        self.stdout_file = files / "stdout.txt"
+        self.stderr_file = files / "stderr.txt"
         self.events_file.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "otree", *args]
-        if args and args[0] == "run":
+        argv = command or [sys.executable, "-m", "otree", *args]
+        if command is None and args and args[0] == "run":
             argv += ["--events", str(self.events_file)]
         with open(self.stdout_file, "wb") as out, open(self.stderr_file, "wb") as err:
             self.proc = subprocess.Popen(
@@ -218,7 +222,8 @@ class OtreeProc:
 @pytest.fixture
 def otree(tmp_path: Path) -> Iterator[Callable[..., OtreeProc]]:
     """``otree("run", "tree.toml")`` starts ``python -m otree run tree.toml --events ...``
-    in ``tmp_path``; every process it started is killed at teardown."""
+    in ``tmp_path`` (or ``cwd=``); its event log, stdout and stderr go to files in
+    ``tmp_path``. Every process it started is killed at teardown."""
     started: list[OtreeProc] = []
 
     def start(
@@ -226,8 +231,9 @@ def otree(tmp_path: Path) -> Iterator[Callable[..., OtreeProc]]:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         stdout_pipe: bool = False,
+        command: list[str] | None = None,
     ) -> OtreeProc:
-        proc = OtreeProc(list(args), cwd or tmp_path, env, stdout_pipe)
+        proc = OtreeProc(list(args), cwd or tmp_path, env, stdout_pipe, tmp_path, command)
         started.append(proc)
         return proc
 

@@ -1,4 +1,4 @@
-"""The ``otree`` command: ``run`` and ``check`` (the control commands join later).
+"""The ``otree`` command: ``run`` and ``check``; the control commands are ``otree.ctl``'s.
 
 Exit codes of ``otree run``: 0 shutdown (requested or automatic), 1 the root
 gave up, 2 bad input (nothing starts), 3 the initial start failed, 4 the

@@ -22,7 +22,6 @@ import os
 import socket
 import stat
 import struct
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -65,7 +64,10 @@ def socket_dir() -> str:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
         return os.path.join(xdg, "otree")
-    return os.path.join(tempfile.gettempdir(), f"otree-{os.getuid()}")
+    tmp = os.environ.get("TMPDIR")
+    if not (tmp and os.path.isabs(tmp) and os.path.isdir(tmp)):
+        tmp = "/tmp"
+    return os.path.join(tmp, f"otree-{os.getuid()}")
 
 
 def tree_identity(tree: str) -> tuple[str, str]:

@@ -42,6 +42,7 @@ def test_socket_dir_prefers_xdg_runtime_dir(
     runtime_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert socket_dir() == os.path.join(runtime_dir, "otree")
+    monkeypatch.delenv("TMPDIR", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/dir")
     assert socket_dir() == f"/tmp/otree-{os.getuid()}"
     monkeypatch.delenv("XDG_RUNTIME_DIR")

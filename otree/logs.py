@@ -181,6 +181,15 @@ class Console:
         self.fd = -1
 
 
+def same_file(fd1: int, fd2: int) -> bool:
+    """Both fds write to the same file, pipe or terminal (e.g. stdout and stderr on a tty)."""
+    try:
+        a, b = os.fstat(fd1), os.fstat(fd2)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
+
+
 def _isatty(fd: int) -> bool:
     try:
         return os.isatty(fd)

@@ -102,6 +102,7 @@ class Runtime:
         self._stderr_lines: set[str] = set()
         self._probing: dict[int, str] = {}  # PIDs shown as 'waiting until ready' on the console
         self.console = logs.Console(self.loop, console)
+        self._stderr_is_console = logs.same_file(console, 2)
         self.event_log: logs.EventLog | None = None
         self.outputs: dict[str, logs.ServiceOutput] = {}
         try:
@@ -263,10 +264,12 @@ class Runtime:
         elif report.event == "ready":
             # without a readiness check, 'spawn' said it all; with one, say it is ready now
             text = text if self._probing.pop(pid, None) is not None else ""
+        if report.event == "start_failed":
+            self._stderr(text)  # and on the console too, unless it is the same terminal/file
+            if self._stderr_is_console:
+                return
         if text:
             self.console.write(f"otree: {text}\n".encode())
-        if report.event == "start_failed":
-            self._stderr(text)
 
     def _stderr(self, text: str) -> None:
         if text not in self._stderr_lines:

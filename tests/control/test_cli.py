@@ -418,3 +418,26 @@ def test_python_run_serves_the_socket(tmp_path: Path, sock: str) -> None:
             proc.wait()
         if pid is not None and pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_start_that_fails_says_why_and_leaves_the_child_stopped(
+    tmp_path: Path, otree: RunOtree, sock: str
+) -> None:
+    script = tmp_path / "svc.sh"
+    script.write_text("#!/bin/sh\nexec sleep 600\n")
+    script.chmod(0o755)
+    (tmp_path / "tree.toml").write_text(
+        '[svc]\ncmd = ["./svc.sh"]\n[other]\ncmd = ["sleep", "600"]\n'
+    )
+    proc = otree("run", "tree.toml", "--socket", sock)
+    proc.wait_for("tree_ready")
+    assert ctl("stop", "svc", "--socket", sock).returncode == 0
+    script.unlink()
+    r = ctl("start", "svc", "--socket", sock)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "otree: svc: cannot start: No such file or directory: './svc.sh'\n"
+    assert proc.find("start_failed", "svc")
+    st = status(sock)
+    assert st["svc"]["state"] == "stopped"
+    assert st["other"]["state"] == "running" and st[""]["restarts"] == 0
+    assert proc.proc.poll() is None

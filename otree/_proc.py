@@ -9,6 +9,7 @@ permission error or a bad working directory as an ``OSError``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -142,3 +143,20 @@ def set_subreaper() -> None:
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Raise the soft RLIMIT_NOFILE to ``needed`` (at most the hard limit) if it is lower.
+
+    Each service holds a few fds in otree (output pipe, pidfd, log file, probe);
+    a large tree would hit the usual soft limit of 1024. Children inherit it.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    new = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    if new > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))

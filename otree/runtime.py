@@ -109,6 +109,7 @@ class Runtime:
             if events is not None:
                 self.event_log = logs.EventLog(events)
             services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
+            _proc.raise_fd_limit(4 * len(services) + 64)
             prefixes = logs.prefixes([p for p, _ in services], self.console.tty)
             for path, svc in services:
                 self.outputs[path] = logs.ServiceOutput(

@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -374,9 +375,11 @@ class Runtime:
                 return
 
     def _drain(self, fd: int) -> None:
-        """Read whatever is in the pipe now, without waiting for more."""
+        """Read what is in the pipe now (up to 1 MiB), without waiting for more."""
         output = self._pipes.get(fd)
-        while output is not None:
+        if output is None:
+            return
+        for _ in range(16):
             try:
                 data = os.read(fd, logs.READ_SIZE)
             except BlockingIOError:
@@ -479,6 +482,8 @@ def run(
     An invalid tree prints its issues to stderr and returns 2 (nothing starts).
     ``socket`` names the control socket (default: ``$OTREE_SOCKET``; neither: no socket).
     """
+    if threading.current_thread() is not threading.main_thread():
+        raise OtreeError("otree.run() must be called from the main thread (it handles signals)")
     socket = socket or os.environ.get("OTREE_SOCKET") or None
     try:
         check_tree(tree)

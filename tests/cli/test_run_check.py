@@ -183,3 +183,22 @@ def test_target_runner_reports_a_bad_target(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.startswith("otree: cannot load target 'no_such_module_x:main'")
+
+
+def test_python_api_run_wants_the_main_thread() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            otree.run(otree.Supervisor("root", children=[otree.Service("a", cmd=["true"])]))
+        except otree.OtreeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    assert [str(e) for e in errors] == [
+        "otree.run() must be called from the main thread (it handles signals)"
+    ]

@@ -19,7 +19,6 @@ import os
 import re
 import select
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -117,6 +116,13 @@ class Running:
 class Peer:
     kind = ""
     profile = ""
+    #: where ``python``, ``otree`` and ``supervisord`` are: the clean environment
+    #: that ``benchmarks.pyenv`` makes (run.py sets it), else the harness's own
+    bin: Path = Path(sys.executable).parent
+
+    @property
+    def python(self) -> str:
+        return str(self.bin / "python")
 
     @property
     def key(self) -> str:
@@ -181,20 +187,10 @@ class Floor(Peer):
             ]
         }
         (work / "floor.json").write_text(json.dumps(spec))
-        return self._popen(
-            [sys.executable, str(ROOT / "benchmarks" / "floor.py"), "floor.json"], work
-        )
+        return self._popen([self.python, str(ROOT / "benchmarks" / "floor.py"), "floor.json"], work)
 
 
 # --- otree ------------------------------------------------------------------------
-
-
-def _otree_argv() -> list[str]:
-    script = Path(sys.executable).parent / "otree"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("otree")
-    return [found] if found else [sys.executable, "-m", "otree"]
 
 
 def _toml_str(s: str) -> str:
@@ -211,7 +207,7 @@ class Otree(Peer):
     def unavailable(self) -> str | None:
         try:
             r = subprocess.run(
-                [*_otree_argv(), "run", "--help"],
+                [str(self.bin / "otree"), "run", "--help"],
                 capture_output=True,
                 timeout=30,
                 cwd=ROOT,
@@ -268,7 +264,7 @@ class Otree(Peer):
 
     def launch(self, work: Path, program: Program) -> Running:
         (work / "tree.toml").write_text(self.tree(program))
-        argv = [*_otree_argv(), "run", "tree.toml", "--events", "events.jsonl"]
+        argv = [str(self.bin / "otree"), "run", "tree.toml", "--events", "events.jsonl"]
         argv += ["--socket", str(work / "otree.sock")]
         return self._popen(argv, work)
 
@@ -393,7 +389,7 @@ class Supervisord(Peer):
     def launch(self, work: Path, program: Program) -> Running:
         (work / "childlogs").mkdir(exist_ok=True)
         (work / "supervisord.conf").write_text(self.conf(work, program))
-        argv = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", "supervisord.conf"]
+        argv = [str(self.bin / "supervisord"), "-n", "-c", "supervisord.conf"]
         return self._popen(argv, work)
 
     def rpc(self, running: Running) -> Any:

@@ -163,9 +163,10 @@ def markdown(data: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}; "
         f"load average before {m['load_before']}, after {m['load_after']}. "
         f"Python {data['versions']['python']}; otree {data['versions'].get('otree', '-')}; "
-        f"supervisor {data['versions'].get('supervisor', '-')}. "
+        f"supervisor {data['versions'].get('supervisord', '-')}. "
         f"Run took {data['duration_s']} s.",
         "",
+        f"Every Python process runs from {data.get('environment', 'the harness venv')}. "
         f"Children: restart, crash and output use `{data['children']['python']}` "
         f"(a Python program, site imported); scale uses {data['children']['light']}.",
         "",

@@ -23,7 +23,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cases, procs, report
+from benchmarks import cases, procs, pyenv, report
 from benchmarks.peers import Peer, all_peers
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def build_light_child(root: Path) -> tuple[list[str], str]:
+def build_light_child(root: Path, python: str) -> tuple[list[str], str]:
     """The C stamp child if a compiler is here, else the Python child without site."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
@@ -78,7 +78,7 @@ def build_light_child(root: Path) -> tuple[list[str], str]:
         )
         if r.returncode == 0:
             return [str(exe)], "c"
-    return [sys.executable, "-I", "-S", str(HERE / "child.py")], "python"
+    return [python, "-I", "-S", str(HERE / "child.py")], "python"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,24 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         "peers": {},
         "results": {},
     }
-    active: list[Peer] = []
-    for p in peers:
-        why = p.unavailable()
-        info: dict[str, Any] = {"label": p.label, "unavailable": why}
-        if why is None:
-            info["version"] = p.version()
-            info["settings"] = p.settings()
-            active.append(p)
-            if p.version():
-                data["versions"][p.kind] = p.version()
-        else:
-            print(f"skipping {p.label}: {why}", file=sys.stderr)
-        data["peers"][p.key] = info
-
     root = Path(tempfile.mkdtemp(prefix="otree-bench-"))
     try:
-        light, light_kind = build_light_child(root)
-        python_child = [sys.executable, "-I", str(HERE / "child.py")]
+        Peer.bin = pyenv.make(root)
+        python = str(Peer.bin / "python")
+        data["environment"] = pyenv.describe()
+        active: list[Peer] = []
+        for p in peers:
+            why = p.unavailable()
+            info: dict[str, Any] = {"label": p.label, "unavailable": why}
+            if why is None:
+                info["version"] = p.version()
+                info["settings"] = p.settings()
+                active.append(p)
+                if p.version():
+                    data["versions"][p.kind] = p.version()
+            else:
+                print(f"skipping {p.label}: {why}", file=sys.stderr)
+            data["peers"][p.key] = info
+
+        light, light_kind = build_light_child(root, python)
+        python_child = [python, "-I", str(HERE / "child.py")]
         data["children"] = {
             "python": "python -I benchmarks/child.py",
             "light": "benchmarks/stamp.c (compiled with cc -O2)"

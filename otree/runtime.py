@@ -1,8 +1,9 @@
 """The runtime: carries out the engine's actions on real processes and feeds it events.
 
 It never decides what to restart; that is the engine's job (``otree.core``).
-It owns the loop (``_loop.Loop``), the processes (``_proc``), the readiness
-probes (``_ready``) and the output (``logs``). Events the runtime produces
+It owns the loop (``_loop.Loop``), the service processes with their probes
+and pipes (``_services.Processes``), timers, signals, and the output
+(``logs``: console, log files, event log). Events the runtime produces
 while it carries out actions (``Spawned`` right after a spawn, say) are queued
 and fed to the engine in order once the current actions are done.
 
@@ -13,33 +14,22 @@ The control plane plugs in through ``register()`` (extra fds with callbacks),
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import random
 import signal
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from otree import _proc, _ready, logs
+from otree import _proc, logs
 from otree._loop import Loop, Timer
+from otree._services import Processes
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
-from otree.core.spec import (
-    ReadyCmd,
-    ReadyDelay,
-    ReadyNotify,
-    ReadyTcp,
-    Service,
-    Supervisor,
-    check_tree,
-    service_argv,
-    walk,
-)
+from otree.core.spec import Service, Supervisor, check_tree, walk
 from otree.errors import ConfigError, OtreeError
 
 if TYPE_CHECKING:
@@ -49,19 +39,6 @@ ReplyCallback = Callable[[act.Reply], None]
 
 EXIT_BUG = 70
 BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
-
-
-class _Process:
-    """One running incarnation of a service: its main PID, output pipe and probe."""
-
-    __slots__ = ("output", "path", "pid", "pipe", "probe")
-
-    def __init__(self, path: str, pid: int, pipe: int, output: logs.ServiceOutput) -> None:
-        self.path = path
-        self.pid = pid
-        self.pipe = pipe
-        self.output = output
-        self.probe: _ready.Probe | None = None
 
 
 class Runtime:
@@ -92,16 +69,11 @@ class Runtime:
         self.exit_message: str | None = None
         self._queue: deque[ev.Event] = deque()
         self._busy = False
-        self._procs: dict[int, _Process] = {}
-        self._pipes: dict[int, logs.ServiceOutput] = {}
         self._timers: dict[tuple[str, ...], Timer] = {}
         self._replies: dict[int, ReplyCallback] = {}
         self._requests = itertools.count(1)
-        self._notify_dir: str | None = None
-        self._notify_seq = itertools.count(1)
         self._interrupts = 0
         self._stderr_lines: set[str] = set()
-        self._probing: dict[int, str] = {}  # PIDs shown as 'waiting until ready' on the console
         self.console = logs.Console(self.loop, console)
         self._stderr_is_console = logs.same_file(console, 2)
         self.event_log: logs.EventLog | None = None
@@ -119,6 +91,7 @@ class Runtime:
         except OSError as exc:
             self._close_files()
             raise OtreeError(f"cannot open {exc.filename}: {exc.strerror}") from None
+        self.processes = Processes(self.loop, self._feed, self.console, self.outputs)
         # control plane (otree.control): listening before the tree starts
         self.control: ControlServer | None = None
         if socket is not None:
@@ -221,13 +194,13 @@ class Runtime:
 
     def _do(self, action: act.Action) -> None:
         if isinstance(action, act.Spawn):
-            self._spawn(action.path, action.spec)
+            self.processes.spawn(action.path, action.spec)
         elif isinstance(action, act.Report):
             self._report(action)
         elif isinstance(action, act.Signal):
-            self._signal(action.pid, _proc.signal_number(action.signal))
+            self.processes.signal(action.pid, _proc.signal_number(action.signal))
         elif isinstance(action, act.Kill):
-            self._signal(action.pid, signal.SIGKILL)
+            self.processes.signal(action.pid, signal.SIGKILL)
         elif isinstance(action, act.SetTimer):
             self._set_timer(action.key, action.delay)
         elif isinstance(action, act.CancelTimer):
@@ -261,11 +234,12 @@ class Runtime:
             self.event_log.write(report.as_dict())
         text = logs.describe_event(report.event, report.path, report.fields)
         pid = report.fields.get("pid", -1)
-        if report.event == "spawn" and pid in self._probing:
+        probing = self.processes.probing
+        if report.event == "spawn" and pid in probing:
             text = ""  # its exec was shown already; 'ready' follows at once
         elif report.event == "ready":
             # without a readiness check, 'spawn' said it all; with one, say it is ready now
-            text = text if self._probing.pop(pid, None) is not None else ""
+            text = text if probing.pop(pid, None) is not None else ""
         if report.event == "start_failed":
             self._stderr(text)  # and on the console too, unless it is the same terminal/file
             if self._stderr_is_console:
@@ -279,175 +253,21 @@ class Runtime:
             self.console.flush()
             logs.stderr_line(text)
 
-    # --- processes -----------------------------------------------------------
-
-    def _spawn(self, path: str, spec: Service) -> None:
-        output = self.outputs.get(path)
-        if output is None:  # a service the tree did not have at start (a reload, later)
-            output = self.outputs[path] = logs.ServiceOutput(
-                path, self.console, f"{path} | ".encode()
-            )
-        notify: _ready.NotifyProbe | None = None
-        if isinstance(spec.ready, ReadyNotify):
-            try:
-                notify = self._notify_probe(path)
-            except OSError as exc:
-                self._feed(ev.SpawnFailed(path, f"cannot create the notify socket: {exc}"))
-                return
-        env = _proc.child_env(spec.environ, notify.path if notify else None)
-        argv = service_argv(spec, sys.executable)
-        r, w = _proc.pipe()
-        try:
-            pid = _proc.spawn(argv, env, spec.cwd, output=w)
-        except _proc.SpawnError as exc:
-            os.close(r)
-            if notify is not None:
-                notify.cancel()
-            self._feed(ev.SpawnFailed(path, str(exc)))
-            return
-        finally:
-            os.close(w)
-        proc = _Process(path, pid, r, output)
-        self._procs[pid] = proc
-        self._pipes[r] = output
-        self.loop.add_reader(r, lambda: self._read(r))
-        self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
-        self._feed(ev.Spawned(path, pid))
-        if spec.ready is not None:
-            self._probing[pid] = path
-            self.console.write(f"otree: {path}: exec pid {pid}, waiting until ready\n".encode())
-            if notify is not None:
-                notify.pid = pid
-            proc.probe = notify or self._probe(proc, spec, env)
-            proc.probe.start()
-
-    def _probe(self, proc: _Process, spec: Service, env: dict[str, str]) -> _ready.Probe:
-        path, pid = proc.path, proc.pid
-
-        def ready() -> None:
-            self._feed(ev.Ready(path, pid))
-
-        def failed(reason: str) -> None:
-            self._feed(ev.ReadyFailed(path, pid, reason))
-
-        ready_spec = spec.ready
-        if isinstance(ready_spec, ReadyDelay):
-            return _ready.DelayProbe(self.loop, ready_spec, ready, failed)
-        if isinstance(ready_spec, ReadyTcp):
-            return _ready.TcpProbe(self.loop, ready_spec, ready, failed)
-        assert isinstance(ready_spec, ReadyCmd)
-        return _ready.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
-
-    def _notify_probe(self, path: str) -> _ready.NotifyProbe:
-        if self._notify_dir is None:
-            import tempfile  # only with notify services: it is slow to import
-
-            base = os.environ.get("XDG_RUNTIME_DIR")
-            if not base or not os.path.isdir(base):
-                base = None
-            self._notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
-        sock_path = os.path.join(self._notify_dir, f"{next(self._notify_seq)}.sock")
-        probe: _ready.NotifyProbe
-
-        def ready() -> None:
-            self._feed(ev.Ready(path, probe.pid))
-
-        def failed(reason: str) -> None:
-            self._feed(ev.ReadyFailed(path, probe.pid, reason))
-
-        probe = _ready.NotifyProbe(self.loop, sock_path, ready, failed)
-        return probe
-
-    def _read(self, fd: int) -> None:
-        output = self._pipes[fd]
-        for _ in range(4):
-            try:
-                data = os.read(fd, logs.READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_pipe(fd)
-                return
-            output.feed(fd, data)
-            if len(data) < logs.READ_SIZE:
-                return
-
-    def _drain(self, fd: int) -> None:
-        """Read what is in the pipe now (up to 1 MiB), without waiting for more."""
-        output = self._pipes.get(fd)
-        if output is None:
-            return
-        for _ in range(16):
-            try:
-                data = os.read(fd, logs.READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_pipe(fd)
-                return
-            output.feed(fd, data)
-
-    def _close_pipe(self, fd: int) -> None:
-        output = self._pipes.pop(fd)
-        self.loop.remove_reader(fd)
-        os.close(fd)
-        output.eof(fd)
-
-    def _exited(self, proc: _Process, status: int) -> None:
-        del self._procs[proc.pid]
-        self._probing.pop(proc.pid, None)
-        if proc.probe is not None:
-            proc.probe.cancel()
-        self._drain(proc.pipe)
-        code, sig = _proc.describe_status(status)
-        self._feed(ev.Exited(proc.path, proc.pid, code, sig))
-
-    def _signal(self, pid: int, signum: int) -> None:
-        proc = self._procs.get(pid)
-        if proc is None:
-            return  # already gone: its Exited is on the way or was handled
-        if proc.probe is not None:
-            proc.probe.cancel()
-        _proc.send_signal(pid, signum, self.loop.pidfd(pid))
-
     # --- the end ---------------------------------------------------------------
 
     def _kill_everything(self) -> None:
         """Last resort (an otree bug): SIGKILL every process group we started."""
-        for pid in list(self._procs):
-            _proc.send_signal(pid, signal.SIGKILL)
+        self.processes.kill_all()
 
     def _shutdown(self) -> None:
         if self.control is not None:  # control plane: clients see the connection close
             self.control.close()
-        for pid, proc in list(self._procs.items()):
-            # normally none are left: the engine stops everything before Exit
-            if proc.probe is not None:
-                proc.probe.cancel()
-            _proc.send_signal(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-        self._procs.clear()
+        self.processes.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        for fd in list(self._pipes):
-            self._drain(fd)
-            if fd in self._pipes:
-                self._close_pipe(fd)
         self._close_files()
         self.loop.close()
-        if self._notify_dir is not None:
-            for name in os.listdir(self._notify_dir):  # sockets left by killed probes
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self._notify_dir, name))
-            with contextlib.suppress(OSError):
-                os.rmdir(self._notify_dir)
-            self._notify_dir = None
 
     def _close_files(self) -> None:
         for output in self.outputs.values():

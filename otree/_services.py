@@ -1,0 +1,227 @@
+"""The running service processes: spawn, readiness probes, output pipes, signals, exits.
+
+``Processes`` carries out the engine's process actions for the runtime and
+reports what happens through ``feed(event)``: ``Spawned``/``SpawnFailed`` at
+once, ``Ready``/``ReadyFailed`` from the probe, ``Exited`` once the main
+process is reaped (its group's leftovers SIGKILLed first, its pipe drained
+so its last lines come before the exit). Probing stops when the process
+exits or is signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from otree import _proc, _ready, logs
+from otree._loop import Loop
+from otree.core import events as ev
+from otree.core.spec import ReadyCmd, ReadyDelay, ReadyNotify, ReadyTcp, Service, service_argv
+
+Feed = Callable[[ev.Event], None]
+
+
+class Process:
+    """One running incarnation of a service: its main PID, output pipe and probe."""
+
+    __slots__ = ("output", "path", "pid", "pipe", "probe")
+
+    def __init__(self, path: str, pid: int, pipe: int, output: logs.ServiceOutput) -> None:
+        self.path = path
+        self.pid = pid
+        self.pipe = pipe
+        self.output = output
+        self.probe: _ready.Probe | None = None
+
+
+class Processes:
+    """Every live main process by PID (``procs``) and every open output pipe (``pipes``)."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        feed: Feed,
+        console: logs.Console,
+        outputs: dict[str, logs.ServiceOutput],
+    ) -> None:
+        self.loop = loop
+        self.feed = feed
+        self.console = console
+        self.outputs = outputs
+        self.procs: dict[int, Process] = {}
+        self.pipes: dict[int, logs.ServiceOutput] = {}
+        #: PIDs whose readiness check runs (shown as 'waiting until ready' on the console)
+        self.probing: dict[int, str] = {}
+        self._notify_dir: str | None = None
+        self._notify_seq = itertools.count(1)
+
+    # --- actions --------------------------------------------------------------
+
+    def spawn(self, path: str, spec: Service) -> None:
+        """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
+        output = self.outputs.get(path)
+        if output is None:  # a service the tree did not have at start (a reload, later)
+            output = self.outputs[path] = logs.ServiceOutput(
+                path, self.console, f"{path} | ".encode()
+            )
+        notify: _ready.NotifyProbe | None = None
+        if isinstance(spec.ready, ReadyNotify):
+            try:
+                notify = self._notify_probe(path)
+            except OSError as exc:
+                self.feed(ev.SpawnFailed(path, f"cannot create the notify socket: {exc}"))
+                return
+        env = _proc.child_env(spec.environ, notify.path if notify else None)
+        argv = service_argv(spec, sys.executable)
+        r, w = _proc.pipe()
+        try:
+            pid = _proc.spawn(argv, env, spec.cwd, output=w)
+        except _proc.SpawnError as exc:
+            os.close(r)
+            if notify is not None:
+                notify.cancel()
+            self.feed(ev.SpawnFailed(path, str(exc)))
+            return
+        finally:
+            os.close(w)
+        proc = Process(path, pid, r, output)
+        self.procs[pid] = proc
+        self.pipes[r] = output
+        self.loop.add_reader(r, lambda: self._read(r))
+        self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+        self.feed(ev.Spawned(path, pid))
+        if spec.ready is not None:
+            self.probing[pid] = path
+            self.console.write(f"otree: {path}: exec pid {pid}, waiting until ready\n".encode())
+            if notify is not None:
+                notify.pid = pid
+            proc.probe = notify or self._probe(proc, spec, env)
+            proc.probe.start()
+
+    def signal(self, pid: int, signum: int) -> None:
+        """Send ``signum`` to the group of ``pid`` if it is still ours; stop its probe."""
+        proc = self.procs.get(pid)
+        if proc is None:
+            return  # already gone: its Exited is on the way or was handled
+        if proc.probe is not None:
+            proc.probe.cancel()
+        _proc.send_signal(pid, signum, self.loop.pidfd(pid))
+
+    def kill_all(self) -> None:
+        """SIGKILL every process group still alive (last resort)."""
+        for pid in list(self.procs):
+            _proc.send_signal(pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        """Kill and reap what is left (normally nothing), drain and close every pipe."""
+        for pid, proc in list(self.procs.items()):
+            if proc.probe is not None:
+                proc.probe.cancel()
+            _proc.send_signal(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.procs.clear()
+        for fd in list(self.pipes):
+            self._drain(fd)
+            if fd in self.pipes:
+                self._close_pipe(fd)
+        if self._notify_dir is not None:
+            for name in os.listdir(self._notify_dir):  # sockets left by killed probes
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._notify_dir, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(self._notify_dir)
+            self._notify_dir = None
+
+    # --- probes -----------------------------------------------------------------
+
+    def _probe(self, proc: Process, spec: Service, env: dict[str, str]) -> _ready.Probe:
+        path, pid = proc.path, proc.pid
+
+        def ready() -> None:
+            self.feed(ev.Ready(path, pid))
+
+        def failed(reason: str) -> None:
+            self.feed(ev.ReadyFailed(path, pid, reason))
+
+        ready_spec = spec.ready
+        if isinstance(ready_spec, ReadyDelay):
+            return _ready.DelayProbe(self.loop, ready_spec, ready, failed)
+        if isinstance(ready_spec, ReadyTcp):
+            return _ready.TcpProbe(self.loop, ready_spec, ready, failed)
+        assert isinstance(ready_spec, ReadyCmd)
+        return _ready.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
+
+    def _notify_probe(self, path: str) -> _ready.NotifyProbe:
+        if self._notify_dir is None:
+            import tempfile  # only with notify services: it is slow to import
+
+            base = os.environ.get("XDG_RUNTIME_DIR")
+            if not base or not os.path.isdir(base):
+                base = None
+            self._notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
+        sock_path = os.path.join(self._notify_dir, f"{next(self._notify_seq)}.sock")
+        probe: _ready.NotifyProbe
+
+        def ready() -> None:
+            self.feed(ev.Ready(path, probe.pid))
+
+        def failed(reason: str) -> None:
+            self.feed(ev.ReadyFailed(path, probe.pid, reason))
+
+        probe = _ready.NotifyProbe(self.loop, sock_path, ready, failed)
+        return probe
+
+    # --- output and exits ----------------------------------------------------------
+
+    def _read(self, fd: int) -> None:
+        output = self.pipes[fd]
+        for _ in range(4):
+            try:
+                data = os.read(fd, logs.READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_pipe(fd)
+                return
+            output.feed(fd, data)
+            if len(data) < logs.READ_SIZE:
+                return
+
+    def _drain(self, fd: int) -> None:
+        """Read what is in the pipe now (up to 1 MiB), without waiting for more."""
+        output = self.pipes.get(fd)
+        if output is None:
+            return
+        for _ in range(16):
+            try:
+                data = os.read(fd, logs.READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_pipe(fd)
+                return
+            output.feed(fd, data)
+
+    def _close_pipe(self, fd: int) -> None:
+        output = self.pipes.pop(fd)
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        output.eof(fd)
+
+    def _exited(self, proc: Process, status: int) -> None:
+        del self.procs[proc.pid]
+        self.probing.pop(proc.pid, None)
+        if proc.probe is not None:
+            proc.probe.cancel()
+        self._drain(proc.pipe)
+        code, sig = _proc.describe_status(status)
+        self.feed(ev.Exited(proc.path, proc.pid, code, sig))

@@ -440,22 +440,25 @@ def test_a_slow_follower_skips_lines_and_never_blocks_the_loop(sockdir: str) -> 
                 assert c.call("status")["ok"]
         assert s.call(lambda: s.server.clients) == 1  # kept, not dropped
         # now it reads: what it gets is bounded, and says how much it missed
-        slow.settimeout(1.0)
+        slow.settimeout(20)
         buf = b""
-        while True:
-            try:
-                data = slow.recv(65536)
-            except TimeoutError:
-                break
-            if not data:
-                break
+        lines: list[dict[str, Any]] = []
+        dropped = 0
+        while len(lines) + dropped < 20_000:
+            data = slow.recv(65536)
+            assert data, "connection closed"
             buf += data
-        msgs = [json.loads(x) for x in buf.splitlines()]
-        dropped = sum(m.get("dropped", 0) for m in msgs)
-        lines = [m for m in msgs if "line" in m]
+            *complete, rest = buf.split(b"\n")
+            buf = rest
+            for raw_line in complete:
+                msg = json.loads(raw_line)
+                if "line" in msg:
+                    lines.append(msg)
+                dropped += msg.get("dropped", 0)
+        total_bytes = sum(len(json.dumps(m)) for m in lines)
         assert dropped > 0
         assert len(lines) + dropped == 20_000
-        assert len(buf) < 32 * 1024 + 200_000  # buffer + the kernel's socket buffers
+        assert total_bytes < 32 * 1024 + 300_000  # our buffer + the kernel's socket buffers
         slow.close()
     finally:
         s.stop()

@@ -296,7 +296,7 @@ def test_grandchildren_die_with_their_group_on_stop(otree: Run, tmp_path: Path) 
 
 def test_subreaper_reaps_orphans(otree: Run, tmp_path: Path) -> None:
     # the grandchild leaves the group (setsid), outlives its parent and is re-parented to otree
-    script = "setsid sh -c 'echo $$ > gc.pid; sleep 0.5' & sleep 0.2"
+    script = "setsid sh -c 'echo $$ > gc.pid; sleep 1' & sleep 0.2"
     tree = write_tree(
         tmp_path,
         f'[steady]\n{SLEEP}\n[parent]\ncmd = ["sh", "-c", "{script}"]\nrestart = "temporary"\n',
@@ -313,3 +313,37 @@ def test_subreaper_reaps_orphans(otree: Run, tmp_path: Path) -> None:
     wait_until(lambda: not os.path.exists(f"/proc/{gc}"), what="otree to reap the orphan")
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
+
+
+def test_backoff_delays_the_restart(otree: Run, tmp_path: Path) -> None:
+    tree = write_tree(
+        tmp_path,
+        f"""[steady]\n{SLEEP}\n[flaky]\ncmd = "sh -c 'exit 1'"
+backoff = {{ initial = 0.3, factor = 2, max = 1, jitter = 0 }}\n""",
+    )
+    run = otree("run", tree)
+    run.wait_for("spawn", "flaky", count=3)
+    exits = run.find("exit", "flaky")
+    spawns = run.find("spawn", "flaky")
+    # the decision is taken at the exit, the start waits: 0.3 s, then 0.6 s
+    assert [e["child"] for e in run.find("restart", "")][:2] == ["flaky", "flaky"]
+    assert spawns[1]["ts"] - exits[0]["ts"] >= 0.28
+    assert spawns[2]["ts"] - exits[1]["ts"] >= 0.58
+
+
+def test_sighup_is_ignored_for_now(otree: Run, tmp_path: Path) -> None:
+    run = otree("run", write_tree(tmp_path, f"[a]\n{SLEEP}\n"))
+    run.wait_for("tree_ready")
+    pid = run.running_pid("a")
+    run.send(signal.SIGHUP)
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0
+    assert [e["event"] for e in run.events()] == [
+        "spawn",
+        "ready",
+        "tree_ready",
+        "stop",
+        "exit",
+        "tree_stopped",
+    ]
+    assert run.find("exit", "a")[0]["pid"] == pid

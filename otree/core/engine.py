@@ -17,7 +17,7 @@ import attrs
 
 from otree.core import actions as act
 from otree.core import events as ev
-from otree.core.nodes import ALIVE, Child, NodeBase, ServiceNode, SupNode
+from otree.core.nodes import ALIVE, STOPPING, Child, NodeBase, ServiceNode, SupNode
 from otree.core.spec import Supervisor, check_tree
 
 
@@ -199,14 +199,12 @@ class Engine:
             node.on_supkill_timer()
 
     def _command(self, cmd: ev.Command) -> None:
-        if cmd.name == "shutdown":
+        if cmd.name in ("shutdown", "kill_all"):
             self.reply(cmd.request, None)
-            self.root.stop()
-            return
-        if cmd.name == "kill_all":
-            self.reply(cmd.request, None)
-            self.root.stop()
-            self.root.kill_all()
+            if cmd.name == "kill_all":
+                self.root.kill_all()  # every process at once; the root is stopping after it
+            elif self.root.state != STOPPING:  # already going down: keep why (gave up: exit 1)
+                self.root.stop()
             return
         if cmd.name not in ("start", "stop", "restart"):
             self.reply(cmd.request, f"unknown command {cmd.name!r}")
@@ -218,10 +216,6 @@ class Engine:
         parent = node.parent
         if parent is None:
             self.reply(cmd.request, "the root cannot be started or stopped: use shutdown")
-            return
-        if parent.state not in ("running", "starting"):
-            where = repr(parent.path) if parent.path else "the root"
-            self.reply(cmd.request, f"{where} is not running ({parent.state})")
             return
         assert isinstance(node, (ServiceNode, SupNode))
         parent.command(cmd.name, node, cmd.request)

@@ -94,6 +94,8 @@ class ServiceNode(NodeBase):
         self.announced = False  # 'spawn' was reported for this process
         self.fail_reason: str | None = None  # set when a start failed while the process lives
         self.backoff_next: float | None = None
+        self.up_for = 0.0  # how long the last process stayed up (0 after a failed start)
+        self.killing = False  # kill_all: SIGKILL, not the stop signal, once the process exists
 
     @property
     def restart(self) -> Restart:
@@ -110,6 +112,7 @@ class ServiceNode(NodeBase):
         self.state = STARTING
         self.pid = None
         self.stop_requested = False
+        self.killing = False
         self.announced = False
         self.fail_reason = None
         self.eng.emit(act.Spawn(self.path, self.spec))
@@ -125,7 +128,10 @@ class ServiceNode(NodeBase):
     def kill_all(self) -> None:
         if not self.alive:
             return
+        if self.pid is not None and self.announced and self.state != STOPPING:
+            self.eng.report("stop", self.path, pid=self.pid)
         self.stop_requested = True
+        self.killing = True
         self.state = STOPPING
         if self.pid is not None:
             self.eng.emit(act.Kill(self.path, self.pid))
@@ -147,8 +153,7 @@ class ServiceNode(NodeBase):
         b = self.spec.backoff
         if b is None:
             return 0.0
-        now = self.eng.now
-        if self.started_at is not None and now - self.started_at >= b.reset_after:
+        if self.up_for >= b.reset_after:  # the last run was stable: start over
             self.backoff_next = None
         base = b.initial if self.backoff_next is None else self.backoff_next
         self.backoff_next = min(b.max, base * b.factor)
@@ -163,7 +168,9 @@ class ServiceNode(NodeBase):
         if self.pid is not None or self.state not in (STARTING, STOPPING):
             return
         self.pid = pid
-        if self.state == STOPPING:  # asked to stop before the process existed
+        if self.killing:
+            self.eng.emit(act.Kill(self.path, pid))
+        elif self.state == STOPPING:  # asked to stop before the process existed
             self._send_stop()
         elif self.spec.ready is None:
             self._became_ready()
@@ -215,6 +222,7 @@ class ServiceNode(NodeBase):
         else:
             normal = signal is None and code in self.spec.normal_exit_codes
         if self.announced:
+            self.up_for = self.eng.now - (self.started_at or self.eng.now)
             self.last_exit = {**how, "normal": normal}
             self.eng.report("exit", self.path, pid=pid, **how, normal=normal)
         if self.fail_reason is not None:
@@ -249,6 +257,7 @@ class ServiceNode(NodeBase):
 
     def _start_failed(self, reason: str) -> None:
         self.fail_reason = None
+        self.up_for = 0.0
         self.eng.report("start_failed", self.path, reason=reason)
         self._parent.child_start_failed(self, reason)
 
@@ -315,9 +324,16 @@ class SupNode(NodeBase):
         self._advance()
 
     def kill_all(self) -> None:
-        """SIGKILL every process below at once (a second INT, or a supervisor's shutdown timer)."""
-        for child in self.children:
+        """SIGKILL every process below at once (a second INT, or a supervisor's shutdown timer).
+
+        The supervisor is stopping from then on: it starts nothing more.
+        """
+        if not self.alive:
+            return
+        for child in reversed(self.children):
             child.kill_all()
+        if self.state != STOPPING:
+            self.stop()
 
     # --- children's answers -------------------------------------------------
 
@@ -373,6 +389,10 @@ class SupNode(NodeBase):
 
     def command(self, name: str, child: Child, request: int | None) -> None:
         """``start|stop|restart`` of one child, taken in turn with everything else (R38)."""
+        if self.state not in (RUNNING, STARTING):
+            where = repr(self.path) if self.path else "the root"
+            self.eng.reply(request, f"{where} is not running ({self.state})")
+            return
         if self.busy or self.state != RUNNING:
             self.mailbox.append(("command", name, child, request))
             return
@@ -439,7 +459,9 @@ class SupNode(NodeBase):
             else:
                 self.state = DEAD
                 self._report_up("exited", normal=ending == "auto_shutdown")
-            return False
+            # the parent may have started this node again from inside _report_up
+            # (a restart after escalation); its new plan could not advance then
+            return self.busy
         while self.mailbox and not self.busy and self.state == RUNNING:
             item = self.mailbox.popleft()
             if item[0] == "exit":
@@ -466,9 +488,16 @@ class SupNode(NodeBase):
             self.parent.child_exited(self, normal)
 
     def _stop_all(self, then: Callable[[], None] | None = None) -> None:
-        """Replace the plan: stop every living child in reverse order."""
+        """Replace the plan: stop every living child in reverse order.
+
+        Commands still waiting in the mailbox will never run: they are refused now.
+        """
         self.plan.clear()
         self.on_fail = None
+        where = repr(self.path) if self.path else "the root"
+        for item in [m for m in self.mailbox if m[0] == "command"]:
+            self.mailbox.remove(item)
+            self.eng.reply(item[3], f"{where} is not running (stopping)")
         for key in [k for k in self.timers if k[0] == "restart"]:
             self.timers.discard(key)
             self.eng.emit(act.CancelTimer(key))
@@ -522,6 +551,10 @@ class SupNode(NodeBase):
         to_start = [c for c in group if c is trigger or c.restart is not Restart.TEMPORARY]
         delay = trigger.backoff_delay()
         steps: list[Step] = [("stop", c) for c in reversed(group) if c is not trigger]
+        key: tuple[str, ...] | None = None
+        if delay > 0 or retry:  # R26: a retry goes through the loop, even with no delay
+            self.seq += 1
+            key = ("restart", self.path, str(self.seq))
         for c in group:
             if c.state == DEAD:
                 c.state = STOPPED
@@ -529,30 +562,24 @@ class SupNode(NodeBase):
             if c.restart_key is not None and c.restart_key in self.timers:
                 self.timers.discard(c.restart_key)
                 self.eng.emit(act.CancelTimer(c.restart_key))
-            c.restart_key = None
-        if delay <= 0 and not retry:
-            for c in to_start:
-                if not c.alive:
-                    c.state = RESTARTING
+            c.restart_key = key
+            if not c.alive:  # shown as restarting while the stops run
+                c.state = RESTARTING
+        if key is None:
             steps.extend(("start", c) for c in to_start)
             self._run(steps, on_fail=self._restart_failed)
             return
-        self.seq += 1
-        key = ("restart", self.path, str(self.seq))
+        timer = key
 
         def arm() -> None:
             for c in to_start:
-                c.state = RESTARTING
-                c.restart_key = key
-            self.timers.add(key)
-            self.eng.emit(act.SetTimer(key, delay))
+                if c.restart_key == timer:
+                    c.state = RESTARTING
+            self.timers.add(timer)
+            self.eng.emit(act.SetTimer(timer, delay))
 
         steps.append(("call", arm))
         self._run(steps, on_fail=None)
-        for c in to_start:  # shown as restarting while the stops run
-            if not c.alive:
-                c.state = RESTARTING
-                c.restart_key = key
 
     def _restart_group(self, key: tuple[str, ...]) -> None:
         members = [c for c in self.children if c.state == RESTARTING and c.restart_key == key]

@@ -5,29 +5,22 @@ A Unix stream socket, mode 0600, speaking the JSON-lines protocol of
 and writing never block, each client's unsent output is bounded (a client
 that stops reading while replies pile up is dropped; lines it follows are
 skipped and counted instead), and a bad request costs its sender an error
-reply, never the server. The client is plain blocking code for the CLI.
-
-Where the socket lives: ``--socket P``, else ``OTREE_SOCKET``, else a default
-derived from the tree file (``default_socket``) in a private directory:
-``$XDG_RUNTIME_DIR/otree/`` or ``/tmp/otree-<uid>/`` (mode 0700).
+reply, never the server. The client (``otree._client``) is plain blocking
+code for the CLI; where the socket lives is ``otree._sockpath``'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import hashlib
 import os
 import socket
-import stat
-import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from otree._client import Client, NotRunning, connect, find_running
 from otree._codec import (
-    MAX_REPLY,
     MAX_REQUEST,
     Decoder,
     ProtocolError,
@@ -38,10 +31,35 @@ from otree._codec import (
     parse_request,
 )
 from otree._logtail import LogView
+from otree._sockpath import (
+    bind_socket,
+    default_socket,
+    ensure_private_dir,
+    run_socket,
+    socket_dir,
+    tree_identity,
+    tree_info,
+)
 from otree.core.actions import Reply
 from otree.core.engine import NodeStatus
-from otree.errors import ControlError
 from otree.logs import ServiceOutput
+
+__all__ = [
+    "Backend",
+    "Client",
+    "ControlServer",
+    "NotRunning",
+    "bind_socket",
+    "connect",
+    "default_socket",
+    "ensure_private_dir",
+    "find_running",
+    "run_socket",
+    "socket_dir",
+    "status_payload",
+    "tree_identity",
+    "tree_info",
+]
 
 #: unsent bytes a client may have queued before it is dropped (lines it follows are skipped)
 MAX_OUTPUT = 8 * 1024 * 1024
@@ -49,154 +67,6 @@ MAX_CLIENTS = 256
 #: ``logs`` without ``n``
 DEFAULT_LINES = 50
 _RECV = 64 * 1024
-_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
-
-
-class NotRunning(ControlError):
-    """No otree answers at the socket (missing, stale, or not reachable)."""
-
-
-# --- where the socket lives ---------------------------------------------------
-
-
-def socket_dir() -> str:
-    """The per-user directory of default sockets (not created here)."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
-        return os.path.join(xdg, "otree")
-    tmp = os.environ.get("TMPDIR")
-    if not (tmp and os.path.isabs(tmp) and os.path.isdir(tmp)):
-        tmp = "/tmp"
-    return os.path.join(tmp, f"otree-{os.getuid()}")
-
-
-def tree_identity(tree: str) -> tuple[str, str]:
-    """``(stem, key)`` for a TREE argument: a file is known by its real path.
-
-    ``tree.toml`` and ``app/tree.py:tree`` name files (the attribute is not
-    part of the key: one socket per file); ``pkg.mod:attr`` is known by the
-    argument and the directory it was given in.
-    """
-    file = tree
-    if not os.path.isfile(file) and ":" in tree:
-        file = tree.rsplit(":", 1)[0]
-    if os.path.isfile(file):
-        real = os.path.realpath(file)
-        return os.path.splitext(os.path.basename(real))[0], real
-    return tree.split(":", 1)[0], f"{tree}@{os.path.realpath(os.getcwd())}"
-
-
-def default_socket(tree: str) -> str:
-    """The socket ``otree run TREE`` listens on when neither --socket nor OTREE_SOCKET is set."""
-    stem, key = tree_identity(tree)
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:24] or "tree"
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return os.path.join(socket_dir(), f"{stem}-{digest}.sock")
-
-
-def ensure_private_dir(path: str) -> None:
-    """Create ``path`` mode 0700 if needed; refuse one that others could write to."""
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.lstat(path)
-    except OSError as exc:
-        raise ControlError(f"cannot create the socket directory {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise ControlError(f"{path} is not a directory")
-    if st.st_uid != os.getuid():
-        raise ControlError(f"the socket directory {path} belongs to another user")
-    if st.st_mode & 0o077:
-        raise ControlError(
-            f"the socket directory {path} is open to other users"
-            f" (mode {stat.S_IMODE(st.st_mode):04o}, expected 0700)"
-        )
-
-
-@contextlib.contextmanager
-def _dir_lock(directory: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` so two servers never both see a stale socket."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _peer_pid(sock: socket.socket) -> int | None:
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (OSError, AttributeError):
-        return None
-    pid: int = struct.unpack("3i", creds)[0]
-    return pid or None
-
-
-def _check_existing(path: str) -> None:
-    """Remove a stale socket at ``path``; refuse a live one or anything that is not a socket."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ControlError(
-            f"cannot use {path} as the control socket: it exists and is not a socket"
-        )
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(2.0)
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)  # left by an otree that is gone
-        return
-    except OSError as exc:
-        if exc.errno == errno.EAGAIN:  # backlog full: alive but swamped
-            raise ControlError(f"another otree is already running on {path}") from None
-        raise ControlError(f"cannot use {path} as the control socket: {exc.strerror}") from None
-    else:
-        pid = _peer_pid(probe)
-        who = f"another otree (pid {pid})" if pid else "another otree"
-        raise ControlError(
-            f"{who} is already running on {path}; stop it first or pass --socket"
-        ) from None
-    finally:
-        probe.close()
-
-
-def bind_socket(path: str) -> socket.socket:
-    """A listening, non-blocking Unix socket at ``path``, mode 0600."""
-    path = os.path.abspath(path)
-    if len(os.fsencode(path)) > _SUN_PATH_MAX:
-        raise ControlError(
-            f"the socket path {path} is too long ({len(os.fsencode(path))} bytes,"
-            f" at most {_SUN_PATH_MAX}); pass a shorter --socket"
-        )
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise ControlError(f"cannot create the control socket {path}: no directory {parent}")
-    with _dir_lock(parent):
-        _check_existing(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
-        try:
-            sock.bind(path)
-            os.chmod(path, 0o600)
-            sock.listen(64)
-        except OSError as exc:
-            sock.close()
-            raise ControlError(f"cannot create the control socket {path}: {exc.strerror}") from None
-        finally:
-            os.umask(old_umask)
-    sock.setblocking(False)
-    return sock
-
-
-# --- the server ------------------------------------------------------------------
 
 
 class LoopLike(Protocol):
@@ -479,151 +349,3 @@ class ControlServer:
                 os.unlink(self.path)
         except OSError:
             pass
-
-
-# --- the client -----------------------------------------------------------------
-
-
-def connect(path: str, timeout: float | None = None) -> socket.socket:
-    """A connected socket, or ``NotRunning`` saying why not."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-    except FileNotFoundError:
-        sock.close()
-        raise NotRunning(f"no otree is running at {path} (no such socket)") from None
-    except ConnectionRefusedError:
-        sock.close()
-        raise NotRunning(f"no otree is running at {path} (stale socket)") from None
-    except OSError as exc:
-        sock.close()
-        raise NotRunning(f"cannot connect to {path}: {exc.strerror or exc}") from None
-    return sock
-
-
-class Client:
-    """A blocking client: ``call()`` for one reply, ``stream()`` for ``logs``."""
-
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        self.path = path
-        self.sock = connect(path, timeout)
-        self.sock.settimeout(timeout)
-        self._decoder = Decoder(MAX_REPLY)
-        self._next_id = 1
-        self._eof = False
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, cmd: str, **fields: Any) -> int:
-        """Send one request; return its id."""
-        rid = self._next_id
-        self._next_id += 1
-        message = {"id": rid, "cmd": cmd, **{k: v for k, v in fields.items() if v is not None}}
-        try:
-            self.sock.sendall(encode(message))
-        except OSError as exc:
-            raise NotRunning(f"lost the connection to {self.path}: {exc.strerror or exc}") from None
-        return rid
-
-    def messages(self) -> Iterator[dict[str, Any]]:
-        """Every message from the server until it closes the connection."""
-        while not self._eof:
-            try:
-                data = self.sock.recv(_RECV)
-            except TimeoutError:
-                raise ControlError(f"no answer from {self.path} in time") from None
-            except OSError as exc:
-                raise NotRunning(f"lost the connection to {self.path}: {exc.strerror}") from None
-            if not data:
-                self._eof = True
-                batch = self._decoder.close()
-            else:
-                batch = self._decoder.feed(data)
-            for message in batch:
-                if isinstance(message, ProtocolError):
-                    raise ControlError(f"bad message from the server: {message.reason}")
-                yield message
-
-    def stream(self, cmd: str, **fields: Any) -> Iterator[dict[str, Any]]:
-        """Send a request; yield its messages, the final reply (with ``ok``) last.
-
-        A refusal raises ``ControlError(reason)``. Messages after the final
-        reply (``logs`` with ``follow``) keep coming until the server closes.
-        """
-        rid = self.send(cmd, **fields)
-        answered = False
-        for message in self.messages():
-            if message.get("id") not in (rid, None):
-                continue
-            if "ok" in message:
-                if not message["ok"]:
-                    raise ControlError(str(message.get("error") or "refused"))
-                answered = True
-            yield message
-            if answered and not message.get("following") and "ok" in message:
-                return
-        if not answered:
-            raise NotRunning(f"the tree at {self.path} stopped before answering")
-
-    def call(self, cmd: str, **fields: Any) -> dict[str, Any]:
-        """Send a request and return its final reply (``ControlError`` if refused)."""
-        for message in self.stream(cmd, **fields):
-            if "ok" in message:
-                return message
-        raise NotRunning(f"the tree at {self.path} stopped before answering")  # pragma: no cover
-
-
-def find_running(cwd: str, directory: str | None = None) -> list[dict[str, Any]]:
-    """The ``info`` of each live tree in ``directory`` (default: ``socket_dir()``) that was
-    run in ``cwd`` or from a tree file in ``cwd``."""
-    directory = directory or socket_dir()
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return []
-    cwd = os.path.realpath(cwd)
-    found = []
-    for name in names:
-        if not name.endswith(".sock"):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            with Client(path, timeout=2.0) as client:
-                info = client.call("info")
-        except (ControlError, OSError):
-            continue
-        tree_file = info.get("tree_file")
-        here = os.path.realpath(str(info.get("cwd", "")))
-        if here == cwd or (
-            isinstance(tree_file, str) and os.path.dirname(os.path.realpath(tree_file)) == cwd
-        ):
-            info["socket"] = path
-            found.append(info)
-    return found
-
-
-def run_socket(tree: str, socket_arg: str | None) -> str:
-    """The socket ``otree run TREE`` listens on: --socket, OTREE_SOCKET, else the default
-    for TREE (whose private directory is created here)."""
-    explicit = socket_arg or os.environ.get("OTREE_SOCKET")
-    if explicit:
-        return explicit
-    path = default_socket(tree)
-    ensure_private_dir(os.path.dirname(path))
-    return path
-
-
-def tree_info(tree: str | None) -> dict[str, Any]:
-    """What ``info`` tells about the tree being run: the TREE argument and its file."""
-    if tree is None:
-        return {"tree": None, "tree_file": None}
-    file = tree if os.path.isfile(tree) else tree.rsplit(":", 1)[0]
-    return {"tree": tree, "tree_file": os.path.realpath(file) if os.path.isfile(file) else None}

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from otree import logs
-from otree.control import Client, NotRunning, default_socket, find_running, socket_dir
+from otree._client import Client, NotRunning, find_running
+from otree._sockpath import default_socket, socket_dir
 from otree.errors import ControlError
 
 EXIT_OK = 0

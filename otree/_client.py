@@ -1,0 +1,144 @@
+"""The blocking client of the control socket, for the CLI (``otree.ctl``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from otree._codec import MAX_REPLY, Decoder, ProtocolError, encode
+from otree._sockpath import socket_dir
+from otree.errors import ControlError
+
+_RECV = 64 * 1024
+
+
+class NotRunning(ControlError):
+    """No otree answers at the socket (missing, stale, or not reachable)."""
+
+
+def connect(path: str, timeout: float | None = None) -> socket.socket:
+    """A connected socket, or ``NotRunning`` saying why not."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except FileNotFoundError:
+        sock.close()
+        raise NotRunning(f"no otree is running at {path} (no such socket)") from None
+    except ConnectionRefusedError:
+        sock.close()
+        raise NotRunning(f"no otree is running at {path} (stale socket)") from None
+    except OSError as exc:
+        sock.close()
+        raise NotRunning(f"cannot connect to {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+class Client:
+    """A blocking client: ``call()`` for one reply, ``stream()`` for ``logs``."""
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        self.path = path
+        self.sock = connect(path, timeout)
+        self.sock.settimeout(timeout)
+        self._decoder = Decoder(MAX_REPLY)
+        self._next_id = 1
+        self._eof = False
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, cmd: str, **fields: Any) -> int:
+        """Send one request; return its id."""
+        rid = self._next_id
+        self._next_id += 1
+        message = {"id": rid, "cmd": cmd, **{k: v for k, v in fields.items() if v is not None}}
+        try:
+            self.sock.sendall(encode(message))
+        except OSError as exc:
+            raise NotRunning(f"lost the connection to {self.path}: {exc.strerror or exc}") from None
+        return rid
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        """Every message from the server until it closes the connection."""
+        while not self._eof:
+            try:
+                data = self.sock.recv(_RECV)
+            except TimeoutError:
+                raise ControlError(f"no answer from {self.path} in time") from None
+            except OSError as exc:
+                raise NotRunning(f"lost the connection to {self.path}: {exc.strerror}") from None
+            if not data:
+                self._eof = True
+                batch = self._decoder.close()
+            else:
+                batch = self._decoder.feed(data)
+            for message in batch:
+                if isinstance(message, ProtocolError):
+                    raise ControlError(f"bad message from the server: {message.reason}")
+                yield message
+
+    def stream(self, cmd: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """Send a request; yield its messages, the final reply (with ``ok``) last.
+
+        A refusal raises ``ControlError(reason)``. Messages after the final
+        reply (``logs`` with ``follow``) keep coming until the server closes.
+        """
+        rid = self.send(cmd, **fields)
+        answered = False
+        for message in self.messages():
+            if message.get("id") not in (rid, None):
+                continue
+            if "ok" in message:
+                if not message["ok"]:
+                    raise ControlError(str(message.get("error") or "refused"))
+                answered = True
+            yield message
+            if answered and not message.get("following") and "ok" in message:
+                return
+        if not answered:
+            raise NotRunning(f"the tree at {self.path} stopped before answering")
+
+    def call(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        """Send a request and return its final reply (``ControlError`` if refused)."""
+        for message in self.stream(cmd, **fields):
+            if "ok" in message:
+                return message
+        raise NotRunning(f"the tree at {self.path} stopped before answering")  # pragma: no cover
+
+
+def find_running(cwd: str, directory: str | None = None) -> list[dict[str, Any]]:
+    """The ``info`` of each live tree in ``directory`` (default: ``socket_dir()``) that was
+    run in ``cwd`` or from a tree file in ``cwd``."""
+    directory = directory or socket_dir()
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    cwd = os.path.realpath(cwd)
+    found = []
+    for name in names:
+        if not name.endswith(".sock"):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            with Client(path, timeout=2.0) as client:
+                info = client.call("info")
+        except (ControlError, OSError):
+            continue
+        tree_file = info.get("tree_file")
+        here = os.path.realpath(str(info.get("cwd", "")))
+        if here == cwd or (
+            isinstance(tree_file, str) and os.path.dirname(os.path.realpath(tree_file)) == cwd
+        ):
+            info["socket"] = path
+            found.append(info)
+    return found

@@ -1,0 +1,181 @@
+"""Where the control socket lives, and binding it safely.
+
+``otree run TREE`` listens on ``--socket P``, else ``$OTREE_SOCKET``, else a
+default derived from the tree file (``default_socket``) in a private
+directory: ``$XDG_RUNTIME_DIR/otree/`` or ``/tmp/otree-<uid>/`` (mode 0700).
+The socket is created mode 0600; a stale one (nothing answers) is replaced,
+a live one is refused, and anything that is not a socket is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import socket
+import stat
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from otree.errors import ControlError
+
+_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+
+def socket_dir() -> str:
+    """The per-user directory of default sockets (not created here)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
+        return os.path.join(xdg, "otree")
+    tmp = os.environ.get("TMPDIR")
+    if not (tmp and os.path.isabs(tmp) and os.path.isdir(tmp)):
+        tmp = "/tmp"
+    return os.path.join(tmp, f"otree-{os.getuid()}")
+
+
+def tree_identity(tree: str) -> tuple[str, str]:
+    """``(stem, key)`` for a TREE argument: a file is known by its real path.
+
+    ``tree.toml`` and ``app/tree.py:tree`` name files (the attribute is not
+    part of the key: one socket per file); ``pkg.mod:attr`` is known by the
+    argument and the directory it was given in.
+    """
+    file = tree
+    if not os.path.isfile(file) and ":" in tree:
+        file = tree.rsplit(":", 1)[0]
+    if os.path.isfile(file):
+        real = os.path.realpath(file)
+        return os.path.splitext(os.path.basename(real))[0], real
+    return tree.split(":", 1)[0], f"{tree}@{os.path.realpath(os.getcwd())}"
+
+
+def default_socket(tree: str) -> str:
+    """The socket ``otree run TREE`` listens on when neither --socket nor OTREE_SOCKET is set."""
+    stem, key = tree_identity(tree)
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:24] or "tree"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return os.path.join(socket_dir(), f"{stem}-{digest}.sock")
+
+
+def ensure_private_dir(path: str) -> None:
+    """Create ``path`` mode 0700 if needed; refuse one that others could write to."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        raise ControlError(f"cannot create the socket directory {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ControlError(f"{path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise ControlError(f"the socket directory {path} belongs to another user")
+    if st.st_mode & 0o077:
+        raise ControlError(
+            f"the socket directory {path} is open to other users"
+            f" (mode {stat.S_IMODE(st.st_mode):04o}, expected 0700)"
+        )
+
+
+@contextlib.contextmanager
+def _dir_lock(directory: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` so two servers never both see a stale socket."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _peer_pid(sock: socket.socket) -> int | None:
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    pid: int = struct.unpack("3i", creds)[0]
+    return pid or None
+
+
+def _check_existing(path: str) -> None:
+    """Remove a stale socket at ``path``; refuse a live one or anything that is not a socket."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(
+            f"cannot use {path} as the control socket: it exists and is not a socket"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # left by an otree that is gone
+        return
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN:  # backlog full: alive but swamped
+            raise ControlError(f"another otree is already running on {path}") from None
+        raise ControlError(f"cannot use {path} as the control socket: {exc.strerror}") from None
+    else:
+        pid = _peer_pid(probe)
+        who = f"another otree (pid {pid})" if pid else "another otree"
+        raise ControlError(
+            f"{who} is already running on {path}; stop it first or pass --socket"
+        ) from None
+    finally:
+        probe.close()
+
+
+def bind_socket(path: str) -> socket.socket:
+    """A listening, non-blocking Unix socket at ``path``, mode 0600."""
+    path = os.path.abspath(path)
+    if len(os.fsencode(path)) > _SUN_PATH_MAX:
+        raise ControlError(
+            f"the socket path {path} is too long ({len(os.fsencode(path))} bytes,"
+            f" at most {_SUN_PATH_MAX}); pass a shorter --socket"
+        )
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise ControlError(f"cannot create the control socket {path}: no directory {parent}")
+    with _dir_lock(parent):
+        _check_existing(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o600)
+            sock.listen(64)
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"cannot create the control socket {path}: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+    sock.setblocking(False)
+    return sock
+
+
+def run_socket(tree: str, socket_arg: str | None) -> str:
+    """The socket ``otree run TREE`` listens on: --socket, OTREE_SOCKET, else the default
+    for TREE (whose private directory is created here)."""
+    explicit = socket_arg or os.environ.get("OTREE_SOCKET")
+    if explicit:
+        return explicit
+    path = default_socket(tree)
+    ensure_private_dir(os.path.dirname(path))
+    return path
+
+
+def tree_info(tree: str | None) -> dict[str, Any]:
+    """What ``info`` tells about the tree being run: the TREE argument and its file."""
+    if tree is None:
+        return {"tree": None, "tree_file": None}
+    file = tree if os.path.isfile(tree) else tree.rsplit(":", 1)[0]
+    return {"tree": tree, "tree_file": os.path.realpath(file) if os.path.isfile(file) else None}

@@ -333,8 +333,26 @@ class ControlServer:
 
     def close(self) -> None:
         """Stop: flush what can go at once, close every client, remove the socket file."""
+        if self._stop_serving():
+            self.sock.close()
+            try:
+                if self._ino is not None and os.stat(self.path).st_ino == self._ino:
+                    os.unlink(self.path)
+            except OSError:
+                pass
+
+    def handoff(self) -> int:
+        """Stop serving but keep the socket listening, for a re-exec: close every client
+        and return the listening fd, made inheritable. The new image passes
+        ``sock=socket.socket(fileno=fd)`` to a new ``ControlServer`` on the same path;
+        clients meanwhile wait in the backlog and never see the socket missing."""
+        self._stop_serving()
+        self.sock.set_inheritable(True)
+        return self.sock.detach()
+
+    def _stop_serving(self) -> bool:
         if self._closed:
-            return
+            return False
         self._closed = True
         for conn in list(self._conns.values()):
             if conn.out:
@@ -343,9 +361,4 @@ class ControlServer:
             self._drop(conn)
         with contextlib.suppress(Exception):
             self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
-        try:
-            if self._ino is not None and os.stat(self.path).st_ino == self._ino:
-                os.unlink(self.path)
-        except OSError:
-            pass
+        return True

@@ -136,6 +136,28 @@ def test_close_leaves_a_newer_socket_at_the_same_path(sockdir: str) -> None:
     backend.close()
 
 
+def test_handoff_keeps_the_socket_for_a_new_server(sockdir: str) -> None:
+    path = os.path.join(sockdir, "ctl.sock")
+    loop = ManualLoop()
+    backend = FakeBackend(loop)
+    old = ControlServer(loop, backend, path)
+    connected = raw(path)
+    loop.pump()
+    fd = old.handoff()
+    assert os.get_inheritable(fd)
+    assert connected.recv(10) == b""  # clients are let go
+    waiting = raw(path)  # a client arriving during the exec waits in the backlog
+    waiting.sendall(encode({"id": 1, "cmd": "info"}))
+    new = ControlServer(loop, backend, path, sock=socket.socket(fileno=fd))
+    loop.pump()
+    assert read_messages(waiting, 1)[0]["ok"] is True
+    new.close()
+    assert not os.path.exists(path)
+    for s in (connected, waiting):
+        s.close()
+    backend.close()
+
+
 # --- requests and replies ---------------------------------------------------------
 
 

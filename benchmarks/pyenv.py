@@ -12,7 +12,9 @@ console scripts. Every peer, the floor and the Python children run from it.
 
 from __future__ import annotations
 
+import os
 import site
+import subprocess
 import sys
 import sysconfig
 import venv
@@ -24,6 +26,29 @@ SCRIPTS = {
     "otree": "from otree.cli import main",
     "supervisord": "from supervisor.supervisord import main",
 }
+
+
+def clean_environ(root: Path) -> list[str]:
+    """Make ``os.environ`` (inherited by every peer) like a user's: no ``PYTHON*``
+    variables, so no PYTHONDONTWRITEBYTECODE (which the development shell sets,
+    and which makes every ``otree`` start compile its sources anew) and no
+    PYTHONUNBUFFERED, and bytecode cached under ``root`` (PYTHONPYCACHEPREFIX) so
+    the working tree is not written to. Returns the names removed."""
+    removed = sorted(k for k in os.environ if k.startswith("PYTHON"))
+    for k in removed:
+        del os.environ[k]
+    os.environ["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    return removed
+
+
+def warm(bin_dir: Path) -> None:
+    """Import what the peers import once, so that their bytecode is cached."""
+    code = (
+        "import otree.cli, otree.config, otree.control, otree.runtime, otree.ctl\n"
+        "try:\n    import supervisor.supervisord, supervisor.rpcinterface\n"
+        "except ImportError:\n    pass\n"
+    )
+    subprocess.run([str(bin_dir / "python"), "-c", code], check=False, timeout=120)
 
 
 def make(root: Path) -> Path:
@@ -47,5 +72,6 @@ def make(root: Path) -> Path:
 def describe() -> str:
     return (
         f"a fresh venv of Python {sys.version.split()[0]} with no .pth hooks "
-        "(as a regular, non-editable install); otree from the working tree"
+        "(as a regular, non-editable install; otree from the working tree), "
+        "no PYTHON* variables but PYTHONPYCACHEPREFIX, bytecode compiled before measuring"
     )

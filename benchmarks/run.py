@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     root = Path(tempfile.mkdtemp(prefix="otree-bench-"))
     try:
+        data["environ_removed"] = pyenv.clean_environ(root)
         Peer.bin = pyenv.make(root)
+        pyenv.warm(Peer.bin)
         python = str(Peer.bin / "python")
         data["environment"] = pyenv.describe()
         active: list[Peer] = []

@@ -12,6 +12,7 @@ transient/temporary children of a supervisor with ``auto_shutdown`` set, and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from otree._sim import HOWS
 from otree.core.spec import (
+    RESERVED_NAMES,
     STOP_SIGNALS,
     AutoShutdown,
     Backoff,
@@ -39,14 +41,15 @@ _TARGET_RE = r"[a-z]{1,5}(\.[a-z]{1,5})?:[a-z_]{1,6}"
 _WORDS = ("sleep", "infinity", "python3", "-c", "pass", "--port", "8000", "serve", "x y")
 
 
+_NAMES = st.one_of(
+    st.sampled_from(_NICE_NAMES),
+    st.from_regex(r"[A-Za-z0-9_-]{1,10}", fullmatch=True),
+).filter(lambda n: n not in RESERVED_NAMES)
+
+
 def names() -> st.SearchStrategy[str]:
     """Valid child names (``[A-Za-z0-9_-]+``, never a reserved field name)."""
-    from otree.core.spec import RESERVED_NAMES
-
-    return st.one_of(
-        st.sampled_from(_NICE_NAMES),
-        st.from_regex(r"[A-Za-z0-9_-]{1,10}", fullmatch=True),
-    ).filter(lambda n: n not in RESERVED_NAMES)
+    return _NAMES
 
 
 def _seconds(lo: float, hi: float) -> st.SearchStrategy[float]:
@@ -109,6 +112,36 @@ def _maybe(draw: st.DrawFn, strategy: st.SearchStrategy[Any]) -> Any:
     return draw(st.one_of(st.none(), strategy))
 
 
+@functools.cache
+def _service_fields(backoff: bool, ready_delays: bool) -> dict[str, st.SearchStrategy[Any]]:
+    """Per optional field: None (the default) or a value. Built once per option set."""
+    fields: dict[str, st.SearchStrategy[Any]] = {
+        "args": st.lists(st.sampled_from(_WORDS), max_size=3),
+        "env": st.dictionaries(
+            st.from_regex(r"[A-Z_]{1,6}", fullmatch=True), st.text(max_size=5), max_size=3
+        ),
+        "cwd": st.sampled_from([".", "/tmp", "sub/dir"]),
+        "restart": st.sampled_from(list(Restart)),
+        "normal_exit_codes": st.lists(
+            st.one_of(st.integers(0, 3), st.integers(0, 255)), max_size=3, unique=True
+        ),
+        "stop_signal": st.sampled_from(STOP_SIGNALS),
+        "shutdown": shutdowns(),
+        "ready": readies(delays=ready_delays),
+        "log": logs(),
+    }
+    if backoff:
+        fields["backoff"] = backoffs()
+    return {k: st.one_of(st.none(), v) for k, v in fields.items()}
+
+
+_CMDS = st.one_of(
+    st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4),
+    st.sampled_from(["sleep 1", "python3 -m http.server", "'a b' c"]),
+)
+_TARGETS = st.from_regex(_TARGET_RE, fullmatch=True)
+
+
 @st.composite
 def services(
     draw: st.DrawFn,
@@ -124,44 +157,40 @@ def services(
     transient/temporary service may be significant. ``backoff=False`` leaves
     ``backoff`` unset; ``ready_delays=False`` makes every ``ready`` immediate.
     """
+    return _draw_service(draw, name, significant_allowed, backoff, ready_delays)
+
+
+def _draw_service(
+    draw: st.DrawFn,
+    name: str | None,
+    significant_allowed: bool,
+    backoff: bool,
+    ready_delays: bool,
+) -> Service:
     kwargs: dict[str, Any] = {}
-    if draw(st.booleans()):
-        kwargs["cmd"] = draw(
-            st.one_of(
-                st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4),
-                st.sampled_from(["sleep 1", "python3 -m http.server", "'a b' c"]),
-            )
-        )
+    use_cmd = draw(st.booleans())
+    if use_cmd:
+        kwargs["cmd"] = draw(_CMDS)
     else:
-        kwargs["target"] = draw(
-            st.from_regex(r"[a-z]{1,5}(\.[a-z]{1,5})?:[a-z_]{1,6}", fullmatch=True)
-        )
-        args = _maybe(draw, st.lists(st.sampled_from(_WORDS), max_size=3))
-        if args is not None:
-            kwargs["args"] = args
-    optional: dict[str, st.SearchStrategy[Any]] = {
-        "env": st.dictionaries(
-            st.from_regex(r"[A-Z_]{1,6}", fullmatch=True), st.text(max_size=5), max_size=3
-        ),
-        "cwd": st.sampled_from([".", "/tmp", "sub/dir"]),
-        "restart": st.sampled_from(list(Restart)),
-        "normal_exit_codes": st.lists(
-            st.one_of(st.integers(0, 3), st.integers(0, 255)), max_size=3, unique=True
-        ),
-        "stop_signal": st.sampled_from(STOP_SIGNALS),
-        "shutdown": shutdowns(),
-        "ready": readies(delays=ready_delays),
-        "log": logs(),
-    }
-    if backoff:
-        optional["backoff"] = backoffs()
-    for field, strategy in optional.items():
-        value = _maybe(draw, strategy)
+        kwargs["target"] = draw(_TARGETS)
+    for field, strategy in _service_fields(backoff, ready_delays).items():
+        if field == "args" and use_cmd:
+            continue
+        value = draw(strategy)
         if value is not None:
             kwargs[field] = value
     if significant_allowed and kwargs.get("restart", Restart.PERMANENT) is not Restart.PERMANENT:
         kwargs["significant"] = draw(st.booleans())
-    return Service(name if name is not None else draw(names()), **kwargs)
+    return Service(name if name is not None else draw(_NAMES), **kwargs)
+
+
+_STRATEGIES = st.sampled_from(list(Strategy))
+_INTENSITIES = st.one_of(st.integers(0, 5), st.integers(0, 100))
+_PERIODS = st.one_of(st.sampled_from([0.5, 1.0, 5.0, 10.0, 60.0]), st.floats(0.01, 3600.0))
+_AUTO_SHUTDOWNS = st.sampled_from(list(AutoShutdown))
+_MAYBE_RESTART = st.one_of(st.none(), st.sampled_from(list(Restart)))
+_MAYBE_SHUTDOWN = st.one_of(st.none(), shutdowns())
+_ONE_IN_THREE = st.integers(0, 2)
 
 
 @st.composite
@@ -184,54 +213,65 @@ def supervisors(
     also draws ``restart``, ``shutdown`` and (if ``significant_allowed``)
     ``significant``. ``backoff`` and ``ready_delays`` as for :func:`services`.
     """
+    return _draw_supervisor(
+        draw,
+        max_depth,
+        max_children,
+        name,
+        root,
+        min_children,
+        significant_allowed,
+        backoff,
+        ready_delays,
+    )
+
+
+def _draw_supervisor(
+    draw: st.DrawFn,
+    max_depth: int,
+    max_children: int,
+    name: str | None,
+    root: bool,
+    min_children: int,
+    significant_allowed: bool,
+    backoff: bool,
+    ready_delays: bool,
+) -> Supervisor:
     kwargs: dict[str, Any] = {
-        "strategy": draw(st.sampled_from(list(Strategy))),
-        "intensity": draw(st.one_of(st.integers(0, 5), st.integers(0, 100))),
-        "period": draw(
-            st.one_of(st.sampled_from([0.5, 1.0, 5.0, 10.0, 60.0]), st.floats(0.01, 3600.0))
-        ),
-        "auto_shutdown": draw(st.sampled_from(list(AutoShutdown))),
+        "strategy": draw(_STRATEGIES),
+        "intensity": draw(_INTENSITIES),
+        "period": draw(_PERIODS),
+        "auto_shutdown": draw(_AUTO_SHUTDOWNS),
     }
     if not root:
-        restart = _maybe(draw, st.sampled_from(list(Restart)))
+        restart = draw(_MAYBE_RESTART)
         if restart is not None:
             kwargs["restart"] = restart
-        shutdown = _maybe(draw, shutdowns())
+        shutdown = draw(_MAYBE_SHUTDOWN)
         if shutdown is not None:
             kwargs["shutdown"] = shutdown
         if significant_allowed and restart not in (None, Restart.PERMANENT):
             kwargs["significant"] = draw(st.booleans())
     n = draw(st.integers(min_children, max(min_children, max_children)))
-    child_names = draw(st.lists(names(), min_size=n, max_size=n, unique=True))
+    child_names = draw(st.lists(_NAMES, min_size=n, max_size=n, unique=True))
     allowed = kwargs["auto_shutdown"] is not AutoShutdown.NEVER
     children: list[Service | Supervisor] = []
     for child_name in child_names:
-        if max_depth > 1 and draw(st.integers(0, 2)) == 0:
-            children.append(
-                draw(
-                    supervisors(
-                        max_depth - 1,
-                        max_children,
-                        name=child_name,
-                        root=False,
-                        min_children=min_children,
-                        significant_allowed=allowed,
-                        backoff=backoff,
-                        ready_delays=ready_delays,
-                    )
-                )
+        if max_depth > 1 and draw(_ONE_IN_THREE) == 0:
+            child: Service | Supervisor = _draw_supervisor(
+                draw,
+                max_depth - 1,
+                max_children,
+                child_name,
+                False,
+                min_children,
+                allowed,
+                backoff,
+                ready_delays,
             )
         else:
-            children.append(
-                draw(
-                    services(
-                        child_name,
-                        significant_allowed=allowed,
-                        backoff=backoff,
-                        ready_delays=ready_delays,
-                    )
-                )
-            )
+            child = _draw_service(draw, child_name, allowed, backoff, ready_delays)
+        children.append(child)
     return Supervisor(name if name is not None else "root", children=children, **kwargs)
 
 

@@ -1,0 +1,338 @@
+"""Model-based test: the real engine on the simulator against the reference model (model.py).
+
+A Hypothesis state machine builds a random valid tree (up to 3 supervisor
+levels, every strategy, restart type and auto_shutdown, significant
+children), starts it in both the simulator and the model, then applies
+random steps: crashes, clean exits and kills of live services, clock jumps
+(small, large, and exactly onto a restart-window edge), and manual
+start/stop/restart of services and supervisors. After every step the two
+must agree on the running services, the ordered lifecycle events of the
+step (spawn, ready, stop, exit, start_failed, restart, give_up,
+auto_shutdown, tree_ready, tree_stopped) and the exit code.
+
+Times and periods are multiples of 0.25 s, so window-edge arithmetic is
+exact in floating point for both sides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+)
+from model import Entry, Model
+
+from otree.core.spec import Restart, Service, Supervisor, walk
+from otree.testing import Simulation, Trace, supervisors
+
+COMPARED = {
+    "spawn",
+    "ready",
+    "stop",
+    "exit",
+    "start_failed",
+    "restart",
+    "give_up",
+    "auto_shutdown",
+    "tree_ready",
+    "tree_stopped",
+}
+
+
+def normalise(event: dict[str, Any]) -> Entry:
+    """A trace event as the model writes it (no ts, no pids, no exit code/signal)."""
+    name, path = event["event"], event["path"]
+    if name == "exit":
+        return (name, path, event["normal"])
+    if name == "restart":
+        strategy = event["strategy"]
+        return (name, path, getattr(strategy, "value", strategy), event["child"])
+    if name == "give_up":
+        return (name, path, event["restarts"], event["period"])
+    if name == "auto_shutdown":
+        return (name, path, event["child"])
+    if name == "tree_stopped":
+        return (name, path, event["exit_code"])
+    return (name, path)
+
+
+def compared(trace: Trace, since: int = 0) -> list[Entry]:
+    return [normalise(e) for e in trace.events[since:] if e["event"] in COMPARED]
+
+
+def quarter(x: float) -> float:
+    """``x`` rounded to a multiple of 0.25 (at least 0.25): exact in binary floating point."""
+    return max(0.25, round(x * 4) / 4)
+
+
+def dyadic_periods(sup: Supervisor) -> Supervisor:
+    children = [dyadic_periods(c) if isinstance(c, Supervisor) else c for c in sup.children]
+    return attrs.evolve(sup, period=quarter(min(sup.period, 100.0)), children=children)
+
+
+model_trees = supervisors(max_depth=3, max_children=3, backoff=False, ready_delays=False).map(
+    dyadic_periods
+)
+
+
+class EngineVsModel(RuleBasedStateMachine):
+    sim: Simulation
+    model: Model
+
+    @initialize(tree=model_trees)
+    def build(self, tree: Supervisor) -> None:
+        self.tree = tree
+        self.sim = Simulation(tree)
+        self.model = Model(tree)
+        self.model.start()
+        self.seen_sim = 0
+        self.seen_model = 0
+        self.steps: list[str] = []
+        self.check_step("start")
+
+    # --- comparison ----------------------------------------------------
+
+    def check_step(self, step: str) -> None:
+        self.steps.append(step)
+        got = compared(self.sim.trace, self.seen_sim)
+        for entry in got:
+            event(entry[0])
+        want = self.model.log[self.seen_model :]
+        self.seen_sim = len(self.sim.trace.events)
+        self.seen_model = len(self.model.log)
+        ok = (
+            got == want
+            and set(self.sim.running()) == self.model.running_services()
+            and self.sim.trace.exit_code == self.model.exit_code
+        )
+        if not ok:
+            raise AssertionError(
+                f"engine and model differ after {step}\nsteps: {self.steps}\n"
+                f"trace:\n{self.sim.trace.format(60)}\n"
+                f"engine events: {got}\nmodel events:  {want}\n"
+                f"engine running: {sorted(self.sim.running())}\n"
+                f"model running:  {sorted(self.model.running_services())}\n"
+                f"exit codes: engine {self.sim.trace.exit_code}, model {self.model.exit_code}"
+            )
+
+    @invariant()
+    def one_process_per_service(self) -> None:
+        live = list(self.sim.trace._live.values())
+        assert len({p.path for p in live}) == len(live)
+
+    # --- helpers -------------------------------------------------------
+
+    def live_services(self) -> list[str]:
+        return sorted(self.model.running_services())
+
+    def commandable(self) -> list[str]:
+        """Paths whose parent supervisor runs (the root itself excluded)."""
+        out = []
+        for path, node in self.model.nodes.items():
+            if path and node.parent is not None and node.parent.running:
+                out.append(path)
+        return sorted(out)
+
+    # --- rules ---------------------------------------------------------
+    # No preconditions: a rule that does not apply does nothing (a rule filter
+    # that rejects often makes Hypothesis throw the whole example away).
+
+    def end_a_service(self, data: st.DataObject, how: str) -> None:
+        live = self.live_services()
+        if self.model.done or not live:
+            return
+        path = data.draw(st.sampled_from(live), label="path")
+        assert self.sim.inject(path, how)
+        self.model.exit(path, how)
+        self.check_step(f"{how} {path!r} at {self.sim.now}")
+
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        self.end_a_service(data, "crash")
+
+    @rule(data=st.data())
+    def exit0(self, data: st.DataObject) -> None:
+        self.end_a_service(data, "exit0")
+
+    @rule(data=st.data())
+    def kill(self, data: st.DataObject) -> None:
+        self.end_a_service(data, "kill")
+
+    @rule(dt=st.sampled_from([0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 1000.0]))
+    def advance(self, dt: float) -> None:
+        self.sim.advance(dt)
+        self.model.now = self.sim.now
+        self.check_step(f"advance {dt} to {self.sim.now}")
+
+    @rule(data=st.data(), offset=st.sampled_from([0.0, -0.25, 0.25]))
+    def advance_to_window_edge(self, data: st.DataObject, offset: float) -> None:
+        """Jump to exactly ``t + period`` of a recorded restart time (or just before/after)."""
+        edges = sorted(
+            {
+                t + n.spec.period + offset
+                for n in self.model.nodes.values()
+                if isinstance(n.spec, Supervisor) and n.running
+                for t in n.history
+                if t + n.spec.period + offset >= self.sim.now
+            }
+        )
+        if self.model.done or not edges:
+            return
+        t = data.draw(st.sampled_from(edges), label="edge")
+        self.sim.at(t)
+        self.model.now = t
+        self.check_step(f"edge to {t}")
+
+    @rule(data=st.data(), name=st.sampled_from(["start", "stop", "restart"] * 4 + ["shutdown"]))
+    def manual(self, data: st.DataObject, name: str) -> None:
+        if self.model.done:
+            return
+        if name == "shutdown":
+            self.sim.command("shutdown")
+            self.model.command("shutdown")
+            self.check_step("shutdown")
+            return
+        paths = self.commandable()
+        if not paths:
+            return
+        path = data.draw(st.sampled_from(paths), label="path")
+        self.sim.command(name, path)
+        self.model.command(name, path)
+        self.check_step(f"{name} {path!r} at {self.sim.now}")
+
+
+EngineVsModel.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestEngineVsModel = EngineVsModel.TestCase
+
+
+# --- targeted checks of the model itself (so a wrong model is caught too) ---
+
+
+def svc(name: str, **kw: Any) -> Service:
+    return Service(name, cmd="x", **kw)
+
+
+def test_model_one_for_all_with_a_temporary_bystander() -> None:
+    tree = Supervisor(
+        "root",
+        strategy="one_for_all",
+        children=[svc("a"), svc("b"), svc("c", restart=Restart.TEMPORARY)],
+    )
+    m = Model(tree)
+    m.start()
+    del m.log[:]
+    m.exit("b", "crash")
+    assert m.log == [
+        ("exit", "b", False),
+        ("restart", "", "one_for_all", "b"),
+        ("stop", "c"),
+        ("exit", "c", True),
+        ("stop", "a"),
+        ("exit", "a", True),
+        ("spawn", "a"),
+        ("ready", "a"),
+        ("spawn", "b"),
+        ("ready", "b"),
+    ]
+    assert m.running_services() == {"a", "b"}
+
+
+def test_model_gives_up_on_the_intensity_plus_first_restart_and_escalates() -> None:
+    tree = Supervisor(
+        "root",
+        intensity=0,
+        children=[svc("db"), Supervisor("web", intensity=1, period=5, children=[svc("api")])],
+    )
+    m = Model(tree)
+    m.start()
+    m.exit("web.api", "crash")
+    assert ("restart", "web", "one_for_one", "web.api") in m.log
+    m.now = 5.0  # exactly period later: the first restart still counts
+    m.exit("web.api", "crash")
+    assert m.log[-6:] == [
+        ("exit", "web.api", False),
+        ("give_up", "web", 2, 5.0),
+        ("give_up", "", 1, 5.0),
+        ("stop", "db"),
+        ("exit", "db", True),
+        ("tree_stopped", "", 1),
+    ]
+    assert m.exit_code == 1
+    assert m.running_services() == set()
+
+
+def test_model_window_keeps_the_edge_and_drops_past_it() -> None:
+    tree = Supervisor("root", intensity=1, period=2, children=[svc("a")])
+    m = Model(tree)
+    m.start()
+    m.exit("a", "crash")
+    m.now = 2.0
+    m.exit("a", "crash")  # 2.0 - 0.0 <= 2: two in the window -> give up
+    assert m.exit_code == 1
+    m = Model(tree)
+    m.start()
+    m.exit("a", "crash")
+    m.now = 2.25
+    m.exit("a", "crash")  # the first one dropped out
+    assert m.exit_code is None
+
+
+def test_model_auto_shutdown_all_significant_waits_for_the_last() -> None:
+    tree = Supervisor(
+        "root",
+        auto_shutdown="all_significant",
+        children=[
+            svc("a", restart=Restart.TRANSIENT, significant=True),
+            svc("b", restart=Restart.TEMPORARY, significant=True),
+            svc("c"),
+        ],
+    )
+    m = Model(tree)
+    m.start()
+    m.exit("a", "exit0")
+    assert m.exit_code is None
+    m.exit("b", "crash")
+    assert m.log[-4:] == [
+        ("auto_shutdown", "", "b"),
+        ("stop", "c"),
+        ("exit", "c", True),
+        ("tree_stopped", "", 0),
+    ]
+
+
+def test_model_failed_restart_is_retried_and_counted() -> None:
+    tree = Supervisor("root", intensity=2, children=[svc("a"), svc("b")])
+    m = Model(tree)
+    m.start()
+    m.fail_next.add("a")
+    m.exit("a", "crash")
+    assert m.log[-5:] == [
+        ("exit", "a", False),
+        ("restart", "", "one_for_one", "a"),
+        ("start_failed", "a"),
+        ("spawn", "a"),
+        ("ready", "a"),
+    ]
+    assert m.root.history == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
+def test_model_walks_every_path(strategy: str) -> None:
+    tree = Supervisor(
+        "root", strategy=strategy, children=[svc("a"), Supervisor("s", children=[svc("b")])]
+    )
+    m = Model(tree)
+    assert set(m.nodes) == {"", *(p for p, _ in walk(tree))}

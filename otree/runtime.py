@@ -83,7 +83,8 @@ class Runtime:
                 self.event_log = logs.EventLog(events)
             services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
             _proc.raise_fd_limit(4 * len(services) + 64)
-            prefixes = logs.prefixes([p for p, _ in services], self.console.tty)
+            colour = self.console.tty and not os.environ.get("NO_COLOR")
+            prefixes = logs.prefixes([p for p, _ in services], colour)
             for path, svc in services:
                 self.outputs[path] = logs.ServiceOutput(
                     path, self.console, prefixes[path], _log_file(path, svc, log_dir)

@@ -96,7 +96,8 @@ class Processes:
         self.feed(ev.Spawned(path, pid))
         if spec.ready is not None:
             self.probing[pid] = path
-            self.console.write(f"otree: {path}: exec pid {pid}, waiting until ready\n".encode())
+            line = f"otree: {path}: exec pid {pid}, waiting until ready\n"
+            self.console.write(line.encode(), keep=True)
             if notify is not None:
                 notify.pid = pid
             proc.probe = notify or self._probe(proc, spec, env)

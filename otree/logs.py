@@ -78,14 +78,15 @@ class Console:
             os.set_blocking(self.fd, False)
             self.blocking = False
 
-    def write(self, data: bytes, lines: int = 1) -> None:
-        """Queue ``data`` (``lines`` whole lines); drop it if the buffer is full."""
+    def write(self, data: bytes, lines: int = 1, *, keep: bool = False) -> None:
+        """Queue ``data`` (``lines`` whole lines); drop it if the buffer is full,
+        unless ``keep`` (otree's own lines: few, and never dropped)."""
         if self.fd < 0:
             return
         if self.blocking:
             _write_all(self.fd, data)
             return
-        if self._size + len(data) > self.limit and self._size:
+        if not keep and self._size + len(data) > self.limit and self._size:
             self._dropped += lines
             return
         if self._dropped:

@@ -246,7 +246,7 @@ class Runtime:
             if self._stderr_is_console:
                 return
         if text:
-            self.console.write(f"otree: {text}\n".encode())
+            self.console.write(f"otree: {text}\n".encode(), keep=True)
 
     def _stderr(self, text: str) -> None:
         if text not in self._stderr_lines:

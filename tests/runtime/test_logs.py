@@ -141,6 +141,33 @@ def test_console_never_blocks_and_says_what_it_dropped() -> None:
     assert text.endswith("after\n")
 
 
+def test_console_keeps_otree_lines_when_full() -> None:
+    loop = Loop()
+    r, w = os.pipe()
+    console = logs.Console(loop, w, limit=1024)
+    console.write(b"x" * 200_000 + b"\n")  # fills the pipe and the buffer
+    console.write(b"child line\n")  # dropped
+    console.write(b"otree: a: exit pid 1 code 1 (abnormal)\n", keep=True)
+    os.set_blocking(r, False)
+    data = b""
+    while True:
+        try:
+            data += os.read(r, 1 << 20)
+        except BlockingIOError:
+            if not console._buffer:
+                break
+            loop.call_later(0, loop.stop)
+            loop.run()
+    console.close()
+    loop.close()
+    os.close(r)
+    os.close(w)
+    assert data.endswith(
+        b"[otree: 1 lines dropped from console]\notree: a: exit pid 1 code 1 (abnormal)\n"
+    )
+    assert b"child line" not in data
+
+
 def test_console_to_a_regular_file_writes_everything(tmp_path: Path) -> None:
     loop = Loop()
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)

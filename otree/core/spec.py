@@ -104,9 +104,13 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _finite(num: float | None) -> bool:
+    return num is not None and num == num and num not in (float("inf"), float("-inf"))
+
+
 def _seconds(value: Any, minimum: float, *, strict: bool = False) -> Any:
     num = _number(value)
-    if num is None or num != num:
+    if num is None or not _finite(num):
         return _bad(f"expected a number of seconds, got {value!r}")
     if strict and num <= minimum:
         return _bad(f"must be greater than {minimum:g}, got {value!r}")
@@ -133,7 +137,7 @@ def _shutdown(value: Any) -> Any:
     if value in (BRUTAL_KILL, INFINITY):
         return value
     num = _number(value)
-    if num is None or num != num or num < 0:
+    if num is None or not _finite(num) or num < 0:
         return _bad(f"expected seconds >= 0, 'brutal_kill' or 'infinity', got {value!r}")
     return num
 

@@ -565,7 +565,11 @@ def test_r12_the_exit_of_a_child_otree_stopped_is_consumed() -> None:
 
 @pytest.mark.parametrize(
     ("how", "logged"),
-    [("crash", "exit a 1 abnormal"), ("exit0", "exit a 0 normal"), ("kill", "exit a KILL abnormal")],
+    [
+        ("crash", "exit a 1 abnormal"),
+        ("exit0", "exit a 0 normal"),
+        ("kill", "exit a KILL abnormal"),
+    ],
 )
 def test_r13_permanent_is_restarted_after_every_exit(how: str, logged: str) -> None:
     """R13 permanent: restarted after a normal exit, a crash and a kill alike (new PID)."""
@@ -1516,7 +1520,11 @@ def test_r43_a_permanent_auto_shutdown_supervisor_is_restarted_and_counted() -> 
     """R43 (docs warning): a permanent supervisor that shuts itself down is restarted
     each time and uses up its parent's intensity."""
     tree = root(
-        sup("batch", svc("job", restart="transient", significant=True), auto_shutdown="any_significant"),
+        sup(
+            "batch",
+            svc("job", restart="transient", significant=True),
+            auto_shutdown="any_significant",
+        ),
         intensity=1,
     )
     sim = Simulation(tree)
@@ -1547,9 +1555,7 @@ def test_backoff_delays_grow_by_factor_up_to_max_with_seeded_jitter() -> None:
     rng = random.Random(7)
     expected = [min(5.0, base * rng.uniform(0.9, 1.1)) for base in (1, 2, 4, 5, 5)]
     starts = spawn_times(sim.trace, "a")
-    assert [round(b - a, 9) for a, b in zip(starts, starts[1:])] == [
-        round(d, 9) for d in expected
-    ]
+    assert [round(b - a, 9) for a, b in zip(starts, starts[1:])] == [round(d, 9) for d in expected]
 
 
 def test_backoff_without_jitter_is_exact() -> None:
@@ -1775,3 +1781,111 @@ def test_kill_all_during_a_group_restart_starts_nothing_more() -> None:
     assert spawns(sim) == before  # web.c is not started
     assert sim.running() == {}
     assert sim.trace.exit_code == 0
+
+
+# --- more restart paths --------------------------------------------------------------------
+
+
+def test_r26_a_readiness_timeout_during_a_restart_is_retried_and_counted() -> None:
+    """R26 + readiness: a restarted process that is not ready in time failed to start:
+    it is stopped, ``start_failed`` is logged and the restart is retried (counted)."""
+    b = Bench(root(svc("a", ready=ReadyNotify(timeout=2))))
+    b.start()
+    b.feed(ev.Spawned("a", 10))
+    b.feed(ev.Ready("a", 10))
+    b.feed(ev.Exited("a", 10, code=1), at=1.0)
+    b.feed(ev.Spawned("a", 11))
+    out = b.feed(ev.TimerFired(("ready", "a", "11")), at=3.0)
+    assert non_reports(out) == [act.Signal("a", 11, "TERM"), act.SetTimer(("kill", "a", "11"), 5.0)]
+    out = b.feed(ev.Exited("a", 11, signal="TERM"))
+    assert act.SetTimer(("restart", "", "1"), 0.0) in out
+    assert b.reports()[-4:] == [
+        "exit a 1 abnormal",
+        "restart <root> a",
+        "start_failed a: not ready after 2s",
+        "restart <root> a",
+    ]
+    assert b.engine.nodes[""].window.times == [1.0, 3.0]  # type: ignore[attr-defined]
+
+
+def test_r26_a_supervisor_child_that_fails_to_start_in_a_restart_is_retried() -> None:
+    """R26/R11: the root restarts web after web gave up; web's child fails to start, so
+    web fails to start: the root retries web (counted again) and web comes up."""
+    sim = Simulation(root(svc("z"), sup("web", svc("x"), intensity=0)))
+    sim.inject("web.x", "fail_start")
+    m = mark(sim)
+    sim.inject("web.x", "crash")
+    assert log_of(sim, m) == [
+        "exit web.x 1 abnormal",
+        "give_up web 1/5",
+        "restart <root> web",
+        "start_failed web.x: simulated start failure",
+        "restart <root> web",
+        *started("web.x"),
+    ]
+    assert window(sim) == [0.0, 0.0]
+
+
+def test_a_process_stopped_before_it_was_ready_logs_nothing() -> None:
+    """Event log: ``spawn`` comes only once a service is ready, so a process stopped
+    while its readiness check runs has no ``stop``/``exit`` lines either."""
+    sim = Simulation(root(svc("a"), svc("slow", ready=ReadyDelay(delay=10))))
+    assert sim.running() == {"a": 100, "slow": 101}
+    m = mark(sim)
+    sim.command("shutdown")
+    assert sim.replies[1] == act.Reply(1, True, None)
+    assert log_of(sim, m) == [*stopped("a"), "tree_stopped 0"]
+    assert sim.running() == {}
+
+
+def test_r38_a_command_during_the_initial_start_waits_for_the_tree() -> None:
+    """R38: ``stop a`` sent while the tree is still starting runs once it is up."""
+    sim = Simulation(root(svc("a"), svc("slow", ready=ReadyDelay(delay=3))))
+    assert sim.command("stop", "a") is None
+    sim.advance(3)
+    assert sim.replies[1] == act.Reply(1, True, None)
+    assert log_of(sim) == [*started("a", "slow"), "tree_ready", *stopped("a")]
+
+
+def test_a_manual_restart_of_a_supervisor_gives_it_a_fresh_window() -> None:
+    """R25/R32: a supervisor started again (by hand or by its parent) starts with only
+    its declared children and an empty restart window."""
+    sim = Simulation(root(sup("web", svc("x"), svc("y"), intensity=1)))
+    sim.inject("web.x", "crash")
+    assert window(sim, "web") == [0.0]
+    assert sim.command("restart", "web") == act.Reply(1, True, None)
+    assert window(sim, "web") == []
+    sim.inject("web.y", "crash")
+    assert not sim.trace.gave_up("web")
+
+
+def test_stopping_a_supervisor_cancels_its_pending_delayed_restarts() -> None:
+    """R28/R31: ``stop web`` while web.x waits for its backoff: the timer is cancelled,
+    nothing starts; ``start web`` later starts both children."""
+    tree = root(svc("z"), sup("web", svc("x", backoff=Backoff(initial=5, jitter=0)), svc("y")))
+    sim = Simulation(tree)
+    sim.inject("web.x", "crash")
+    assert sim.command("stop", "web") == act.Reply(1, True, None)
+    sim.advance(10)
+    assert sim.running() == {"z": 100}
+    assert sim.next_timer() is None
+    assert [state(sim, p)[0] for p in ("web", "web.x", "web.y")] == ["stopped"] * 3
+    assert sim.command("start", "web") == act.Reply(2, True, None)
+    assert sim.running() == {"z": 100, "web.x": 103, "web.y": 104}
+
+
+def test_status_shows_state_pid_restarts_and_last_exit() -> None:
+    """``otree status``: per node its state, PID, restarts inside the parent's window
+    and last exit."""
+    sim = Simulation(root(svc("a"), svc("t", restart="transient"), period=10))
+    sim.at(1).inject("a", "crash")
+    sim.at(2).inject("a", "kill")
+    sim.inject("t", "exit0")
+    by_path = {st.path: st for st in engine_of(sim).status(sim.now)}
+    a, t = by_path["a"], by_path["t"]
+    assert (a.kind, a.state, a.pid, a.restarts, a.started_at) == ("service", "running", 103, 2, 2.0)
+    assert a.last_exit == {"signal": "KILL", "normal": False}
+    assert (t.state, t.pid, t.last_exit) == ("exited", None, {"code": 0, "normal": True})
+    assert by_path[""].kind == "supervisor"
+    late = {st.path: st for st in engine_of(sim).status(11.5)}
+    assert late["a"].restarts == 1  # the restart at 1.0 has left the window

@@ -14,6 +14,7 @@ out before the runtime answers; a command arriving before a timer fires).
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -1555,7 +1556,9 @@ def test_backoff_delays_grow_by_factor_up_to_max_with_seeded_jitter() -> None:
     rng = random.Random(7)
     expected = [min(5.0, base * rng.uniform(0.9, 1.1)) for base in (1, 2, 4, 5, 5)]
     starts = spawn_times(sim.trace, "a")
-    assert [round(b - a, 9) for a, b in zip(starts, starts[1:])] == [round(d, 9) for d in expected]
+    assert [round(b - a, 9) for a, b in itertools.pairwise(starts)] == [
+        round(d, 9) for d in expected
+    ]
 
 
 def test_backoff_without_jitter_is_exact() -> None:

@@ -29,7 +29,8 @@ model is plain recursion over the tree:
   nothing.
 
 ``fail_start`` (a start that fails) is modelled for restarts: a failed
-restart is retried, each retry is one more window entry (R26); a
+restart is retried, each retry is one more window entry (R26) and one more
+``restart`` event (naming the child that failed to start); a
 one_for_all retry restarts the whole group again, a rest_for_one retry
 carries on from the failed child (R27). The model's log holds tuples:
 ``("spawn", path)``, ``("ready", path)``, ``("stop", path)``,
@@ -220,12 +221,13 @@ class Model:
                     self._start(c)
                 return
             except StartFailed as failed:
-                # R26/R27: retried, and the retry counts
+                # R26/R27: retried, and the retry counts (and is logged) as a restart
                 if not self._count(sup):
                     self.log.append(("give_up", sup.path, len(sup.history), spec.period))
                     self._sup_exits(sup, normal=False)
                     return
                 idx = next(k for k, c in enumerate(todo) if _contains(c, failed.path))
+                self.log.append(("restart", sup.path, spec.strategy.value, todo[idx].path))
                 if spec.strategy is Strategy.ONE_FOR_ALL:
                     for c in reversed(todo):
                         self._stop(c)

@@ -166,6 +166,16 @@ class EngineVsModel(RuleBasedStateMachine):
     def kill(self, data: st.DataObject) -> None:
         self.end_a_service(data, "kill")
 
+    @rule(data=st.data())
+    def fail_next_start(self, data: st.DataObject) -> None:
+        if self.model.done:
+            return
+        services = sorted(p for p, n in self.model.nodes.items() if n.is_service)
+        path = data.draw(st.sampled_from(services), label="path")
+        self.sim.inject(path, "fail_start")
+        self.model.fail_next.add(path)
+        self.check_step(f"fail_start {path!r}")
+
     @rule(dt=st.sampled_from([0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 1000.0]))
     def advance(self, dt: float) -> None:
         self.sim.advance(dt)
@@ -319,10 +329,11 @@ def test_model_failed_restart_is_retried_and_counted() -> None:
     m.start()
     m.fail_next.add("a")
     m.exit("a", "crash")
-    assert m.log[-5:] == [
+    assert m.log[-6:] == [
         ("exit", "a", False),
         ("restart", "", "one_for_one", "a"),
         ("start_failed", "a"),
+        ("restart", "", "one_for_one", "a"),
         ("spawn", "a"),
         ("ready", "a"),
     ]

@@ -149,12 +149,20 @@ def bind_socket(path: str) -> socket.socket:
         _check_existing(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
+        # bound and listening under a private name first, then renamed into place: a
+        # client never finds a socket file that refuses connections
+        staging = os.path.join(parent, f".otree-{os.getpid()}.new")
         try:
-            sock.bind(path)
-            os.chmod(path, 0o600)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging)
+            sock.bind(staging)
+            os.chmod(staging, 0o600)
             sock.listen(64)
+            os.rename(staging, path)
         except OSError as exc:
             sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(staging)
             raise ControlError(f"cannot create the control socket {path}: {exc.strerror}") from None
         finally:
             os.umask(old_umask)

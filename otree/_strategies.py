@@ -140,6 +140,7 @@ _CMDS = st.one_of(
     st.sampled_from(["sleep 1", "python3 -m http.server", "'a b' c"]),
 )
 _TARGETS = st.from_regex(_TARGET_RE, fullmatch=True)
+_NOT_PERMANENT = st.sampled_from([Restart.TRANSIENT, Restart.TEMPORARY])
 
 
 @st.composite
@@ -179,8 +180,11 @@ def _draw_service(
         value = draw(strategy)
         if value is not None:
             kwargs[field] = value
-    if significant_allowed and kwargs.get("restart", Restart.PERMANENT) is not Restart.PERMANENT:
-        kwargs["significant"] = draw(st.booleans())
+    if significant_allowed and draw(st.booleans()):
+        # half the children of an auto_shutdown supervisor are significant
+        if kwargs.get("restart", Restart.PERMANENT) is Restart.PERMANENT:
+            kwargs["restart"] = draw(_NOT_PERMANENT)
+        kwargs["significant"] = True
     return Service(name if name is not None else draw(_NAMES), **kwargs)
 
 
@@ -250,8 +254,10 @@ def _draw_supervisor(
         shutdown = draw(_MAYBE_SHUTDOWN)
         if shutdown is not None:
             kwargs["shutdown"] = shutdown
-        if significant_allowed and restart not in (None, Restart.PERMANENT):
-            kwargs["significant"] = draw(st.booleans())
+        if significant_allowed and draw(st.booleans()):
+            if restart in (None, Restart.PERMANENT):
+                kwargs["restart"] = draw(_NOT_PERMANENT)
+            kwargs["significant"] = True
     n = draw(st.integers(min_children, max(min_children, max_children)))
     child_names = draw(st.lists(_NAMES, min_size=n, max_size=n, unique=True))
     allowed = kwargs["auto_shutdown"] is not AutoShutdown.NEVER

@@ -43,6 +43,7 @@ COMMANDS: dict[str, dict[str, type]] = {
     "restart": {"path": str},
     "logs": {"path": str, "n": int, "follow": bool},
     "shutdown": {},
+    "reload": {},
 }
 #: commands whose ``path`` is required
 NEEDS_PATH = frozenset({"start", "stop", "restart"})

@@ -63,11 +63,7 @@ class Processes:
 
     def spawn(self, path: str, spec: Service) -> None:
         """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
-        output = self.outputs.get(path)
-        if output is None:  # a service the tree did not have at start (a reload, later)
-            output = self.outputs[path] = logs.ServiceOutput(
-                path, self.console, f"{path} | ".encode()
-            )
+        output = self._output(path)
         notify: _ready.NotifyProbe | None = None
         if isinstance(spec.ready, ReadyNotify):
             try:
@@ -137,6 +133,51 @@ class Processes:
             with contextlib.suppress(OSError):
                 os.rmdir(self._notify_dir)
             self._notify_dir = None
+
+    # --- self-reload (otree.reexec) ---------------------------------------------------
+
+    def handoff(self) -> tuple[list[tuple[str, int | None, int, bytes]], list[int]]:
+        """Before ``os.execv``: every open output pipe as ``(path, main pid or None, fd,
+        unfinished last line)``, and the PIDs of readiness-command processes (killed
+        here: probes do not survive a re-exec) for the new image to reap."""
+        strays = []
+        for proc in self.procs.values():
+            if proc.probe is not None:
+                pid = getattr(proc.probe, "_pid", None)
+                proc.probe.cancel()
+                if pid is not None:
+                    strays.append(pid)
+        by_pipe = {proc.pipe: proc.pid for proc in self.procs.values()}
+        out = []
+        for fd, output in self.pipes.items():
+            # the unfinished line is handed over so no line is cut in two
+            partial = output._partial.get(fd, b"")
+            out.append((output.path, by_pipe.pop(fd, None), fd, partial))
+        out += [(self.procs[pid].path, pid, -1, b"") for pid in by_pipe.values()]
+        return out, strays
+
+    def adopt(self, path: str, pid: int | None, pipe: int, partial: bytes = b"") -> None:
+        """After ``os.execv``: take over process ``pid`` (None: it is gone) and its output
+        pipe (-1: none) from the image before. Its exit is fed as for a spawned one."""
+        output = self._output(path)
+        if pipe >= 0:
+            os.set_inheritable(pipe, False)
+            self.pipes[pipe] = output
+            if partial:
+                output.feed(pipe, partial)
+            self.loop.add_reader(pipe, lambda: self._read(pipe))
+        if pid is not None:
+            proc = Process(path, pid, pipe, output)
+            self.procs[pid] = proc
+            self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+
+    def _output(self, path: str) -> logs.ServiceOutput:
+        output = self.outputs.get(path)
+        if output is None:  # a service the tree did not have at start (a reload, later)
+            output = self.outputs[path] = logs.ServiceOutput(
+                path, self.console, f"{path} | ".encode()
+            )
+        return output
 
     # --- probes -----------------------------------------------------------------
 

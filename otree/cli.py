@@ -2,7 +2,8 @@
 
 Exit codes of ``otree run``: 0 shutdown (requested or automatic), 1 the root
 gave up, 2 bad input (nothing starts), 3 the initial start failed, 4 the
-re-exec guard tripped, 70 a bug in otree (a traceback and a request to report it).
+re-exec guard tripped (or a re-exec could not be completed), 70 a bug in otree
+(a traceback and a request to report it).
 """
 
 from __future__ import annotations
@@ -45,12 +46,25 @@ def _print_issues(exc: ConfigError) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from otree import reexec
     from otree.control import run_socket
     from otree.core.spec import Supervisor
+    from otree.errors import ReexecError
     from otree.runtime import Runtime
 
+    # only an otree that is its process's own command line can re-exec itself
+    own = bool(getattr(args, "own_process", False))
     try:
-        tree = _load(args.tree)
+        handoff = reexec.inherited() if own else None  # set when otree re-executed itself
+    except ReexecError as exc:
+        return reexec.give_up(str(exc))
+    try:
+        try:
+            tree = _load(args.tree)
+        except ConfigError as exc:
+            if handoff is None:
+                raise
+            tree = reexec.keep_running_tree(handoff, exc)
         assert isinstance(tree, Supervisor)
         runtime = Runtime(
             tree,
@@ -59,12 +73,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             subreaper=args.subreaper,
             socket=run_socket(args.tree, args.socket),  # control plane
             tree_source=args.tree,
+            reexec_argv=reexec.exec_argv() if own else None,
+            handoff=handoff,
         )
     except ConfigError as exc:
         return _print_issues(exc)
     except OtreeError as exc:
+        if handoff is not None:
+            return reexec.give_up(str(exc))
         stderr_line(str(exc))
         return EXIT_USAGE
+    except Exception:
+        if handoff is None:
+            raise
+        traceback.print_exc()
+        return reexec.give_up("an internal error while taking over (traceback above)")
     return runtime.run()
 
 
@@ -112,6 +135,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
         args = build_parser().parse_args(argv)
+        args.own_process = argv is None  # sys.argv: this process is the otree command
         handler: Handler = args.func
         return handler(args)
     except SystemExit as exc:

@@ -1,4 +1,4 @@
-"""The control socket: where ``otree status|start|stop|restart|logs|shutdown`` meet a running tree.
+"""The control socket: where ``otree status|start|stop|restart|logs|shutdown|reload`` meet a tree.
 
 A Unix stream socket, mode 0600, speaking the JSON-lines protocol of
 ``otree._codec``. The server lives in the runtime's loop: accepting, reading
@@ -161,6 +161,8 @@ class ControlServer:
         }
         self.logs = LogView(backend.outputs)
         self._conns: dict[int, _Conn] = {}
+        #: clients waiting for the answer to ``reload`` (given by the new image after a re-exec)
+        self._reloads: list[tuple[_Conn, int]] = []
         self._closed = False
         loop.add_reader(self.sock.fileno(), self._accept)
 
@@ -297,9 +299,14 @@ class ControlServer:
             self._send(conn, ok_reply(rid, **self.info, uptime=time.time() - self.info["started"]))
         elif req.cmd == "logs":
             self._logs(conn, req)
-        else:  # start | stop | restart | shutdown: the engine decides and answers
+        else:  # start | stop | restart | shutdown | reload: the runtime decides and answers
+            waiting = (conn, rid)
+            if req.cmd == "reload":
+                self._reloads.append(waiting)
 
             def answer(reply: Reply) -> None:
+                if waiting in self._reloads:
+                    self._reloads.remove(waiting)
                 if reply.ok:
                     self._send(conn, ok_reply(rid))
                 else:
@@ -349,6 +356,19 @@ class ControlServer:
         self._stop_serving()
         self.sock.set_inheritable(True)
         return self.sock.detach()
+
+    def handoff_waiting(self) -> list[tuple[int, int]]:
+        """For a re-exec, before ``handoff()``: ``(fd, request id)`` of each client waiting for
+        the answer to ``reload``, as an inheritable duplicate of its connection. The new image
+        answers on it (``otree.reexec``) once the reloaded tree is ready."""
+        out = []
+        for conn, rid in self._reloads:
+            if self._conns.get(conn.fd) is conn:
+                fd = os.dup(conn.fd)
+                os.set_inheritable(fd, True)
+                out.append((fd, rid))
+        self._reloads.clear()
+        return out
 
     def _stop_serving(self) -> bool:
         if self._closed:

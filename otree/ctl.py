@@ -1,4 +1,4 @@
-"""The client side of the control plane: ``otree status|start|stop|restart|logs|shutdown``.
+"""The client side of the control plane: ``otree status|start|stop|restart|logs|shutdown|reload``.
 
 ``add_commands(subparsers)`` registers them with ``otree``'s argparse parser.
 Each finds the running tree (``--socket P``, ``OTREE_SOCKET``, ``--tree
@@ -236,6 +236,34 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_guard
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Re-exec the tree's otree with the re-read tree file; answered once it is ready again."""
+    with _connect(args) as client:
+        try:
+            reply = client.call("reload")
+        except NotRunning:
+            raise
+        except ControlError as exc:  # refused: an invalid file prints one line per issue
+            first, *rest = str(exc).splitlines() or ["refused"]
+            logs.stderr_line(f"reload refused: {first}")
+            for line in rest:
+                logs.stderr_line(line)
+            return EXIT_REFUSED
+    print(render_reload(reply))
+    return EXIT_OK
+
+
+def render_reload(reply: dict[str, Any]) -> str:
+    """``reloaded (otree pid N)`` and what changed: kept, stopped and started paths."""
+    lines = [f"reloaded (otree pid {reply.get('pid')})"]
+    for key, label in (("adopted", "kept"), ("stopped", "stopped"), ("started", "started")):
+        paths = reply.get(key) or []
+        if paths:
+            lines.append(f"  {label + ':':<8} {', '.join(str(p) for p in paths)}")
+    return "\n".join(lines)
+
+
 # --- logs --------------------------------------------------------------------------------
 
 
@@ -322,6 +350,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     _common(p)
     p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser(
+        "reload", help="re-exec otree with the re-read tree file, keeping unchanged children"
+    )
+    _common(p)
+    p.set_defaults(func=cmd_reload)
 
     p = sub.add_parser("shutdown", help="stop the tree in order; 'otree run' exits 0")
     _common(p)

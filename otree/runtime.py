@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from otree import _proc, logs
+from otree import _proc, logs, reexec
 from otree._loop import Loop, Timer
 from otree._services import Processes
 from otree.core import actions as act
@@ -47,6 +47,8 @@ class Runtime:
     ``events``: path of the JSON-lines event log; ``log_dir``: a directory for
     ``<path>.log`` files of every service; ``console``: the fd the prefixed
     output goes to (stdout); ``subreaper``: adopt and reap orphaned descendants.
+    ``reexec_argv``: how to run otree again for a self-reload (None: no re-exec);
+    ``handoff``: the state left by the image before, when this one is a re-exec.
     """
 
     def __init__(
@@ -60,6 +62,8 @@ class Runtime:
         rng: random.Random | None = None,
         socket: str | None = None,
         tree_source: str | None = None,
+        reexec_argv: list[str] | None = None,
+        handoff: reexec.Handoff | None = None,
     ) -> None:
         self.tree = tree
         self.engine = Engine(tree, rng)
@@ -93,13 +97,27 @@ class Runtime:
             self._close_files()
             raise OtreeError(f"cannot open {exc.filename}: {exc.strerror}") from None
         self.processes = Processes(self.loop, self._feed, self.console, self.outputs)
+        self.reloader = reexec.Reloader(
+            self, argv=reexec_argv, tree_source=tree_source, handoff=handoff
+        )
+        self._fault = self.reloader.fault  # test-only (OTREE_TEST_FAULT); None otherwise
         # control plane (otree.control): listening before the tree starts
         self.control: ControlServer | None = None
         if socket is not None:
             from otree.control import ControlServer, tree_info
 
+            inherited = None
+            if handoff is not None and handoff.control_fd is not None:  # kept across the exec
+                import socket as socket_module
+
+                inherited = socket_module.socket(fileno=handoff.control_fd)
+                inherited.set_inheritable(False)
             try:
-                self.control = ControlServer(self.loop, self, socket, info=tree_info(tree_source))
+                self.control = ControlServer(
+                    self.loop, self, socket, info=tree_info(tree_source), sock=inherited
+                )
+                if handoff is not None and handoff.control_started is not None:
+                    self.control.info["started"] = handoff.control_started
             except OtreeError:
                 self._close_files()
                 raise
@@ -121,7 +139,12 @@ class Runtime:
         return self.loop.call_later(delay, callback)
 
     def command(self, name: str, path: str = "", on_reply: ReplyCallback | None = None) -> None:
-        """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer."""
+        """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer.
+
+        ``reload`` is the runtime's own: it re-execs otree (``otree.reexec``)."""
+        if name == "reload":
+            self.reloader.request("reload", on_reply)
+            return
         request = None
         if on_reply is not None:
             request = next(self._requests)
@@ -142,9 +165,9 @@ class Runtime:
         """Start the tree and run until the engine says Exit; return the exit code."""
         try:
             self._install_signals()
-            self._run_actions(self.engine.start(self.loop.clock()))
-            if self.exit_code is None:
-                self.loop.run()
+            self._recovering(self._first_start)
+            while self.exit_code is None:
+                self._recovering(self.loop.run)
         except BaseException:
             self._kill_everything()
             raise
@@ -154,11 +177,26 @@ class Runtime:
             self._stderr(self.exit_message)
         return self.exit_code if self.exit_code is not None else EXIT_BUG
 
+    def _first_start(self) -> None:
+        if self.reloader.handoff is not None:  # a re-exec: take over the running children
+            self._run_actions(self.reloader.adopt())
+        else:
+            self._run_actions(self.engine.start(self.loop.clock()))
+
+    def _recovering(self, body: Callable[[], None]) -> None:
+        """Run ``body``; an unexpected exception re-execs otree (``Reloader.fatal``)."""
+        try:
+            body()
+        except Exception as exc:
+            if not self.reloader.fatal(exc):
+                raise
+
     def _install_signals(self) -> None:
         loop = self.loop
         loop.on_signal(signal.SIGTERM, self._on_term)
         loop.on_signal(signal.SIGINT, self._on_int)
-        loop.on_signal(signal.SIGHUP, lambda _: None)  # reload: not yet
+        loop.on_signal(signal.SIGHUP, lambda _: self.reloader.request("SIGHUP", None))
+        reexec.unblock_signals()  # held back across a re-exec: delivered now
         if self.subreaper or os.getpid() == 1:
             if self.subreaper:
                 _proc.set_subreaper()
@@ -188,6 +226,11 @@ class Runtime:
             queue = self._queue
             while queue and self.exit_code is None:
                 event = queue.popleft()
+                if self._fault is not None and self._fault.hits(event):
+                    self._fault = None
+                    os.environ.pop(reexec.ENV_FAULT, None)
+                    queue.appendleft(event)  # not handled: in flight across the re-exec
+                    raise reexec.InjectedFault(f"{reexec.ENV_FAULT}: {event!r}")
                 for action in self.engine.handle(event, self.loop.clock()):
                     self._do(action)
         finally:
@@ -215,6 +258,9 @@ class Runtime:
         elif isinstance(action, act.Exit):
             self.exit_code = action.code
             self.exit_message = action.message
+            if self.reloader.guard_message is not None:
+                self.exit_code = reexec.EXIT_REEXEC
+                self.exit_message = self.reloader.guard_message
             self.loop.stop()
 
     def _set_timer(self, key: tuple[str, ...], delay: float) -> None:
@@ -231,6 +277,7 @@ class Runtime:
         self._timers[key] = timer
 
     def _report(self, report: act.Report) -> None:
+        report = self.reloader.on_report(report)
         if self.event_log is not None:
             self.event_log.write(report.as_dict())
         text = logs.describe_event(report.event, report.path, report.fields)

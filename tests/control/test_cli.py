@@ -313,8 +313,6 @@ def test_bad_arguments_exit_2(sock: str) -> None:
         r = ctl(*args, "--socket", sock)
         assert r.returncode == 2, args
         assert r.stderr.startswith("otree: "), r.stderr
-    r = ctl("reload", "--socket", sock)  # not exposed (yet)
-    assert r.returncode == 2
 
 
 # --- logs --------------------------------------------------------------------------------

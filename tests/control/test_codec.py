@@ -182,10 +182,10 @@ def test_request_roundtrip() -> None:
         ({"id": 1}, ProtocolError("request has no 'cmd'", 1)),
         ({"id": 1, "cmd": 3}, ProtocolError("'cmd' must be a string, not an integer", 1)),
         (
-            {"id": 1, "cmd": "reload"},
+            {"id": 1, "cmd": "reboot"},
             ProtocolError(
-                "unknown command 'reload' (known: status, info, start, stop, restart, logs,"
-                " shutdown)",
+                "unknown command 'reboot' (known: status, info, start, stop, restart, logs,"
+                " shutdown, reload)",
                 1,
             ),
         ),
@@ -217,8 +217,8 @@ def test_invalid_requests(message: dict[str, Any], error: ProtocolError) -> None
     assert parse_request(message) == error
 
 
-def test_reload_is_not_a_control_command() -> None:
-    assert "reload" not in COMMANDS
+def test_reload_is_a_control_command_without_fields() -> None:
+    assert COMMANDS["reload"] == {}
 
 
 # --- garbage never raises --------------------------------------------------------

@@ -275,7 +275,7 @@ def test_malformed_messages_get_errors_and_the_connection_goes_on(served: Served
         b"not json\n"
         b"[1]\n"
         b'{"id": 5}\n'
-        b'{"id": 6, "cmd": "reload"}\n'
+        b'{"id": 6, "cmd": "reboot"}\n'
         b'{"id": 7, "cmd": "stop"}\n'
         b'{"id": 8, "cmd": "logs", "path": "\\udfff"}\n'
         b'{"id": 9, "cmd": "status"}\n'
@@ -285,7 +285,7 @@ def test_malformed_messages_get_errors_and_the_connection_goes_on(served: Served
     assert r[0]["error"].startswith("message is not valid JSON")
     assert r[1] == {"id": None, "ok": False, "error": "message must be a JSON object, not an array"}
     assert r[2] == {"id": 5, "ok": False, "error": "request has no 'cmd'"}
-    assert r[3]["id"] == 6 and r[3]["error"].startswith("unknown command 'reload'")
+    assert r[3]["id"] == 6 and r[3]["error"].startswith("unknown command 'reboot'")
     assert r[4] == {"id": 7, "ok": False, "error": "stop: 'path' is required"}
     assert r[5] == {"id": 8, "ok": False, "error": "no service or supervisor at path '\\udfff'"}
     assert r[6]["id"] == 9 and r[6]["ok"] is True

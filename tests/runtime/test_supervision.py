@@ -329,21 +329,3 @@ backoff = {{ initial = 0.3, factor = 2, max = 1, jitter = 0 }}\n""",
     assert [e["child"] for e in run.find("restart", "")][:2] == ["flaky", "flaky"]
     assert spawns[1]["ts"] - exits[0]["ts"] >= 0.28
     assert spawns[2]["ts"] - exits[1]["ts"] >= 0.58
-
-
-def test_sighup_is_ignored_for_now(otree: Run, tmp_path: Path) -> None:
-    run = otree("run", write_tree(tmp_path, f"[a]\n{SLEEP}\n"))
-    run.wait_for("tree_ready")
-    pid = run.running_pid("a")
-    run.send(signal.SIGHUP)
-    run.send(signal.SIGTERM)
-    assert run.wait_exit() == 0
-    assert [e["event"] for e in run.events()] == [
-        "spawn",
-        "ready",
-        "tree_ready",
-        "stop",
-        "exit",
-        "tree_stopped",
-    ]
-    assert run.find("exit", "a")[0]["pid"] == pid

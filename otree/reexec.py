@@ -1,0 +1,431 @@
+"""Self-reload: the root re-execs itself with ``os.execv`` and keeps its children.
+
+Triggers: ``otree reload`` (a control command), ``SIGHUP``, and an unexpected
+exception inside otree's own loop (a fatal internal error).
+
+**Old image** (:class:`Reloader`). A reload first re-reads and validates the
+tree file (an invalid one is refused with its errors; nothing changes), then
+waits until the tree is quiet (nothing starting or stopping, no supervisor
+busy: at most ``QUIET_WAIT`` seconds, else it is refused as busy), then
+checks the loop guard (a fourth re-exec within ``GUARD_WINDOW`` seconds stops
+the tree in order and ``otree run`` exits 4). A fatal error cannot wait: it
+re-execs at once, and the new image restarts whatever was caught mid-start
+or mid-stop. The handoff (:mod:`otree._handoff`): the engine snapshot
+(:func:`otree.core.handoff.snapshot`), the running tree, every output pipe
+with its unfinished last line and the PID writing it, exits seen but not yet
+handled, the control socket and the clients waiting for ``reload``'s answer,
+and the re-exec history. Those fds are made inheritable, ``TERM``, ``INT``
+and ``HUP`` are blocked (the mask survives the exec, so a signal that comes
+meanwhile waits instead of killing otree), and ``os.execv(sys.executable,
+[sys.executable, *sys.orig_argv[1:]])`` runs otree again exactly as it was
+started.
+
+**New image** (:meth:`Reloader.adopt`): ``otree run`` reads the handoff
+first, re-reads the tree file (if it is invalid now, it keeps the tree that
+was running), builds the runtime on the inherited control socket, watches
+every inherited PID again (a child that died meanwhile is a zombie of ours:
+its exit is seen at once), re-registers the pipes, unblocks the signals and
+feeds :func:`otree.core.handoff.resume`'s actions: ``reexec``, an ``adopt``
+per kept child, stops, starts, ``tree_ready``. Then the waiting ``otree
+reload`` clients get their answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING
+
+from otree import _handoff, logs
+from otree._codec import encode, error_reply, ok_reply
+from otree._handoff import ENV_FAULT, Handoff, InjectedFault
+from otree.core import actions as act
+from otree.core import events as ev
+from otree.core import handoff as core_handoff
+from otree.core.nodes import EXITED, RESTARTING, RUNNING, STOPPED, SupNode
+from otree.errors import ConfigError, OtreeError, ReexecError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from otree.core.spec import Supervisor
+    from otree.runtime import Runtime
+
+    ReplyCallback = Callable[[act.Reply], None]
+
+__all__ = [
+    "ENV_FAULT",
+    "EXIT_REEXEC",
+    "GUARD_COUNT",
+    "GUARD_WINDOW",
+    "QUIET_WAIT",
+    "Handoff",
+    "InjectedFault",
+    "Reloader",
+    "exec_argv",
+    "give_up",
+    "inherited",
+    "keep_running_tree",
+]
+
+#: at most this many re-execs within GUARD_WINDOW seconds; one more stops the tree
+GUARD_COUNT = 3
+GUARD_WINDOW = 60.0
+#: how long a reload waits for the tree to be quiet before it is refused as busy
+QUIET_WAIT = 30.0
+_QUIET_POLL = 0.02
+#: ``otree run``'s exit code when the re-exec guard tripped or a re-exec failed
+EXIT_REEXEC = 4
+#: signals held back across the exec (the mask survives it; the new image unblocks them)
+BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+#: the first line of a reload refused for an invalid tree file (the issues follow)
+INVALID = "the tree file is invalid; the running tree carries on:"
+_QUIET_STATES = frozenset({RUNNING, STOPPED, EXITED, RESTARTING})
+
+
+def exec_argv() -> list[str] | None:
+    """How to run this otree again: this Python with the arguments it was started with."""
+    orig = getattr(sys, "orig_argv", None) or []
+    if len(orig) < 2 or not sys.executable:
+        return None
+    return [sys.executable, *orig[1:]]
+
+
+def inherited() -> Handoff | None:
+    """The handoff of the image before, if this process is a re-exec (see ``_handoff``)."""
+    return _handoff.read_inherited()
+
+
+def give_up(message: str) -> int:
+    """A re-exec cannot be completed: say why, stop every child of ours, return 4."""
+    logs.stderr_line(f"cannot take over after the re-exec: {message}")
+    logs.stderr_line("stopping the children left running (they are not orphaned)")
+    _handoff.stop_children()
+    return EXIT_REEXEC
+
+
+def unblock_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, BLOCKED)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Reloader:
+    """The runtime's re-exec machinery, both sides of ``os.execv`` (see the module doc).
+
+    ``argv`` is what to exec (None: this run cannot re-exec itself, e.g.
+    ``otree.run()`` called from a Python program); ``tree_source`` is the TREE
+    argument that ``reload`` re-reads; ``handoff`` is set in a new image.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        argv: list[str] | None,
+        tree_source: str | None,
+        handoff: Handoff | None,
+    ) -> None:
+        self.rt = runtime
+        self.argv = argv
+        self.tree_source = tree_source
+        self.handoff = handoff
+        self.history: list[float] = list(handoff.history) if handoff else []
+        self.fault = _handoff.TestFault.from_env()
+        #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
+        self.guard_message: str | None = None
+        self._waiters: list[tuple[str, ReplyCallback | None]] = []
+        self._deadline: float | None = None
+        # new image: what the reconciliation did, for the waiting clients' answer
+        self._summary: dict[str, list[str]] | None = None
+        self._answer_to: list[tuple[int, int]] = []
+        self._config_errors: list[str] = []
+
+    # --- old image: a reload request --------------------------------------------
+
+    def request(self, reason: str, on_reply: ReplyCallback | None) -> None:
+        """``otree reload`` (``on_reply`` gets the refusal; success is answered by the
+        new image) or ``SIGHUP`` (no one to answer: a refusal goes to stderr)."""
+        error = self._refusal()
+        if error is not None:
+            self._refuse([(reason, on_reply)], error)
+            return
+        self._waiters.append((reason, on_reply))
+        if self._deadline is None:
+            self._deadline = time.monotonic() + QUIET_WAIT
+            self._when_quiet()
+
+    def _refusal(self) -> str | None:
+        rt = self.rt
+        if self.guard_message is not None or rt.engine.done or rt.engine.root.state != RUNNING:
+            return "the tree is not running (it is starting or stopping)"
+        if self.argv is None:
+            return (
+                "this tree cannot re-exec itself: it was started from Python with otree.run();"
+                " run it with 'otree run TREE' to reload it"
+            )
+        if self.tree_source is not None:
+            from otree.config import load_tree
+
+            try:
+                load_tree(self.tree_source)
+            except ConfigError as exc:
+                lines = [str(i) for i in exc.issues] or [str(exc)]
+                return "\n".join([INVALID, *lines])
+        return None
+
+    def _refuse(self, waiters: list[tuple[str, ReplyCallback | None]], error: str) -> None:
+        for reason, on_reply in waiters:
+            if on_reply is not None:
+                on_reply(act.Reply(0, False, error))
+            else:
+                first, _, rest = error.partition("\n")
+                logs.stderr_line(f"reload ({reason}) refused: {first}")
+                for line in rest.splitlines():
+                    logs.stderr_line(line)
+
+    def _when_quiet(self) -> None:
+        if not self._waiters:
+            self._deadline = None
+            return
+        busy = self.busy()
+        if busy is None:
+            waiters, self._waiters = self._waiters, []
+            self._deadline = None
+            self._reexec(waiters[0][0], waiters)
+            return
+        assert self._deadline is not None
+        if time.monotonic() >= self._deadline:
+            waiters, self._waiters = self._waiters, []
+            self._deadline = None
+            self._refuse(waiters, f"busy: {busy} (waited {QUIET_WAIT:g} s); try again")
+            return
+        self.rt.loop.call_later(_QUIET_POLL, self._when_quiet)
+
+    def busy(self) -> str | None:
+        """What keeps the tree from being quiet now (None: it is quiet)."""
+        rt = self.rt
+        if rt._queue or rt._busy:
+            return "events are being handled"
+        if rt._replies:
+            return "a control command is being carried out"
+        eng = rt.engine
+        if eng.done:
+            return "the tree has stopped"
+        if eng.orphans:
+            return "processes replaced by the last reload are still stopping"
+        for path, node in eng.nodes.items():
+            who = repr(path) if path else "the root"
+            if node.state not in _QUIET_STATES:
+                return f"{who} is {node.state}"
+            if isinstance(node, SupNode) and (node.busy or node.mailbox):
+                return f"{who} is busy"
+        return None
+
+    def _reexec(self, reason: str, waiters: list[tuple[str, ReplyCallback | None]]) -> None:
+        now = time.monotonic()
+        recent = [t for t in self.history if now - t < GUARD_WINDOW]
+        if len(recent) >= GUARD_COUNT:
+            self._trip(reason, len(recent) + 1)
+            self._refuse([w for w in waiters if w[1] is not None], self.guard_message or "")
+            return
+        try:
+            self._exec(reason, [*recent, now])
+        except Exception as exc:  # the exec failed: otree carries on as before
+            self._refuse(waiters, f"cannot re-exec: {_clip(str(exc))}")
+
+    def _trip(self, reason: str, count: int) -> None:
+        self.guard_message = (
+            f"re-exec guard: {count} re-execs within {GUARD_WINDOW:g} s (the last: {reason});"
+            f" stopping the tree (exit {EXIT_REEXEC})"
+        )
+        self.rt._stderr(self.guard_message)  # once: run() prints the exit message through it
+        self.rt.command("shutdown")
+
+    # --- old image: a fatal error -------------------------------------------------
+
+    def fatal(self, exc: Exception) -> bool:
+        """An unexpected exception escaped the loop. Re-exec (does not return), or stop
+        the tree in order when the guard trips (True: run the loop again), or give up
+        (False: the caller kills everything and reports the bug)."""
+        if self.argv is None or self.guard_message is not None:
+            return False  # the caller reports it as a bug
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        reason = _clip(f"fatal: {type(exc).__name__}: {exc}")
+        now = time.monotonic()
+        recent = [t for t in self.history if now - t < GUARD_WINDOW]
+        logs.stderr_line(f"internal error; re-executing to recover ({reason})")
+        if len(recent) >= GUARD_COUNT:
+            self._trip(reason, len(recent) + 1)
+            return True
+        try:
+            self._exec(reason, [*recent, now])
+        except Exception:
+            traceback.print_exc()
+        return False
+
+    # --- old image: the exec ---------------------------------------------------------
+
+    def _exec(self, reason: str, history: list[float]) -> None:
+        rt = self.rt
+        assert self.argv is not None
+        pipes, strays = rt.processes.handoff()
+        exits = [e for e in rt._queue if isinstance(e, ev.Exited)]
+        h = Handoff(
+            reason=reason,
+            engine=core_handoff.snapshot(rt.engine),
+            tree=rt.tree,
+            procs=[_handoff.Inherited(p, pid, fd, part) for p, pid, fd, part in pipes],
+            exits=exits,
+            strays=strays,
+            history=history,
+            notify_dir=rt.processes._notify_dir,
+        )
+        control = rt.control
+        if control is not None:  # last: from here on, clients wait in the backlog
+            h.waiting = control.handoff_waiting()
+            h.control_started = control.info.get("started")
+            h.control_fd = control.handoff()
+        fds = [fd for fd in h.fds() if fd >= 0]
+        memfd = -1
+        old_mask: set[int | signal.Signals] | None = None
+        try:
+            memfd = _handoff.write_fd(_handoff.to_data(h))
+            for fd in fds:
+                os.set_inheritable(fd, True)
+            rt.console.flush()
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
+            os.environ[_handoff.ENV_FD] = str(memfd)
+            os.execv(self.argv[0], self.argv)
+        except BaseException:
+            os.environ.pop(_handoff.ENV_FD, None)
+            if old_mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            if memfd >= 0:
+                os.close(memfd)
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.set_inheritable(fd, False)
+            for fd, _ in h.waiting:
+                os.close(fd)
+            if control is not None and h.control_fd is not None:
+                self._restore_control(h.control_fd)
+            raise
+
+    def _restore_control(self, fd: int) -> None:
+        from otree.control import ControlServer
+
+        old = self.rt.control
+        assert old is not None
+        self.rt.control = ControlServer(
+            self.rt.loop, self.rt, old.path, info=old.info, sock=socket.socket(fileno=fd)
+        )
+
+    # --- new image ----------------------------------------------------------------------
+
+    def adopt(self) -> list[act.Action]:
+        """Take over from the handoff: watch the children and pipes again, reconcile."""
+        h = self.handoff
+        assert h is not None
+        rt = self.rt
+        _handoff.hold_for_tests()
+        for fd, _ in h.waiting:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+        self._answer_to = list(h.waiting)
+        self._config_errors = list(h.config_errors)
+        self._summary = {"adopted": [], "stopped": [], "started": []}
+        # which process the engine thinks each service runs
+        known: dict[int, str] = {}
+        for path, rec in h.engine.get("nodes", {}).items():
+            if rec.get("kind") == "service" and rec.get("pid") is not None:
+                known[int(rec["pid"])] = path
+        pending = {e.pid: e for e in h.exits}
+        live: set[int] = set()
+        for p in h.procs:
+            pid = p.pid if p.pid is not None and p.pid not in pending else None
+            rt.processes.adopt(p.path, pid, p.pipe if p.pipe is not None else -1, p.partial)
+            if pid is not None:
+                live.add(pid)
+        for pid in h.strays:  # readiness commands killed at the exec: reap them
+            rt.loop.watch_child(pid, lambda status: None, kill_group=True)
+        for pid in live - set(known):  # started, but the engine never heard of it: not ours
+            rt.processes.signal(pid, signal.SIGKILL)
+        try:
+            actions = core_handoff.resume(rt.engine, h.engine, rt.loop.clock(), h.reason)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReexecError(f"the engine snapshot cannot be used ({exc!r})") from None
+        # exits seen before the exec, then any process lost track of (an exit whose
+        # status was lost with the old image): the engine handles them after the resume
+        for pid, path in known.items():
+            if pid in pending:
+                rt._queue.append(pending[pid])
+            elif pid not in live:
+                rt._queue.append(ev.Exited(path, pid, None, None))
+        self.handoff = None
+        return actions
+
+    def on_report(self, report: act.Report) -> act.Report:
+        """Every report passes here: the guard's exit code, and the answer to ``reload``."""
+        if report.event == "tree_stopped" and self.guard_message is not None:
+            report = act.Report(report.event, report.path, {**report.fields, "exit_code": 4})
+        summary = self._summary
+        if summary is not None:
+            key = {"adopt": "adopted", "stop": "stopped", "spawn": "started"}.get(report.event)
+            if key is not None:
+                summary[key].append(report.path)
+            elif report.event == "tree_ready":
+                self._answer(ok=True)
+            elif report.event == "tree_stopped":
+                self._answer(ok=False, error="the tree stopped during the reload")
+        return report
+
+    def _answer(self, ok: bool, error: str | None = None) -> None:
+        summary, self._summary = self._summary or {}, None
+        errors = self._config_errors
+        if ok and errors:
+            ok, error = False, "\n".join([INVALID, *errors])
+        for fd, rid in self._answer_to:
+            message = (
+                ok_reply(rid, pid=os.getpid(), **summary)
+                if ok
+                else error_reply(rid, error or "refused")
+            )
+            _send_and_close(fd, encode(message))
+        self._answer_to = []
+
+
+def _send_and_close(fd: int, data: bytes) -> None:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        return
+    with sock:
+        try:
+            sock.settimeout(2.0)
+            sock.sendall(data)
+        except OSError:
+            pass
+
+
+def keep_running_tree(h: Handoff, exc: OtreeError) -> Supervisor:
+    """The re-read tree cannot be used in the new image: say why, keep the one that ran."""
+    issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
+    for line in issues:
+        logs.stderr_line(line)
+    logs.stderr_line("the tree file is invalid now; keeping the tree that was running")
+    h.config_errors = issues
+    return h.tree

@@ -55,7 +55,9 @@ class Session:
         self.running = self.peer.launch(self.work, program)
         return self.running
 
-    def finish(self, stop_timeout: float = 30.0) -> None:
+    def finish(self, stop_timeout: float = 30.0, cleanup: bool = True) -> None:
+        """Stop the supervisor (SIGTERM) if it still runs; count the children it left
+        alive; with ``cleanup``, SIGKILL every process the harness has (descendants)."""
         r = self.running
         if r is not None and r.exit_code is None:
             seconds, code = r.stop(stop_timeout)
@@ -63,8 +65,10 @@ class Session:
             self.result.setdefault("final_exit_code", code)
             if code is None:
                 r.kill()
-        leftovers = procs.cleanup()
-        self.result["leftovers"] = len(leftovers)
+        left = {st.pid for st in self.stamps.all if procs.alive(st.pid)}
+        if cleanup:
+            left |= set(procs.cleanup())
+        self.result["leftovers"] = len(left)
         self.stamps.close()
 
 
@@ -85,38 +89,58 @@ def _supervisor_gone(s: Session) -> bool:
 # --- restart latency ----------------------------------------------------------------
 
 
-def restart_latency(env: Env, peer: Peer, runs: int, settle: float = 0.1) -> dict[str, Any]:
-    """SIGKILL the child; time until its replacement has recorded its start."""
-    with session(env, peer, "restart") as s:
-        res = s.result
-        s.launch(Program("r", 1, [*env.python_child, s.stamps.path, "{name}", "sleep"]))
-        if not s.stamps.wait(lambda: "r0" in s.stamps.latest, 30):
-            res["error"] = "the child never started"
-            return res
-        gap = peer.restart_gap()
-        latencies: list[float] = []
-        last_kill = -math.inf
+def restart_latency(
+    env: Env, peers: list[Peer], runs: int, settle: float = 0.1
+) -> dict[str, dict[str, Any]]:
+    """SIGKILL the child; time until its replacement has recorded its start.
+
+    All peers run at once, each with its one child, and take turns: one kill each
+    per round, so that a change in the machine's load during the run hits every
+    peer alike (the ratios are what matter).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    sessions: dict[str, Session] = {}
+    try:
+        for peer in peers:
+            s = sessions[peer.key] = Session(env, peer, "restart")
+            out[peer.key] = s.result
+            s.launch(Program("r", 1, [*env.python_child, s.stamps.path, "{name}", "sleep"]))
+        for s in sessions.values():
+            if not s.stamps.wait(lambda s=s: "r0" in s.stamps.latest, 30):
+                s.result["error"] = "the child never started"
+        latencies: dict[str, list[float]] = {k: [] for k in sessions}
+        last_kill = dict.fromkeys(sessions, -math.inf)
         for _ in range(runs):
-            time.sleep(max(settle, last_kill + gap - now()))
-            old = s.stamps.latest["r0"]
-            peer.before_kill(s.running, "r0", old.pid, now() + 10)  # type: ignore[arg-type]
-            t = now()
-            os.kill(old.pid, signal.SIGKILL)
-            last_kill = t
-            if not s.stamps.wait(lambda o=old: s.stamps.latest["r0"].pid != o.pid, 10):
-                res["error"] = "no replacement within 10 s" + (
-                    " (the supervisor exited)" if _supervisor_gone(s) else ""
-                )
-                break
-            latencies.append(s.stamps.latest["r0"].t - t)
-        res["runs"] = len(latencies)
-        if latencies:
-            res["p50_ms"] = ms(statistics.median(latencies))
-            res["p95_ms"] = ms(pct(latencies, 95))
-            res["max_ms"] = ms(max(latencies))
-            res["samples_ms"] = [ms(x) for x in latencies]
-        res["kill_gap_s"] = round(max(settle, gap), 3)
-        return res
+            for key, s in sessions.items():
+                if "error" in s.result:
+                    continue
+                gap = s.peer.restart_gap()
+                time.sleep(max(settle, last_kill[key] + gap - now()))
+                old = s.stamps.latest["r0"]
+                assert s.running is not None
+                s.peer.before_kill(s.running, "r0", old.pid, now() + 10)
+                t = last_kill[key] = now()
+                os.kill(old.pid, signal.SIGKILL)
+                if not s.stamps.wait(lambda s=s, o=old: s.stamps.latest["r0"].pid != o.pid, 10):
+                    s.result["error"] = "no replacement within 10 s" + (
+                        " (the supervisor exited)" if _supervisor_gone(s) else ""
+                    )
+                    continue
+                latencies[key].append(s.stamps.latest["r0"].t - t)
+        for key, s in sessions.items():
+            lat = latencies[key]
+            s.result["runs"] = len(lat)
+            if lat:
+                s.result["p50_ms"] = ms(statistics.median(lat))
+                s.result["p95_ms"] = ms(pct(lat, 95))
+                s.result["max_ms"] = ms(max(lat))
+                s.result["samples_ms"] = [ms(x) for x in lat]
+            s.result["kill_gap_s"] = round(max(settle, s.peer.restart_gap()), 3)
+    finally:
+        for s in sessions.values():
+            s.finish(cleanup=False)
+        procs.cleanup()
+    return out
 
 
 # --- crash loop -------------------------------------------------------------------
@@ -152,6 +176,7 @@ def crash_loop(env: Env, peer: Peer, window: float, horizon: float) -> dict[str,
             s.stamps.drain(0)
             gave_up = peer.gave_up_at(r)
         res["horizon_s"] = horizon
+        res["starts_in_horizon"] = len(s.stamps.starts())
         res["gave_up"] = gave_up is not None
         if gave_up is not None and first is not None:
             res["gave_up_after_ms"] = ms(gave_up - first)
@@ -163,45 +188,100 @@ def crash_loop(env: Env, peer: Peer, window: float, horizon: float) -> dict[str,
 # --- scale ------------------------------------------------------------------------
 
 
-def scale(env: Env, peer: Peer, count: int, idle: float, settle: float) -> dict[str, Any]:
-    """``count`` sleeping children: time until all run, RSS, idle CPU, time to stop."""
-    with session(env, peer, f"scale{count}") as s:
+def _scale_once(
+    env: Env, peer: Peer, count: int, idle: float | None, settle: float, rep: int
+) -> dict[str, Any]:
+    """One launch of ``count`` sleeping children; the idle measurement when ``idle``."""
+    with session(env, peer, f"scale{count}-{rep}") as s:
         res = s.result
-        res["children"] = count
-        prog = Program("c", count, [*env.light_child, s.stamps.path, "{name}", "sleep"])
-        if env.light_kind == "python":
-            prog = Program("c", count, [*env.light_child, s.stamps.path, "{name}", "sleep-exec"])
+        mode = "sleep" if env.light_kind == "c" else "sleep-exec"
+        prog = Program("c", count, [*env.light_child, s.stamps.path, "{name}", mode])
         r = s.launch(prog)
-        names = set(prog.child_names())
         ok = s.stamps.wait(lambda: len(s.stamps.latest) >= count or r.poll_exit(), 30 + count * 0.1)
         if not ok or len(s.stamps.latest) < count:
             res["error"] = f"{len(s.stamps.latest)} of {count} children started" + (
                 f"; the supervisor exited {r.exit_code}" if r.exit_code is not None else ""
             )
             return res
-        t_all = max(st.t for st in s.stamps.latest.values())
-        res["all_running_ms"] = ms(t_all - r.t_launch)
-        res["first_child_ms"] = ms(min(st.t for st in s.stamps.latest.values()) - r.t_launch)
+        stamps = s.stamps.latest.values()
+        res["all_running_ms"] = ms(max(st.t for st in stamps) - r.t_launch)
+        res["first_child_ms"] = ms(min(st.t for st in stamps) - r.t_launch)
         res["start_cpu_ms"] = round((r.cpu_ns() or 0) / 1e6, 1)
         res["rss_mib"] = round((r.rss_kib() or 0) / 1024, 1)
-        time.sleep(settle)  # let start-up work finish
-        c0, w0 = r.cpu_ns(), r.wakeups()
-        time.sleep(idle)
-        c1, w1 = r.cpu_ns(), r.wakeups()
-        if None not in (c0, c1, w0, w1):
-            res["idle_s"] = idle
-            res["idle_cpu_ms"] = round((c1 - c0) / 1e6, 3)  # type: ignore[operator]
-            res["idle_wakeups"] = w1 - w0  # type: ignore[operator]
-        res["rss_after_idle_mib"] = round((r.rss_kib() or 0) / 1024, 1)
-        restarted = len(s.stamps.starts()) - count
+        if idle is not None:
+            time.sleep(settle)  # let start-up work finish
+            c0, w0 = r.cpu_ns(), r.wakeups()
+            time.sleep(idle)
+            c1, w1 = r.cpu_ns(), r.wakeups()
+            if c0 is not None and c1 is not None and w0 is not None and w1 is not None:
+                res["idle_s"] = idle
+                res["idle_cpu_ms"] = round((c1 - c0) / 1e6, 3)
+                res["idle_wakeups"] = w1 - w0
+            res["rss_after_idle_mib"] = round((r.rss_kib() or 0) / 1024, 1)
+        res["unexpected_restarts"] = len(s.stamps.starts()) - count
         pids = [st.pid for st in s.stamps.latest.values()]
         seconds, code = r.stop(60 + count * 0.1)
         res["stop_ms"] = ms(seconds)
         res["stop_exit_code"] = code
         res["children_left_after_stop"] = sum(1 for p in pids if procs.alive(p))
-        res["unexpected_restarts"] = restarted
-        assert names >= set(s.stamps.latest)
         return res
+
+
+#: figures of one launch that are summarised by their median over the repetitions
+_MEDIAN = ("first_child_ms", "all_running_ms", "start_cpu_ms", "stop_ms")
+
+
+def scale(
+    env: Env,
+    peers: list[Peer],
+    count: int,
+    idle: float,
+    settle: float,
+    reps: int,
+    slow_after: float = 15.0,
+) -> dict[str, dict[str, Any]]:
+    """``count`` sleeping children: time until all run, RSS, idle CPU, time to stop.
+
+    Each peer is launched ``reps`` times, peers taking turns (a peer whose launch
+    took over ``slow_after`` seconds is launched once); times are the median over
+    the launches, the idle figures come from the first one.
+    """
+    reps_of: dict[str, list[dict[str, Any]]] = {p.key: [] for p in peers}
+    skip: set[str] = set()
+    for rep in range(reps):
+        for peer in peers:
+            if peer.key in skip:
+                continue
+            t0 = now()
+            one = _scale_once(env, peer, count, idle if rep == 0 else None, settle, rep)
+            reps_of[peer.key].append(one)
+            if "error" in one or now() - t0 > slow_after:
+                skip.add(peer.key)
+    out: dict[str, dict[str, Any]] = {}
+    for key, runs in reps_of.items():
+        first = runs[0]
+        res: dict[str, Any] = {"children": count, "launches": len(runs)}
+        good = [r for r in runs if "error" not in r]
+        for name in _MEDIAN:
+            values = [r[name] for r in good if r.get(name) is not None]
+            if values:
+                res[name] = round(statistics.median(values), 2)
+                res[name.replace("_ms", "_all_ms")] = values
+        rss = [r[k] for r in good for k in ("rss_mib", "rss_after_idle_mib") if k in r]
+        if rss:
+            res["rss_mib"] = max(r["rss_mib"] for r in good)
+            res["rss_after_idle_mib"] = first.get("rss_after_idle_mib")
+        for name in ("idle_s", "idle_cpu_ms", "idle_wakeups"):
+            if name in first:
+                res[name] = first[name]
+        res["children_left_after_stop"] = sum(r.get("children_left_after_stop", 0) for r in runs)
+        res["unexpected_restarts"] = sum(r.get("unexpected_restarts", 0) for r in runs)
+        res["leftovers"] = sum(r.get("leftovers", 0) for r in runs)
+        errors = [r["error"] for r in runs if "error" in r]
+        if errors:
+            res["error"] = "; ".join(errors)
+        out[key] = res
+    return out
 
 
 # --- output -----------------------------------------------------------------------

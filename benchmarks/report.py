@@ -215,7 +215,13 @@ def markdown(data: dict[str, Any]) -> str:
         )
         md.append("")
     for n, rows in sorted(res.get("scale", {}).items(), key=lambda kv: int(kv[0])):
-        md += [f"## Scale: {n} sleeping children", ""]
+        md += [
+            f"## Scale: {n} sleeping children",
+            "",
+            "Times are the median over the launches (peers take turns); idle figures "
+            "from the first launch.",
+            "",
+        ]
         md += _table(
             rows,
             labels,
@@ -229,6 +235,7 @@ def markdown(data: dict[str, Any]) -> str:
                 ("idle_wakeups", "idle wake-ups"),
                 ("stop_ms", "stop ms"),
                 ("children_left_after_stop", "left after stop"),
+                ("launches", "launches"),
                 ("leftovers", "left over"),
             ],
             "all_running_ms",

@@ -36,6 +36,7 @@ FULL = {
     "scale": [200, 500, 1000],
     "idle": 10.0,
     "settle": 1.0,
+    "reps": 3,
     "output_lines": 200_000,
 }
 QUICK = {
@@ -45,6 +46,7 @@ QUICK = {
     "scale": [50],
     "idle": 0.5,
     "settle": 0.2,
+    "reps": 1,
     "output_lines": 50_000,
 }
 
@@ -161,18 +163,38 @@ def main(argv: list[str] | None = None) -> int:
                     target[p.key] = {"error": f"{type(exc).__name__}: {exc}"}
                     target[p.key]["leftovers"] = len(procs.cleanup())
 
+        def together(case: str, fn: Any, *fargs: Any, into: dict[str, Any]) -> None:
+            print(
+                f"[{time.monotonic() - t0:6.1f}s] {case} {' '.join(map(str, fargs))}: "
+                + ", ".join(p.label for p in active),
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                into.update(fn(env, active, *fargs))
+            except Exception as exc:  # a harness bug must not leave processes behind
+                for p in active:
+                    into.setdefault(p.key, {})["error"] = f"{type(exc).__name__}: {exc}"
+                procs.cleanup()
+
         if "restart" in only:
-            each("restart", cases.restart_latency, params["restart_runs"])
+            together(
+                "restart",
+                cases.restart_latency,
+                params["restart_runs"],
+                into=res.setdefault("restart", {}),
+            )
         if "crash" in only:
             each("crash", cases.crash_loop, params["crash_window"], params["crash_horizon"])
         if "scale" in only:
             for n in params["scale"]:
-                each(
+                together(
                     "scale",
                     cases.scale,
                     n,
                     params["idle"],
                     params["settle"],
+                    params["reps"],
                     into=res.setdefault("scale", {}).setdefault(str(n), {}),
                 )
         if "output" in only:

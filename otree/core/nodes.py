@@ -283,6 +283,7 @@ class SupNode(NodeBase):
         self.ending: str | None = None  # why it is stopping: stopped | gave_up | auto_shutdown
         self.fail_reason: str | None = None
         self.failed_path: str | None = None
+        self.command_running: tuple[str, int | None] | None = None  # its plan is the current one
 
     @property
     def restart(self) -> Restart:
@@ -303,6 +304,7 @@ class SupNode(NodeBase):
         self.incarnation += 1
         self.state = STARTING
         self.ending = None
+        self.command_running = None
         self.window = RestartWindow(self.spec.intensity, self.spec.period)
         self.mailbox.clear()
         self._run([("start", c) for c in self.children], on_fail=self._initial_start_failed)
@@ -495,9 +497,18 @@ class SupNode(NodeBase):
         self.plan.clear()
         self.on_fail = None
         where = repr(self.path) if self.path else "the root"
+        refused = f"{where} is not running (stopping)"
         for item in [m for m in self.mailbox if m[0] == "command"]:
             self.mailbox.remove(item)
-            self.eng.reply(item[3], f"{where} is not running (stopping)")
+            self.eng.reply(item[3], refused)
+        if self.command_running is not None:  # its plan is being replaced
+            name, request = self.command_running
+            self.command_running = None
+            if name == "stop" and self.waiting is not None and self.waiting[1] == "stop":
+                # that child is being stopped anyway: answer once it is gone
+                self.plan.append(("call", lambda: self.eng.reply(request, None)))
+            else:
+                self.eng.reply(request, refused)
         for key in [k for k in self.timers if k[0] == "restart"]:
             self.timers.discard(key)
             self.eng.emit(act.CancelTimer(key))
@@ -604,10 +615,12 @@ class SupNode(NodeBase):
 
     def _command(self, name: str, child: Child, request: int | None) -> None:
         def reply_ok() -> None:
+            self.command_running = None
             self.eng.reply(request, None)
 
         def reply_failed(c: Child, reason: str) -> None:
             c.state = STOPPED
+            self.command_running = None
             self.eng.reply(request, f"{c.path}: cannot start: {reason}")
 
         if name == "stop":
@@ -619,6 +632,7 @@ class SupNode(NodeBase):
                     child.state = STOPPED
                 reply_ok()
                 return
+            self.command_running = (name, request)
             self._run([("stop", child), ("call", reply_ok)], on_fail=None)
             return
         if child.state == RESTARTING:
@@ -628,4 +642,5 @@ class SupNode(NodeBase):
             self.eng.reply(request, f"{child.path} is already running")
             return
         steps: list[Step] = [("stop", child), ("start", child), ("call", reply_ok)]
+        self.command_running = (name, request)
         self._run(steps, on_fail=reply_failed)

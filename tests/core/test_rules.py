@@ -19,13 +19,16 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine
-from otree.core.spec import Backoff, ReadyDelay, ReadyNotify, Service, Supervisor
+from otree.core.nodes import SupNode
+from otree.core.spec import Backoff, ReadyDelay, ReadyNotify, Service, Supervisor, walk
 from otree.errors import ConfigError
-from otree.testing import Simulation, Trace
+from otree.testing import HOWS, Simulation, Trace, trees
 
 # --- helpers ------------------------------------------------------------------
 
@@ -91,9 +94,9 @@ def engine_of(sim: Simulation) -> Engine:
 
 def state(sim: Simulation, path: str) -> tuple[str, int | None]:
     """``(state, pid)`` of ``path`` as ``otree status`` would show it."""
-    for st in engine_of(sim).status(sim.now):
-        if st.path == path:
-            return st.state, st.pid
+    for node in engine_of(sim).status(sim.now):
+        if node.path == path:
+            return node.state, node.pid
     raise KeyError(path)
 
 
@@ -799,7 +802,7 @@ def test_r20_a_restarted_child_keeps_its_place() -> None:
     sim = Simulation(root(svc("a"), svc("b"), svc("c")))
     sim.inject("a", "crash")
     sim.inject("b", "crash")
-    assert [st.path for st in engine_of(sim).status(sim.now)] == ["", "a", "b", "c"]
+    assert [n.path for n in engine_of(sim).status(sim.now)] == ["", "a", "b", "c"]
     m = mark(sim)
     sim.command("shutdown")
     assert log_of(sim, m) == [*stopped("c", "b", "a"), "tree_stopped 0"]
@@ -1011,7 +1014,7 @@ def test_r26_the_retry_goes_through_the_loop() -> None:
     assert spawn_paths(b.feed(ev.Exited("a", 10, code=1))) == ["a"]
     out = b.feed(ev.SpawnFailed("a", "boom"))
     assert non_reports(out) == [act.SetTimer(("restart", "", "1"), 0.0)]
-    assert [st.state for st in b.engine.status(0) if st.path == "a"] == ["restarting"]
+    assert [n.state for n in b.engine.status(0) if n.path == "a"] == ["restarting"]
     assert spawn_paths(b.feed(ev.TimerFired(("restart", "", "1")))) == ["a"]
     b.feed(ev.Spawned("a", 12))
     assert b.reports()[-6:] == [
@@ -1035,7 +1038,7 @@ def test_r26_a_request_queued_before_the_retry_runs_first() -> None:
     b.feed(ev.SpawnFailed("a", "boom"))
     assert b.feed(ev.Command("stop", "a", 7)) == [act.Reply(7, True, None)]
     assert b.feed(ev.TimerFired(("restart", "", "1"))) == []
-    assert [st.state for st in b.engine.status(0) if st.path == "a"] == ["stopped"]
+    assert [n.state for n in b.engine.status(0) if n.path == "a"] == ["stopped"]
 
 
 def test_r27_one_for_all_retry_repeats_the_whole_cycle() -> None:
@@ -1884,11 +1887,106 @@ def test_status_shows_state_pid_restarts_and_last_exit() -> None:
     sim.at(1).inject("a", "crash")
     sim.at(2).inject("a", "kill")
     sim.inject("t", "exit0")
-    by_path = {st.path: st for st in engine_of(sim).status(sim.now)}
+    by_path = {n.path: n for n in engine_of(sim).status(sim.now)}
     a, t = by_path["a"], by_path["t"]
     assert (a.kind, a.state, a.pid, a.restarts, a.started_at) == ("service", "running", 103, 2, 2.0)
     assert a.last_exit == {"signal": "KILL", "normal": False}
     assert (t.state, t.pid, t.last_exit) == ("exited", None, {"code": 0, "normal": True})
     assert by_path[""].kind == "supervisor"
-    late = {st.path: st for st in engine_of(sim).status(11.5)}
+    late = {n.path: n for n in engine_of(sim).status(11.5)}
     assert late["a"].restarts == 1  # the restart at 1.0 has left the window
+
+
+def test_r38_a_command_in_progress_is_answered_when_its_supervisor_is_stopped() -> None:
+    """R38 (bug fixed): ``stop web`` hangs on a child; a shutdown then replaces web's
+    plan. The ``stop`` is answered once that child is gone (it used to get no reply);
+    a ``restart`` cut short the same way is refused."""
+    sim = Simulation(root(svc("a"), svc("web", shutdown=5)))
+    sim.inject("web", "hang_on_stop")
+    assert sim.command("stop", "web") is None
+    assert sim.command("shutdown") == act.Reply(2, True, None)
+    sim.advance(5)
+    assert sim.replies[1] == act.Reply(1, True, None)
+    assert sim.trace.exit_code == 0
+
+    sim = Simulation(root(svc("z"), sup("web", svc("x", shutdown=5), svc("y"))))
+    sim.inject("web.x", "hang_on_stop")
+    assert sim.command("restart", "web.x") is None  # web: stopping x (it hangs)
+    assert sim.command("stop", "web") is None  # the root: stopping web
+    assert sim.replies[1] == act.Reply(1, False, "'web' is not running (stopping)")
+    sim.advance(5)
+    assert sim.replies[2] == act.Reply(2, True, None)
+    assert sim.running() == {"z": 100}
+
+
+# --- liveness under random schedules -------------------------------------------------------------
+
+
+def idle_supervisors_are_settled(sim: Simulation) -> None:
+    """A running supervisor with nothing to do has no exit or request left waiting, and
+    each child is up, down, or waiting for a restart timer that is set."""
+    engine = engine_of(sim)
+    for node in engine.nodes.values():
+        if not isinstance(node, SupNode) or node.state != "running" or node.busy:
+            continue
+        assert not node.mailbox, (node.path, node.mailbox)
+        for c in node.children:
+            # a child supervisor may be stopping on its own (it gave up or shuts down)
+            ok = ("running", "stopped", "exited", "restarting")
+            assert c.state in ok or (c.kind == "supervisor" and c.state == "stopping"), c.path
+            if c.state == "restarting":
+                assert c.restart_key in node.timers, c.path
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(tree=trees(), data=st.data())
+def test_every_request_is_answered_and_the_tree_always_comes_down(
+    tree: Supervisor, data: st.DataObject
+) -> None:
+    """Whatever happens (crashes, hangs, failed starts, commands at any moment), every
+    request gets exactly one reply, an idle supervisor never has a child stuck, and
+    shutdown followed by kill_all always brings the tree down with no process left."""
+    sim = Simulation(tree, start=False)
+    services = [p for p, n in walk(tree) if isinstance(n, Service)]
+    paths = [p for p, _ in walk(tree)]
+    for path in data.draw(st.lists(st.sampled_from(services), max_size=2)):
+        sim.inject(path, data.draw(st.sampled_from(["fail_start", "hang_on_stop"])))
+    sim.start()
+    sent = 0
+
+    def command(name: str, path: str = "") -> None:
+        nonlocal sent
+        if not sim.done:
+            sent += 1
+        sim.command(name, path)
+
+    for _ in range(data.draw(st.integers(0, 20))):
+        if sim.done:
+            break
+        kind = data.draw(st.integers(0, 9))
+        if kind < 5:
+            sim.inject(data.draw(st.sampled_from(services)), data.draw(st.sampled_from(HOWS)))
+        elif kind < 8:
+            name = data.draw(st.sampled_from(["start", "stop", "restart"]))
+            command(name, data.draw(st.sampled_from(paths)))
+        elif kind == 8:
+            sim.advance(data.draw(st.sampled_from([0.01, 0.5, 3.0, 40.0])))
+        else:
+            command(data.draw(st.sampled_from(["shutdown", "kill_all"])))
+        if not sim.done:
+            idle_supervisors_are_settled(sim)
+    command("shutdown")
+    sim.run(until=sim.now + 10_000)
+    command("kill_all")
+    sim.run(until=sim.now + 10_000)
+    assert sim.done
+    assert sim.running() == {}
+    assert sorted(sim.replies) == list(range(1, sent + 1))  # no request left unanswered
+    live: set[int] = set()
+    for e in sim.trace.events:
+        if e["event"] == "spawn":
+            live.add(e["pid"])
+        elif e["event"] == "exit":
+            assert e["pid"] in live
+            live.remove(e["pid"])
+    assert not live

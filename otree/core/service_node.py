@@ -1,0 +1,246 @@
+"""One service's state machine, the states every node goes through, and their base.
+
+See ``otree.core.nodes`` for the protocol between a node and its parent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from otree.core import actions as act
+from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service
+
+if TYPE_CHECKING:
+    from otree.core.engine import Engine
+    from otree.core.supervisor_node import SupNode
+
+# node states
+STOPPED = "stopped"  # not running: never started, stopped by otree, or gave up
+STARTING = "starting"
+RUNNING = "running"
+STOPPING = "stopping"
+RESTARTING = "restarting"  # waiting for a (delayed or retried) restart
+EXITED = "exited"  # ended on its own and not restarted (transient/temporary)
+DEAD = "dead"  # ended on its own; the parent has not handled it yet
+
+ALIVE = frozenset({STARTING, RUNNING, STOPPING})
+
+Step = tuple[str, Any]
+
+
+class NodeBase:
+    kind = "node"
+
+    def __init__(self, eng: Engine, path: str, parent: SupNode | None) -> None:
+        self.eng = eng
+        self.path = path
+        self.parent = parent
+        self.state = STOPPED
+        self.incarnation = 0
+        self.started_at: float | None = None
+        self.restart_key: tuple[str, ...] | None = None
+        self.restart_times: list[float] = []  # automatic restarts of this node
+        self.last_exit: dict[str, Any] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ALIVE
+
+    @property
+    def restart(self) -> Restart:
+        raise NotImplementedError
+
+    @property
+    def significant(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def kill_all(self) -> None:
+        raise NotImplementedError
+
+    def backoff_delay(self) -> float:
+        return 0.0
+
+
+class ServiceNode(NodeBase):
+    kind = "service"
+
+    def __init__(self, eng: Engine, path: str, parent: SupNode, spec: Service) -> None:
+        super().__init__(eng, path, parent)
+        self.spec = spec
+        self.pid: int | None = None
+        self.stop_requested = False
+        self.announced = False  # 'spawn' was reported for this process
+        self.fail_reason: str | None = None  # set when a start failed while the process lives
+        self.backoff_next: float | None = None
+        self.up_for = 0.0  # how long the last process stayed up (0 after a failed start)
+        self.killing = False  # kill_all: SIGKILL, not the stop signal, once the process exists
+
+    @property
+    def restart(self) -> Restart:
+        return self.spec.restart
+
+    @property
+    def significant(self) -> bool:
+        return self.spec.significant
+
+    # --- parent protocol ---------------------------------------------------
+
+    def start(self) -> None:
+        self.incarnation += 1
+        self.state = STARTING
+        self.pid = None
+        self.stop_requested = False
+        self.killing = False
+        self.announced = False
+        self.fail_reason = None
+        self.eng.emit(act.Spawn(self.path, self.spec))
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        if self.state == STOPPING:
+            return
+        self.state = STOPPING
+        if self.pid is not None:
+            self._send_stop()
+
+    def kill_all(self) -> None:
+        if not self.alive:
+            return
+        if self.pid is not None and self.announced and self.state != STOPPING:
+            self.eng.report("stop", self.path, pid=self.pid)
+        self.stop_requested = True
+        self.killing = True
+        self.state = STOPPING
+        if self.pid is not None:
+            self.eng.emit(act.Kill(self.path, self.pid))
+
+    def _send_stop(self) -> None:
+        assert self.pid is not None
+        if self.announced:
+            self.eng.report("stop", self.path, pid=self.pid)
+        shutdown = self.spec.shutdown
+        if shutdown == BRUTAL_KILL:
+            self.eng.emit(act.Kill(self.path, self.pid))
+            return
+        self.eng.emit(act.Signal(self.path, self.pid, self.spec.stop_signal))
+        if shutdown != INFINITY:
+            self.eng.emit(act.SetTimer(("kill", self.path, str(self.pid)), float(shutdown)))
+
+    def backoff_delay(self) -> float:
+        """The delay before this service's next restart, and advance its backoff."""
+        b = self.spec.backoff
+        if b is None:
+            return 0.0
+        if self.up_for >= b.reset_after:  # the last run was stable: start over
+            self.backoff_next = None
+        base = b.initial if self.backoff_next is None else self.backoff_next
+        self.backoff_next = min(b.max, base * b.factor)
+        if base <= 0:
+            return 0.0
+        jittered = base * self.eng.rng.uniform(1.0 - b.jitter, 1.0 + b.jitter)
+        return min(b.max, max(0.0, jittered))
+
+    # --- runtime events ----------------------------------------------------
+
+    def on_spawned(self, pid: int) -> None:
+        if self.pid is not None or self.state not in (STARTING, STOPPING):
+            return
+        self.pid = pid
+        if self.killing:
+            self.eng.emit(act.Kill(self.path, pid))
+        elif self.state == STOPPING:  # asked to stop before the process existed
+            self._send_stop()
+        elif self.spec.ready is None:
+            self._became_ready()
+        else:
+            self.eng.emit(act.SetTimer(("ready", self.path, str(pid)), self.spec.ready.timeout))
+
+    def on_spawn_failed(self, reason: str) -> None:
+        if self.pid is not None or self.state not in (STARTING, STOPPING):
+            return
+        stopping = self.state == STOPPING
+        self.state = STOPPED
+        if stopping:
+            self._parent.child_stopped(self)
+        else:
+            self._start_failed(reason)
+
+    def on_ready(self, pid: int) -> None:
+        if pid == self.pid and self.state == STARTING:
+            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+            self._became_ready()
+
+    def on_ready_failed(self, pid: int, reason: str) -> None:
+        if pid == self.pid and self.state == STARTING:
+            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+            self.fail_reason = reason
+            self.stop()
+
+    def on_ready_timeout(self, pid: int) -> None:
+        if pid == self.pid and self.state == STARTING:
+            timeout = self.spec.ready.timeout if self.spec.ready else 0.0
+            self.fail_reason = f"not ready after {timeout:g}s"
+            self.stop()
+
+    def on_kill_timer(self, pid: int) -> None:
+        if pid == self.pid and self.state == STOPPING:
+            self.eng.emit(act.Kill(self.path, pid))
+
+    def on_exited(self, pid: int, code: int | None, signal: str | None) -> None:
+        if pid != self.pid:
+            return
+        if self.state == STOPPING and self.spec.shutdown not in (BRUTAL_KILL, INFINITY):
+            self.eng.emit(act.CancelTimer(("kill", self.path, str(pid))))
+        if self.spec.ready is not None and not self.announced:
+            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+        self.pid = None
+        how: dict[str, Any] = {"code": code} if signal is None else {"signal": signal}
+        if self.stop_requested and self.fail_reason is None:
+            normal = True
+        else:
+            normal = signal is None and code in self.spec.normal_exit_codes
+        if self.announced:
+            self.up_for = self.eng.now - (self.started_at or self.eng.now)
+            self.last_exit = {**how, "normal": normal}
+            self.eng.report("exit", self.path, pid=pid, **how, normal=normal)
+        if self.fail_reason is not None:
+            self.state = STOPPED
+            self._start_failed(self.fail_reason)
+        elif self.state == STOPPING:
+            self.state = STOPPED
+            self._parent.child_stopped(self)
+        elif self.state == STARTING:
+            self.state = STOPPED
+            what = f"code {code}" if signal is None else f"signal {signal}"
+            self._start_failed(f"exited ({what}) before it was ready")
+        else:
+            self.state = DEAD
+            self._parent.child_exited(self, normal)
+
+    # --- helpers -------------------------------------------------------------
+
+    @property
+    def _parent(self) -> SupNode:
+        assert self.parent is not None
+        return self.parent
+
+    def _became_ready(self) -> None:
+        assert self.pid is not None
+        self.state = RUNNING
+        self.started_at = self.eng.now
+        self.announced = True
+        self.eng.report("spawn", self.path, pid=self.pid)
+        self.eng.report("ready", self.path, pid=self.pid)
+        self._parent.child_started(self)
+
+    def _start_failed(self, reason: str) -> None:
+        self.fail_reason = None
+        self.up_for = 0.0
+        self.eng.report("start_failed", self.path, reason=reason)
+        self._parent.child_start_failed(self, reason)

@@ -108,8 +108,15 @@ class EngineVsModel(RuleBasedStateMachine):
         want = self.model.log[self.seen_model :]
         self.seen_sim = len(self.sim.trace.events)
         self.seen_model = len(self.model.log)
+        status = {n.path: n.state for n in self.sim.engine.status(self.sim.now)}  # type: ignore[attr-defined]
+        states_agree = all(
+            (status[path] == "running") == node.running
+            for path, node in self.model.nodes.items()
+            if path
+        )
         ok = (
-            got == want
+            states_agree
+            and got == want
             and set(self.sim.running()) == self.model.running_services()
             and self.sim.trace.exit_code == self.model.exit_code
         )
@@ -120,7 +127,9 @@ class EngineVsModel(RuleBasedStateMachine):
                 f"engine events: {got}\nmodel events:  {want}\n"
                 f"engine running: {sorted(self.sim.running())}\n"
                 f"model running:  {sorted(self.model.running_services())}\n"
-                f"exit codes: engine {self.sim.trace.exit_code}, model {self.model.exit_code}"
+                f"exit codes: engine {self.sim.trace.exit_code}, model {self.model.exit_code}\n"
+                f"engine states: {status}\n"
+                f"model running nodes: {sorted(p for p, n in self.model.nodes.items() if n.running)}"
             )
 
     @invariant()

@@ -100,6 +100,9 @@ class Model:
     def running_services(self) -> set[str]:
         return {p for p, n in self.nodes.items() if n.is_service and n.running}
 
+    def running_nodes(self) -> set[str]:
+        return {p for p, n in self.nodes.items() if n.running}
+
     def node(self, path: str) -> Node:
         return self.nodes[path]
 

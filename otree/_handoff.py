@@ -41,7 +41,7 @@ from otree.errors import ReexecError
 ENV_FD = "OTREE_HANDOFF_FD"
 #: the version of the handoff document this code writes and reads
 FORMAT = 1
-#: test-only: ``EVENT:PATH`` (``exited:web.api``) makes the runtime raise once
+#: test-only: ``EVENT:PATH[:N]`` (``exited:web.api``) makes the runtime raise once
 #: when it is about to handle that event; see docs/self-reload.md
 ENV_FAULT = "OTREE_TEST_FAULT"
 #: test-only: a file path; the new image creates it after reading the handoff and
@@ -338,7 +338,8 @@ def _reaped(pid: int) -> bool:
 
 
 class TestFault:
-    """``OTREE_TEST_FAULT=EVENT:PATH``: raise once when the runtime is about to handle it.
+    """``OTREE_TEST_FAULT=EVENT:PATH[:N]``: raise when the runtime is about to handle the
+    ``N``-th (default: first) such event.
 
     ``EVENT`` is an engine input in lower case (``exited``, ``spawned``,
     ``ready``, ``timerfired``, ``command``). The variable is removed when it
@@ -346,8 +347,11 @@ class TestFault:
     """
 
     def __init__(self, spec: str) -> None:
-        self.kind, _, self.path = spec.partition(":")
-        self.kind = self.kind.lower()
+        kind, _, rest = spec.partition(":")
+        path, _, count = rest.partition(":")
+        self.kind = kind.lower()
+        self.path = path
+        self.left = int(count) if count.isdigit() else 1
 
     @classmethod
     def from_env(cls) -> TestFault | None:
@@ -357,7 +361,10 @@ class TestFault:
     def hits(self, event: ev.Event) -> bool:
         if type(event).__name__.lower() != self.kind:
             return False
-        return getattr(event, "path", self.path) == self.path
+        if getattr(event, "path", self.path) != self.path:
+            return False
+        self.left -= 1
+        return self.left <= 0
 
 
 class InjectedFault(RuntimeError):

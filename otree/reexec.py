@@ -47,7 +47,7 @@ from otree._handoff import ENV_FAULT, Handoff, InjectedFault
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import handoff as core_handoff
-from otree.core.nodes import EXITED, RESTARTING, RUNNING, STOPPED, SupNode
+from otree.core.nodes import EXITED, RESTARTING, RUNNING, STARTING, STOPPED, SupNode
 from otree.errors import ConfigError, OtreeError, ReexecError
 
 if TYPE_CHECKING:
@@ -144,6 +144,7 @@ class Reloader:
         self.guard_message: str | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
         self._deadline: float | None = None
+        self._told = False  # the console was told the reload waits
         # new image: what the reconciliation did, for the waiting clients' answer
         self._summary: dict[str, list[str]] | None = None
         self._answer_to: list[tuple[int, int]] = []
@@ -154,19 +155,23 @@ class Reloader:
     def request(self, reason: str, on_reply: ReplyCallback | None) -> None:
         """``otree reload`` (``on_reply`` gets the refusal; success is answered by the
         new image) or ``SIGHUP`` (no one to answer: a refusal goes to stderr)."""
-        error = self._refusal()
+        error = self._stopping() or self._refusal()
         if error is not None:
             self._refuse([(reason, on_reply)], error)
             return
         self._waiters.append((reason, on_reply))
         if self._deadline is None:
             self._deadline = time.monotonic() + QUIET_WAIT
+            self._told = False
             self._when_quiet()
 
+    def _stopping(self) -> str | None:
+        eng = self.rt.engine
+        if self.guard_message is not None or eng.done or eng.root.state not in (RUNNING, STARTING):
+            return "the tree is stopping"
+        return None
+
     def _refusal(self) -> str | None:
-        rt = self.rt
-        if self.guard_message is not None or rt.engine.done or rt.engine.root.state != RUNNING:
-            return "the tree is not running (it is starting or stopping)"
         if self.argv is None:
             return (
                 "this tree cannot re-exec itself: it was started from Python with otree.run();"
@@ -196,6 +201,12 @@ class Reloader:
         if not self._waiters:
             self._deadline = None
             return
+        stopping = self._stopping()
+        if stopping is not None:
+            waiters, self._waiters = self._waiters, []
+            self._deadline = None
+            self._refuse(waiters, stopping)
+            return
         busy = self.busy()
         if busy is None:
             waiters, self._waiters = self._waiters, []
@@ -208,6 +219,10 @@ class Reloader:
             self._deadline = None
             self._refuse(waiters, f"busy: {busy} (waited {QUIET_WAIT:g} s); try again")
             return
+        if not self._told:
+            self._told = True
+            line = f"otree: reload: waiting until the tree is quiet ({busy})\n"
+            self.rt.console.write(line.encode(), keep=True)
         self.rt.loop.call_later(_QUIET_POLL, self._when_quiet)
 
     def busy(self) -> str | None:
@@ -220,14 +235,14 @@ class Reloader:
         eng = rt.engine
         if eng.done:
             return "the tree has stopped"
+        for path, node in eng.nodes.items():
+            if node.state not in _QUIET_STATES:
+                return f"{repr(path) if path else 'the root'} is {node.state}"
+        for path, node in eng.nodes.items():
+            if isinstance(node, SupNode) and (node.busy or node.mailbox):
+                return f"{repr(path) if path else 'the root'} is busy"
         if eng.orphans:
             return "processes replaced by the last reload are still stopping"
-        for path, node in eng.nodes.items():
-            who = repr(path) if path else "the root"
-            if node.state not in _QUIET_STATES:
-                return f"{who} is {node.state}"
-            if isinstance(node, SupNode) and (node.busy or node.mailbox):
-                return f"{who} is busy"
         return None
 
     def _reexec(self, reason: str, waiters: list[tuple[str, ReplyCallback | None]]) -> None:

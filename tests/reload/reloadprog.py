@@ -1,0 +1,64 @@
+"""Small programs the reload tests run as services: ``python reloadprog.py NAME ARGS...``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+
+def chatty() -> None:
+    """Write numbered lines, each in two writes, until TERM; then ``done N`` and exit 0."""
+    stop = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    i = 0
+    while not stop:
+        line = b"line %08d\n" % i
+        os.write(1, line[:7])  # a line cut in two: the unfinished half may cross a re-exec
+        os.write(1, line[7:])
+        i += 1
+        if i % 20 == 0:
+            time.sleep(0.001)
+    os.write(1, b"done %d\n" % i)
+
+
+def orphan(pidfile: str, linger: str) -> None:
+    """Double-fork a grandchild that leaves the process group, writes its PID to PIDFILE,
+    lives LINGER seconds and exits; the service itself exits 0 at once."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pidfile + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            time.sleep(float(linger))
+            os._exit(0)
+        os._exit(0)
+    os.wait()
+
+
+def zombies(after: str) -> None:
+    """After AFTER seconds, print how many zombie processes this PID namespace holds."""
+    time.sleep(float(after))
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    state = f.read().rpartition(")")[2].split()[0]
+            except OSError:
+                continue
+            if state == "Z":
+                found.append(entry)
+    print(f"zombies: {len(found)} {' '.join(found)}".rstrip(), flush=True)
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,188 @@
+"""Re-exec on a fatal internal error, children dying during the exec, unusable handoffs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import DEADLINE, pid_alive, wait_until
+from reloadkit import (
+    Start,
+    ctl,
+    pids,
+    proc_state,
+    since_reexec,
+    sock_fixture,  # noqa: F401 (a fixture)
+    tree_fixture,  # noqa: F401 (a fixture)
+)
+
+SLEEP = 'cmd = "sleep 60"'
+TREE = f"[a]\n{SLEEP}\n[b]\n{SLEEP}\n[c]\n{SLEEP}\n"
+
+
+def test_a_fault_in_the_loop_reexecs_and_adopts(tree: Start) -> None:
+    run = tree(TREE, env={"OTREE_TEST_FAULT": "exited:b"})
+    before = pids(run)
+    os.kill(before["b"], signal.SIGKILL)  # otree raises while it handles b's exit
+
+    run.wait_for("tree_ready", count=2)
+    reason = run.find("reexec")[0]["reason"]
+    assert reason.startswith("fatal: InjectedFault: OTREE_TEST_FAULT: Exited(path='b'")
+    assert since_reexec(run) == [
+        ("reexec", ""),
+        ("adopt", "a"),
+        ("adopt", "b"),
+        ("adopt", "c"),
+        ("tree_ready", ""),
+    ]
+    # the exit it was handling crossed the exec and is handled now, by b's strategy
+    run.wait_for("spawn", "b", count=2)
+    exit_b = run.find("exit", "b")[0]
+    assert (exit_b["pid"], exit_b["signal"], exit_b["normal"]) == (before["b"], "KILL", False)
+    assert run.find("restart", "", child="b")
+    after = pids(run)
+    assert after["a"] == before["a"] and after["c"] == before["c"] and after["b"] != before["b"]
+    err = run.stderr
+    assert "Traceback" in err and "InjectedFault" in err
+    assert "otree: internal error; re-executing to recover (fatal: InjectedFault:" in err
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0  # the fault fires once: the new image runs on
+
+
+def test_a_fault_mid_restart_restarts_what_was_in_flight(tree: Start) -> None:
+    # the fault hits b's second Spawned: its new process exists, the engine never heard of it
+    run = tree(TREE, env={"OTREE_TEST_FAULT": "spawned:b:2"})
+    before = pids(run)
+    os.kill(before["b"], signal.SIGKILL)
+    run.wait_for("tree_ready", count=2)
+    run.wait_for("spawn", "b", count=2)
+    assert run.find("reexec")[0]["reason"].startswith("fatal: InjectedFault:")
+    # b was caught mid-start: that process is killed and b started afresh (a reconciliation
+    # start, not a restart: the restart decision was taken before the exec)
+    assert since_reexec(run) == [
+        ("reexec", ""),
+        ("adopt", "a"),
+        ("adopt", "c"),
+        ("spawn", "b"),
+        ("ready", "b"),
+        ("tree_ready", ""),
+    ]
+    assert len(run.find("restart", "", child="b")) == 1
+    states = {p: n["state"] for p, n in _status(run.sock).items()}  # type: ignore[attr-defined]
+    assert states == {"": "running", "a": "running", "b": "running", "c": "running"}
+    after = pids(run)
+    assert after["a"] == before["a"] and after["c"] == before["c"]
+    # the process spawned before the exec is gone (killed at adoption, reaped): a, b, c only
+    wait_until(lambda: sorted(_children(run.pid)) == sorted(after.values()), what="a, b, c")
+
+
+def _children(otree_pid: int) -> list[int]:
+    """The children of otree (its services' main processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == otree_pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def _status(path: str) -> dict[str, dict[str, object]]:
+    import json
+
+    r = ctl("status", "--json", sock=path)
+    assert r.returncode == 0, r.stderr
+    return {n["path"]: n for n in json.loads(r.stdout)["nodes"]}
+
+
+def test_a_child_killed_during_the_exec_is_restarted(tree: Start, tmp_path: Path) -> None:
+    hold = tmp_path / "hold"
+    run = tree(TREE, env={"OTREE_TEST_HOLD": str(hold)})
+    before = pids(run)
+    client = ctl("reload", sock=run.sock, wait=False)  # type: ignore[attr-defined]
+    try:
+        wait_until(hold.exists, what="the new image to hold before adopting")
+        os.kill(before["b"], signal.SIGKILL)
+        wait_until(lambda: proc_state(before["b"]) == "Z", what="b to die (a zombie of otree)")
+        hold.unlink()
+        _, err = client.communicate(timeout=DEADLINE)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    assert client.returncode == 0, err
+    run.wait_for("spawn", "b", count=2)
+    assert since_reexec(run)[:4] == [("reexec", ""), ("adopt", "a"), ("adopt", "b"), ("adopt", "c")]
+    exit_b = run.find("exit", "b")[0]
+    assert (exit_b["pid"], exit_b["signal"], exit_b["normal"]) == (before["b"], "KILL", False)
+    assert run.find("restart", "", child="b")
+    assert proc_state(before["b"]) is None  # reaped: no zombie left
+    after = pids(run)
+    assert after["a"] == before["a"] and after["c"] == before["c"]
+
+
+def test_a_fatal_reexec_keeps_the_running_tree_when_the_file_went_bad(tree: Start) -> None:
+    text = (
+        f"[a]\n{SLEEP}\nready = {{ delay = 0.01 }}\nbackoff = {{ initial = 0.1, jitter = 0 }}\n"
+        f'[b]\ncmd = ["sleep", "60"]\nenv = {{ X = "1" }}\nstop_signal = "INT"\n'
+        f"[c]\n{SLEEP}\n"
+    )
+    run = tree(text, env={"OTREE_TEST_FAULT": "exited:c"})
+    before = pids(run)
+    run.file.write_text("[a]\nthis is not toml\n")  # type: ignore[attr-defined]
+    os.kill(before["c"], signal.SIGKILL)
+    run.wait_for("tree_ready", count=2)
+    # the tree that ran came back from the handoff: every child kept, spec unchanged
+    assert since_reexec(run) == [
+        ("reexec", ""),
+        ("adopt", "a"),
+        ("adopt", "b"),
+        ("adopt", "c"),
+        ("tree_ready", ""),
+    ]
+    run.wait_for("spawn", "c", count=2)
+    assert "the tree file is invalid now; keeping the tree that was running" in run.stderr
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0
+    assert run.find("exit", "b")[0]["signal"] == "INT"  # its stop_signal survived
+
+
+LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+open("child.pid", "w").write(str(child.pid))
+fd = os.memfd_create("h", 0)
+os.write(fd, b'{"otree_handoff": 99}')
+os.lseek(fd, 0, 0)
+os.set_inheritable(fd, True)
+os.environ["OTREE_HANDOFF_FD"] = str(fd)
+os.execv(sys.executable, [sys.executable, "-m", "otree", "run", "tree.toml"])
+"""
+
+
+def test_an_unknown_handoff_version_stops_the_children_and_exits_4(tmp_path: Path) -> None:
+    (tmp_path / "tree.toml").write_text(TREE)
+    proc = subprocess.run(
+        [sys.executable, "-c", LAUNCHER],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "otree: cannot take over after the re-exec: unknown handoff version 99"
+        " (this otree reads version 1)",
+        "otree: stopping the children left running (they are not orphaned)",
+    ]
+    assert proc.stdout == ""
+    child = int((tmp_path / "child.pid").read_text())
+    assert not pid_alive(child)  # stopped and reaped by the otree that could not take over

@@ -43,20 +43,27 @@ def orphan(pidfile: str, linger: str) -> None:
     os.wait()
 
 
-def zombies(after: str) -> None:
-    """After AFTER seconds, print how many zombie processes this PID namespace holds."""
-    time.sleep(float(after))
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    state = f.read().rpartition(")")[2].split()[0]
-            except OSError:
-                continue
-            if state == "Z":
-                found.append(entry)
-    print(f"zombies: {len(found)} {' '.join(found)}".rstrip(), flush=True)
+def reaped(pidfile: str) -> None:
+    """Wait for PIDFILE (an orphan's PID), then until that process is gone from /proc:
+    print ``reaped PID``, or ``zombie PID`` if it is still a zombie 10 s after it exited."""
+    while not os.path.exists(pidfile):
+        time.sleep(0.01)
+    with open(pidfile) as f:
+        pid = int(f.read())
+    since = None
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except OSError:
+            print(f"reaped {pid}", flush=True)
+            break
+        if state == "Z":
+            since = since or time.monotonic()
+            if time.monotonic() - since > 10:
+                print(f"zombie {pid}", flush=True)
+                break
+        time.sleep(0.01)
     time.sleep(120)
 
 

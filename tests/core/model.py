@@ -24,6 +24,8 @@ model is plain recursion over the tree:
   reverse start order), then their ``exit``s;
 - a supervisor that (re)starts begins with an empty restart window and starts
   all its children in declared order;
+- a start failure during the initial start stops the already started
+  siblings in reverse order and fails the parent, up to the root: exit 3;
 - manual start/stop/restart are not crashes: no restart, no window entry, no
   auto_shutdown; ``stop`` of a stopped node and ``start`` of a running one do
   nothing.
@@ -109,10 +111,13 @@ class Model:
     # --- the rules ----------------------------------------------------------
 
     def start(self) -> None:
-        """The initial start (assumed to succeed: no fail_start before it)."""
-        self.root.running = True
-        for c in self.root.children:
-            self._start(c)
+        """The initial start; a start failure in it ends the tree with exit code 3 (R6)."""
+        try:
+            self._start(self.root)
+        except StartFailed:
+            self.exit_code = 3
+            self.log.append(("tree_stopped", "", 3))
+            return
         self.log.append(("tree_ready", ""))
 
     def _start(self, node: Node) -> None:

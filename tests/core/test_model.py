@@ -87,11 +87,18 @@ class EngineVsModel(RuleBasedStateMachine):
     sim: Simulation
     model: Model
 
-    @initialize(tree=model_trees)
-    def build(self, tree: Supervisor) -> None:
+    @initialize(tree=model_trees, data=st.data())
+    def build(self, tree: Supervisor, data: st.DataObject) -> None:
         self.tree = tree
-        self.sim = Simulation(tree)
+        self.sim = Simulation(tree, start=False)
         self.model = Model(tree)
+        # now and then, a service fails its initial start
+        services = [p for p, n in walk(tree) if isinstance(n, Service)]
+        if data.draw(st.integers(0, 9), label="initial failure?") == 0:
+            path = data.draw(st.sampled_from(services), label="fails to start")
+            self.sim.inject(path, "fail_start")
+            self.model.fail_next.add(path)
+        self.sim.start()
         self.model.start()
         self.seen_sim = 0
         self.seen_model = 0

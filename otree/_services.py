@@ -147,14 +147,19 @@ class Processes:
                 proc.probe.cancel()
                 if pid is not None:
                     strays.append(pid)
-        by_pipe = {proc.pipe: proc.pid for proc in self.procs.values()}
-        out = []
-        for fd, output in self.pipes.items():
-            # the unfinished line is handed over so no line is cut in two
-            partial = output._partial.get(fd, b"")
-            out.append((output.path, by_pipe.pop(fd, None), fd, partial))
-        out += [(self.procs[pid].path, pid, -1, b"") for pid in by_pipe.values()]
-        return out, strays
+        out: list[tuple[str, int | None, int, bytes]] = []
+        for proc in self.procs.values():
+            # its pipe, unless it was closed already (the number may be another pipe's now)
+            fd = proc.pipe if self.pipes.get(proc.pipe) is proc.output else -1
+            out.append((proc.path, proc.pid, fd, b""))
+        taken = {fd for _, _, fd, _ in out}
+        out += [(o.path, None, fd, b"") for fd, o in self.pipes.items() if fd not in taken]
+        # the unfinished last line of each pipe goes along, so no line is cut in two
+        return [(p, pid, fd, self._unfinished(fd)) for p, pid, fd, _ in out], strays
+
+    def _unfinished(self, fd: int) -> bytes:
+        output = self.pipes.get(fd)
+        return output._partial.get(fd, b"") if output is not None else b""
 
     def adopt(self, path: str, pid: int | None, pipe: int, partial: bytes = b"") -> None:
         """After ``os.execv``: take over process ``pid`` (None: it is gone) and its output

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 from model import Entry, Model
 
 from otree.core.spec import Backoff, ReadyDelay, Restart, Service, Supervisor, walk
-from otree.testing import Simulation, Trace, simulate, supervisors
+from otree.testing import Simulation, Trace, crash_schedules, simulate, supervisors
 
 COMPARED = {
     "spawn",
@@ -557,3 +557,25 @@ def test_an_exit_before_ready_during_a_restart_is_a_failed_restart() -> None:
         (8.0, "spawn", "a"),
         (8.0, "ready", "a"),
     ]
+
+
+def with_zero_backoff(sup: Supervisor) -> Supervisor:
+    zero = Backoff(initial=0.0, max=0.0, jitter=0.5)
+    children = [
+        with_zero_backoff(c) if isinstance(c, Supervisor) else attrs.evolve(c, backoff=zero)
+        for c in sup.children
+    ]
+    return attrs.evolve(sup, children=children)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_zero_backoff_changes_nothing(data: st.DataObject) -> None:
+    """The backoff path with a 0 s delay makes the same decisions at the same instants
+    as the immediate restart of OTP (failed retries and hanging stops included)."""
+    tree = data.draw(model_trees, label="tree")
+    hows = ("crash", "exit0", "kill", "fail_start", "hang_on_stop")
+    schedule = data.draw(crash_schedules(tree, max_crashes=15, within=20.0, hows=hows))
+    plain = simulate(tree, schedule, stop=True)
+    zero = simulate(with_zero_backoff(tree), schedule, stop=True)
+    assert zero.events == plain.events, f"plain:\n{plain}\nzero backoff:\n{zero}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 from conftest import OtreeProc, pid_alive, wait_until
@@ -249,3 +250,30 @@ def test_reload_of_a_python_tree(otree: Start, tmp_path: Path, sock: str) -> Non
     run.wait_for("tree_ready", count=2)
     assert run.find("adopt", "a", pid=a)
     assert run.find("spawn", "b")
+
+
+API_RUN = """
+import sys
+from otree import Service, Supervisor, run
+tree = Supervisor("root", children=[Service("a", cmd="sleep 60")])
+raise SystemExit(run(tree, socket=sys.argv[1], events=sys.argv[2]))
+"""
+
+
+def test_a_tree_run_from_python_refuses_to_reload(otree: Start, tmp_path: Path, sock: str) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(API_RUN)
+    events = str(tmp_path / "events.jsonl")
+    run: OtreeProc = otree(command=[sys.executable, str(script), sock, events])
+    run.wait_for("tree_ready")
+    r = ctl("reload", sock=sock)
+    assert r.returncode == 1
+    assert r.stderr == (
+        "otree: reload refused: this tree cannot re-exec itself: it was started from Python"
+        " with otree.run(); run it with 'otree run TREE' to reload it\n"
+    )
+    run.send(signal.SIGHUP)  # the same, on stderr; the tree carries on
+    wait_until(lambda: "otree: reload (SIGHUP) refused: this tree cannot" in run.stderr)
+    assert not run.find("reexec")
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0

@@ -255,12 +255,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def render_reload(reply: dict[str, Any]) -> str:
-    """``reloaded (otree pid N)`` and what changed: kept, stopped and started paths."""
+    """``reloaded (otree pid N)`` and what changed: kept, stopped, started and failed paths."""
     lines = [f"reloaded (otree pid {reply.get('pid')})"]
     for key, label in (("adopted", "kept"), ("stopped", "stopped"), ("started", "started")):
         paths = reply.get(key) or []
         if paths:
             lines.append(f"  {label + ':':<8} {', '.join(str(p) for p in paths)}")
+    for failure in reply.get("failed") or []:  # "path: reason"
+        lines.append(f"  failed:  {failure}")
     return "\n".join(lines)
 
 

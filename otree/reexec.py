@@ -360,7 +360,9 @@ class Reloader:
                 os.set_inheritable(fd, False)
         self._answer_to = list(h.waiting)
         self._config_errors = list(h.config_errors)
-        self._summary = {"adopted": [], "stopped": [], "started": []}
+        self._summary = {"adopted": [], "stopped": [], "started": [], "failed": []}
+        if h.notify_dir is not None and rt.processes._notify_dir is None:
+            rt.processes._notify_dir = h.notify_dir  # cleaned up at the end as before
         # which process the engine thinks each service runs
         known: dict[int, str] = {}
         for path, rec in h.engine.get("nodes", {}).items():
@@ -400,6 +402,8 @@ class Reloader:
             key = {"adopt": "adopted", "stop": "stopped", "spawn": "started"}.get(report.event)
             if key is not None:
                 summary[key].append(report.path)
+            elif report.event == "start_failed":
+                summary["failed"].append(f"{report.path}: {report.fields.get('reason')}")
             elif report.event == "tree_ready":
                 self._answer(ok=True)
             elif report.event == "tree_stopped":

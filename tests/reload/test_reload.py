@@ -16,6 +16,7 @@ from reloadkit import (
     reload,
     since_reexec,
     sock_fixture,  # noqa: F401 (a fixture)
+    status,
     tree_fixture,  # noqa: F401 (a fixture)
 )
 
@@ -277,3 +278,31 @@ def test_a_tree_run_from_python_refuses_to_reload(otree: Start, tmp_path: Path, 
     assert not run.find("reexec")
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
+
+
+def test_supervisors_added_and_removed_and_a_new_service_that_cannot_start(tree: Start) -> None:
+    run = tree(f"[a]\n{SLEEP}\n[old]\n[old.x]\n{SLEEP}\n[old.y]\n{SLEEP}\n")
+    before = pids(run)
+    run.file.write_text(  # type: ignore[attr-defined]
+        f'[a]\n{SLEEP}\n[new]\nstrategy = "one_for_all"\n[new.p]\n{SLEEP}\n[new.q]\n{SLEEP}\n'
+        '[broken]\ncmd = "no-such-program-x"\n'
+    )
+    r = reload(run, run.sock, 1)  # type: ignore[attr-defined]
+    assert r.stdout.splitlines() == [
+        f"reloaded (otree pid {run.pid})",
+        "  kept:    a",
+        "  stopped: old.y, old.x",
+        "  started: new.p, new.q",
+        "  failed:  broken: No such file or directory: 'no-such-program-x'",
+    ]
+    nodes = {p: n["state"] for p, n in status(run).items()}
+    assert nodes == {
+        "": "running",
+        "a": "running",
+        "new": "running",
+        "new.p": "running",
+        "new.q": "running",
+        "broken": "stopped",
+    }
+    assert pids(run)["a"] == before["a"]
+    assert not pid_alive(before["old.x"]) and not pid_alive(before["old.y"])

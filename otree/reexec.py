@@ -323,7 +323,7 @@ class Reloader:
             old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
             os.environ[_handoff.ENV_FD] = str(memfd)
             os.execv(self.argv[0], self.argv)
-        except BaseException:
+        except BaseException as exc:
             os.environ.pop(_handoff.ENV_FD, None)
             if old_mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -332,8 +332,8 @@ class Reloader:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.set_inheritable(fd, False)
-            for fd, _ in h.waiting:
-                os.close(fd)
+            for fd, rid in h.waiting:  # their connections left the server: answer here
+                _send_and_close(fd, encode(error_reply(rid, f"cannot re-exec: {_clip(str(exc))}")))
             if control is not None and h.control_fd is not None:
                 self._restore_control(h.control_fd)
             raise

@@ -337,7 +337,7 @@ def _reaped(pid: int) -> bool:
 # --- test-only hooks ---------------------------------------------------------------
 
 
-class TestFault:
+class FaultHook:
     """``OTREE_TEST_FAULT=EVENT:PATH[:N]``: raise when the runtime is about to handle the
     ``N``-th (default: first) such event.
 
@@ -354,7 +354,7 @@ class TestFault:
         self.left = int(count) if count.isdigit() else 1
 
     @classmethod
-    def from_env(cls) -> TestFault | None:
+    def from_env(cls) -> FaultHook | None:
         spec = os.environ.get(ENV_FAULT)
         return cls(spec) if spec else None
 

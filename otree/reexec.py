@@ -139,7 +139,7 @@ class Reloader:
         self.tree_source = tree_source
         self.handoff = handoff
         self.history: list[float] = list(handoff.history) if handoff else []
-        self.fault = _handoff.TestFault.from_env()
+        self.fault = _handoff.FaultHook.from_env()
         #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
         self.guard_message: str | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []

@@ -99,9 +99,9 @@ def test_a_bad_variable_or_fd_is_an_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_test_fault_hook_matches_the_nth_event() -> None:
-    fault = _handoff.TestFault("exited:web.api:2")
+    fault = _handoff.FaultHook("exited:web.api:2")
     assert not fault.hits(ev.Exited("web", 1, 0))
     assert not fault.hits(ev.Spawned("web.api", 1))
     assert not fault.hits(ev.Exited("web.api", 1, 0))
     assert fault.hits(ev.Exited("web.api", 2, 0))
-    assert _handoff.TestFault("Spawned:a").hits(ev.Spawned("a", 5))
+    assert _handoff.FaultHook("Spawned:a").hits(ev.Spawned("a", 5))

@@ -1,0 +1,56 @@
+"""What crosses a reload besides the processes: timers, exited children, half-read lines."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from conftest import wait_until
+from reloadkit import (
+    Start,
+    pids,
+    reload,
+    since_reexec,
+    sock_fixture,  # noqa: F401 (a fixture)
+    status,
+    tree_fixture,  # noqa: F401 (a fixture)
+)
+
+
+def test_a_pending_backoff_restart_and_an_exited_temporary_carry_over(tree: Start) -> None:
+    run = tree(
+        'intensity = 20\n[steady]\ncmd = "sleep 60"\n'
+        '[job]\ncmd = "true"\nrestart = "temporary"\n'
+        "[flaky]\ncmd = \"sh -c 'exit 1'\"\n"
+        "backoff = { initial = 1.0, max = 1.0, jitter = 0 }\n"
+    )
+    first_exit = run.wait_for("exit", "flaky")
+    run.wait_for("exit", "job")
+    assert len(run.find("spawn", "flaky")) == 1  # its restart waits for the backoff
+    reload(run, run.sock, 1)  # type: ignore[attr-defined]
+    # the job stays exited, flaky is not started by the reload: only steady was running
+    assert since_reexec(run) == [("reexec", ""), ("adopt", "steady"), ("tree_ready", "")]
+    assert status(run)["job"]["state"] == "exited"
+    # the restart timer was re-armed for the time that was left: one restart, on time
+    second = run.wait_for("spawn", "flaky", count=2)
+    assert second["ts"] - first_exit["ts"] >= 0.95
+    assert second["ts"] > run.find("reexec")[0]["ts"]
+    restarts = run.find("restart", "", child="flaky")  # the first decided before the reload
+    assert len([r for r in restarts if r["ts"] < second["ts"]]) == 1
+
+
+def test_a_line_half_written_before_a_reload_comes_out_whole(tree: Start, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    go = tmp_path / "go"
+    script = f"printf 'first half, '; while [ ! -e {go} ]; do sleep 0.01; done; echo 'second half'"
+    run = tree(f'[half]\ncmd = ["sh", "-c", "{script}; exec sleep 60"]\n', "--log-dir", str(logs))
+    half = pids(run)["half"]
+    reload(run, run.sock, 1)  # type: ignore[attr-defined]
+    go.touch()
+    log = logs / "half.log"
+    wait_until(lambda: log.exists() and log.read_text(), what="the line in the log")
+    assert log.read_text() == "first half, second half\n"
+    assert pids(run)["half"] == half
+    wait_until(lambda: "half | first half, second half" in run.stdout, what="the console")
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0

@@ -116,6 +116,8 @@ class Running:
 class Peer:
     kind = ""
     profile = ""
+    #: the directory ``otree`` is imported from (``--otree-src``: e.g. a patched copy)
+    otree_src: Path = ROOT
     #: where ``python``, ``otree`` and ``supervisord`` are: the clean environment
     #: that ``benchmarks.pyenv`` makes (run.py sets it), else the harness's own
     bin: Path = Path(sys.executable).parent
@@ -225,11 +227,12 @@ class Otree(Peer):
         except importlib.metadata.PackageNotFoundError:
             v = "?"
         rev = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(self.otree_src), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
         ).stdout.strip()
-        return f"{v} (git {rev})" if rev else v
+        where = "" if self.otree_src == ROOT else f" from {self.otree_src}"
+        return (f"{v} (git {rev})" if rev else v) + where
 
     def settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {

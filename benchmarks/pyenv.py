@@ -51,13 +51,13 @@ def warm(bin_dir: Path) -> None:
     subprocess.run([str(bin_dir / "python"), "-c", code], check=False, timeout=120)
 
 
-def make(root: Path) -> Path:
+def make(root: Path, otree_src: Path = ROOT) -> Path:
     """Create the environment under ``root``; return its ``bin`` directory."""
     env = root / "venv"
     venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
     bin_dir = env / "bin"
     purelib = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
-    dirs = [str(ROOT), *site.getsitepackages()]
+    dirs = [str(otree_src), *site.getsitepackages()]
     (purelib / "bench-paths.pth").write_text("\n".join(dirs) + "\n")
     for name, line in SCRIPTS.items():
         script = bin_dir / name

@@ -50,10 +50,14 @@ def budgets(results: dict[str, Any]) -> list[dict[str, Any]]:
         n_i = int(n)
         if n_i == 200 and f.get("all_running_ms") and o.get("all_running_ms") is not None:
             ratio = o["all_running_ms"] / f["all_running_ms"]
+            best = o.get("all_running_best_ms", o["all_running_ms"]) / f.get(
+                "all_running_best_ms", f["all_running_ms"]
+            )
             add(
                 "200 children all running",
                 "<= 1.5x floor",
-                f"{o['all_running_ms']} ms = {ratio:.2f}x floor ({f['all_running_ms']} ms)",
+                f"{o['all_running_ms']} ms = {ratio:.2f}x floor ({f['all_running_ms']} ms), "
+                f"median of {o.get('launches', 1)}; best {best:.2f}x",
                 ratio <= 1.5,
                 "issue",
             )
@@ -218,8 +222,9 @@ def markdown(data: dict[str, Any]) -> str:
         md += [
             f"## Scale: {n} sleeping children",
             "",
-            "Times are the median over the launches (peers take turns); idle figures "
-            "from the first launch.",
+            "Each peer launched up to "
+            f"{data['params'].get('reps', 1)} times, peers taking turns: median (and best) "
+            "of the launches; RSS the largest; idle figures from the first launch.",
             "",
         ]
         md += _table(
@@ -228,13 +233,15 @@ def markdown(data: dict[str, Any]) -> str:
             [
                 ("first_child_ms", "1st child ms"),
                 ("all_running_ms", "all running ms"),
+                ("all_running_best_ms", "best"),
                 ("start_cpu_ms", "start CPU ms"),
+                ("spawn_cpu_ms", "of which spawning"),
+                ("stop_ms", "stop ms"),
+                ("stop_best_ms", "best"),
+                ("stop_cpu_ms", "stop CPU ms"),
                 ("rss_mib", "RSS MiB"),
-                ("rss_after_idle_mib", "RSS after idle"),
                 ("idle_cpu_ms", "idle CPU ms"),
                 ("idle_wakeups", "idle wake-ups"),
-                ("stop_ms", "stop ms"),
-                ("children_left_after_stop", "left after stop"),
                 ("launches", "launches"),
                 ("leftovers", "left over"),
             ],

@@ -36,7 +36,7 @@ FULL = {
     "scale": [200, 500, 1000],
     "idle": 10.0,
     "settle": 1.0,
-    "reps": 3,
+    "reps": 5,
     "output_lines": 200_000,
 }
 QUICK = {
@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", help="comma-separated peer keys (floor, otree-fastest, ...)")
     ap.add_argument("--scale", help="comma-separated child counts for the scale case")
     ap.add_argument("--out", default=str(HERE / "results"), help="results directory")
+    ap.add_argument(
+        "--otree-src",
+        help="directory to import otree from instead of this checkout (e.g. a patched copy)",
+    )
     args = ap.parse_args(argv)
 
     params = dict(QUICK if args.quick else FULL)
@@ -119,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="otree-bench-"))
     try:
         data["environ_removed"] = pyenv.clean_environ(root)
-        Peer.bin = pyenv.make(root)
+        if args.otree_src:
+            Peer.otree_src = Path(args.otree_src).resolve()
+        Peer.bin = pyenv.make(root, Peer.otree_src)
         pyenv.warm(Peer.bin)
         python = str(Peer.bin / "python")
         data["environment"] = pyenv.describe()

@@ -180,7 +180,20 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
                 node.spec  # type: ignore[attr-defined]
             )
         )
+        # a supervisor caught in its initial start (a fatal re-exec): the children it had
+        # not reached yet start now
+        parent_rec = old.get(node.parent.path) if node.parent is not None else None
+        not_reached = (
+            rec is not None
+            and rec["state"] == STOPPED
+            and parent_rec is not None
+            and parent_rec["state"] == STARTING
+        )
         if isinstance(node, SupNode):
+            if not_reached:
+                node.state = STOPPED
+                starts.append(node)
+                continue
             if rec is None or rec["kind"] != "supervisor":
                 node.state = STOPPED
                 if path == "":
@@ -208,7 +221,7 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
             node.started_at = rec["started_at"]
             node.backoff_next = rec["backoff_next"]
             engine.report("adopt", path, pid=node.pid)
-        elif rec["state"] in (RESTARTING, EXITED, STOPPED):
+        elif rec["state"] in (RESTARTING, EXITED, STOPPED) and not not_reached:
             _restore_common(node, rec)
             node.state = rec["state"]
             node.backoff_next = rec["backoff_next"] if same else None

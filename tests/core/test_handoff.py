@@ -184,3 +184,22 @@ def test_unknown_snapshot_version_is_an_error_not_a_guess() -> None:
     tree = Supervisor("root", children=[svc("a")])
     with pytest.raises(ReexecError, match="unknown snapshot version 99"):
         handoff.resume(Engine(tree), {"version": 99, "nodes": {}, "timers": []}, 0.0, "x")
+
+
+def test_fatal_reexec_during_the_initial_start_starts_the_children_not_reached_yet() -> None:
+    tree = Supervisor("root", children=[svc("a"), Supervisor("s", children=[svc("b"), svc("c")])])
+    engine = Engine(tree)
+    actions = engine.start(0.0)
+    assert [a.path for a in actions if isinstance(a, act.Spawn)] == ["a"]
+    engine.handle(ev.Spawned("a", 10), 0.0)  # a is up, s.b is being spawned: then a crash
+    snap = json.loads(json.dumps(handoff.snapshot(engine)))
+    w = World.__new__(World)
+    w.engine, w.now, w.next_pid, w.live, w.log, w.timers = Engine(tree), 1.0, 200, {"a": 10}, [], {}
+    w.run(handoff.resume(w.engine, snap, 1.0, "fatal: RuntimeError: boom"))
+    assert w.events("adopt", "spawn", "tree_ready") == [
+        ("adopt", "a"),
+        ("spawn", "s.b"),
+        ("spawn", "s.c"),
+        ("tree_ready", ""),
+    ]
+    assert set(w.live) == {"a", "s.b", "s.c"}

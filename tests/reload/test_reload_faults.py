@@ -186,3 +186,24 @@ def test_an_unknown_handoff_version_stops_the_children_and_exits_4(tmp_path: Pat
     assert proc.stdout == ""
     child = int((tmp_path / "child.pid").read_text())
     assert not pid_alive(child)  # stopped and reaped by the otree that could not take over
+
+
+def test_a_fault_during_the_initial_start_adopts_and_starts_the_rest(tree: Start) -> None:
+    # the fault hits s.b's first Spawned: a is up, s.b's process exists, s.c is not reached
+    text = f"[a]\n{SLEEP}\n[s]\nstrategy = 'one_for_all'\n[s.b]\n{SLEEP}\n[s.c]\n{SLEEP}\n"
+    run = tree(text, env={"OTREE_TEST_FAULT": "spawned:s.b"})
+    assert run.find("reexec")[0]["reason"].startswith("fatal: InjectedFault:")
+    assert since_reexec(run) == [
+        ("reexec", ""),
+        ("adopt", "a"),
+        ("spawn", "s.b"),
+        ("ready", "s.b"),
+        ("spawn", "s.c"),
+        ("ready", "s.c"),
+        ("tree_ready", ""),
+    ]
+    assert not run.find("restart")
+    after = pids(run)
+    wait_until(lambda: sorted(_children(run.pid)) == sorted(after.values()), what="a, s.b, s.c")
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0

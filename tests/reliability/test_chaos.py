@@ -1,0 +1,168 @@
+"""Chaos: a 50-service tree, every strategy, depth 3; random SIGKILLs, commands and reloads.
+
+Short version (CI): about 10 s of chaos with one reload. Long version
+(``OTREE_LONG=1``): several minutes, a reload every 25 s. Set
+``OTREE_CHAOS_SEED`` to replay a run's choices of victims and commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import OtreeProc, marked_pids, pid_alive
+
+from otree._client import Client
+from otree.config import load
+from otree.errors import ControlError
+
+from . import chaostree, procfs
+from .chaos import Chaos, otree_cli, status, wait_quiet
+from .invariants import Tree, check_all, live_services
+
+RunOtree = Callable[..., OtreeProc]
+SUMMARY_ENV = "OTREE_RELIABILITY_SUMMARY"  # append each run's summary (JSON) to this file
+
+
+@pytest.fixture
+def sock() -> Iterator[str]:
+    d = tempfile.mkdtemp(prefix="otc-", dir="/tmp")  # socket paths are limited to 107 bytes
+    try:
+        yield os.path.join(d, "ctl.sock")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def start_everything(sock: str) -> None:
+    """``otree start`` every node that is not running, top down (a supervisor first)."""
+    st = wait_quiet(sock)
+    with Client(sock, timeout=60) as client:
+        for path, _ in chaostree.layout():
+            if st[path]["state"] in ("stopped", "exited"):
+                try:
+                    client.call("start", path=path)
+                except ControlError as exc:
+                    assert "already running" in str(exc), f"start {path}: {exc}"
+                st = status(sock)
+
+
+def consistent(run: OtreeProc, st: dict[str, dict[str, Any]]) -> list[str]:
+    """Status, event log and /proc agree on which process runs each service."""
+    bad = []
+    live = live_services(run.events())
+    for path in chaostree.services():
+        node, pid = st[path], live.get(path)
+        if (node["state"] == "running") != (pid is not None) or node["pid"] != pid:
+            bad.append(f"{path}: status {node['state']} pid {node['pid']}, log pid {pid}")
+        elif pid is not None:
+            info = procfs.stat(pid)
+            if info is None or info.ppid != run.pid or info.pgrp != pid or info.state == "Z":
+                bad.append(f"{path}: pid {pid} is not a live child of otree: {info}")
+    return bad
+
+
+def chaos_run(
+    tmp_path: Path, otree: RunOtree, sock: str, seconds: float, reload_every: float | None
+) -> dict[str, Any]:
+    seed = int(os.environ.get("OTREE_CHAOS_SEED") or random.randrange(1 << 32))
+    before = set(marked_pids())
+    tree_file = tmp_path / "tree.toml"
+    tree_file.write_text(chaostree.render())
+    tree = Tree(load(tree_file))
+    run = otree("run", "tree.toml", "--socket", sock)
+    run.wait_for("tree_ready")
+    rss_start = procfs.rss_kib(run.pid)
+    began = time.monotonic()
+
+    chaos = Chaos(run, sock, tree_file, seed, reload_every)
+    chaos.go(seconds)
+    where = f"(seed {seed}: OTREE_CHAOS_SEED={seed} replays the choices)"
+    assert not chaos.problems, "\n".join([where, *chaos.problems])
+
+    # the tree settles, and what status says is what the log says is what /proc says
+    st = wait_quiet(sock)
+    assert consistent(run, st) == [], where
+    start_everything(sock)
+    st = wait_quiet(sock)
+    assert {p: n["state"] for p, n in st.items() if n["state"] != "running"} == {}, where
+    assert consistent(run, st) == [], where
+    # a calm tree reloads at once, and keeps every process
+    if reload_every is not None:
+        pids = {p: n["pid"] for p, n in st.items() if n["pid"] is not None}
+        r = otree_cli("reload", "--socket", sock)
+        assert r.returncode == 0, (r.stderr, where)
+        run.wait_for("tree_ready", count=len(chaos.changed) + 2)
+        chaos.changed[len(chaos.changed) + 1] = set()
+        st = wait_quiet(sock)
+        moved = {p: (pid, st[p]["pid"]) for p, pid in pids.items() if st[p]["pid"] != pid}
+        # a service that ended on its own meanwhile has a new PID, with an exit in the log
+        moved = {p: m for p, m in moved.items() if not run.find("exit", p, pid=m[0])}
+        assert moved == {}, f"reload of a calm tree changed PIDs: {moved} {where}"
+    rss_end = procfs.rss_kib(run.pid)
+    cpu = procfs.cpu_seconds(run.pid)
+
+    # an orderly shutdown leaves nothing behind
+    r = otree_cli("shutdown", "--socket", sock)
+    assert (r.returncode, r.stdout) == (0, "tree stopped\n"), r.stderr
+    assert run.wait_exit() == 0, run.describe()
+    events = run.events()
+    assert events[-1]["event"] == "tree_stopped" and events[-1]["exit_code"] == 0
+    left = [p for p in set(marked_pids()) - before if pid_alive(p)]
+    assert left == [], f"processes left after the shutdown: {left}"
+
+    reexecs = [e for e in events if e["event"] == "reexec"]
+    assert len(reexecs) == len(chaos.changed), (reexecs, chaos.reloads)
+    violations = check_all(events, tree, chaos.commands, chaos.changed)
+    assert violations == [], "\n".join([where, *violations[:40]])
+
+    def count(kind: str) -> int:
+        return sum(1 for e in events if e["event"] == kind)
+
+    summary = {
+        "seconds": round(time.monotonic() - began, 1),
+        "seed": seed,
+        "services": len(chaostree.services()),
+        "kills": chaos.kills,
+        "spawns": count("spawn"),
+        "exits": count("exit"),
+        "restarts": count("restart"),
+        "give_ups": count("give_up"),
+        "start_failed": count("start_failed"),
+        "commands": len(chaos.commands),
+        "refusals": chaos.refusals,
+        "reloads": chaos.reloads,
+        "adopted": count("adopt"),
+        "status_calls": len(chaos.status_calls),
+        "status_max_seconds": round(max(chaos.status_calls, default=0.0), 2),
+        "zombie_samples": chaos.zombie_samples,
+        "max_zombie_age_seconds": round(chaos.max_zombie_age, 3),
+        "otree_rss_kib": [rss_start, rss_end],
+        "otree_cpu_seconds": round(cpu, 2),
+        "events": len(events),
+    }
+    print("chaos summary:", json.dumps(summary))
+    if os.environ.get(SUMMARY_ENV):
+        with open(os.environ[SUMMARY_ENV], "a") as f:
+            f.write(json.dumps({"test": "chaos", **summary}) + "\n")
+    assert count("restart") > 0 and chaos.kills["pid"] > 0
+    return summary
+
+
+def test_chaos_short(tmp_path: Path, otree: RunOtree, sock: str) -> None:
+    summary = chaos_run(tmp_path, otree, sock, seconds=10.0, reload_every=4.0)
+    assert summary["reloads"], "no reload was tried"
+
+
+@pytest.mark.slow
+def test_chaos_long(tmp_path: Path, otree: RunOtree, sock: str) -> None:
+    minutes = float(os.environ.get("OTREE_CHAOS_MINUTES", "5"))
+    summary = chaos_run(tmp_path, otree, sock, seconds=minutes * 60, reload_every=25.0)
+    assert len(summary["reloads"]) >= 2

@@ -322,7 +322,10 @@ class SupNode(NodeBase):
             self._give_up(trigger)
             return
         self.eng.report("restart", self.path, strategy=self.spec.strategy.value, child=trigger.path)
-        trigger.restart_times.append(self.eng.now)
+        times = trigger.restart_times  # shown by status within the window: keep no more
+        times.append(self.eng.now)
+        while self.eng.now - times[0] > self.spec.period:
+            del times[0]
         index = self.children.index(trigger)
         group = [self.children[i] for i in GROUP[self.spec.strategy](len(self.children), index)]
         if retry and self.spec.strategy.value == "rest_for_one":

@@ -31,6 +31,8 @@ SERVICE_KINDS: dict[str, dict[str, object]] = {
     "slow_ready": {"cmd": ["sleep", "600"], "ready": {"delay": 0.05, "timeout": 5}},
     "chatty": {"cmd": ["sh", "-c", "while :; do echo tick; sleep 0.5; done"]},
 }
+#: the exit codes each kind can end with (else it dies by a signal)
+CODES: dict[str, set[int]] = {"finisher": {0}, "coder": {3}}
 #: (kind, restart) of the services, in turn
 MIX = [
     ("sleeper", "permanent"),
@@ -91,6 +93,24 @@ def service_fields(path: str) -> dict[str, object]:
     index = services().index(path)
     kind, restart = MIX[index % len(MIX)]
     return {**SERVICE_KINDS[kind], "restart": restart}
+
+
+def kind(path: str) -> str:
+    return MIX[services().index(path) % len(MIX)][0]
+
+
+def implausible_exits(events: list[dict[str, object]]) -> list[str]:
+    """Exits with a code or signal the service cannot have produced (a misread status)."""
+    bad = []
+    for i, e in enumerate(events):
+        if e["event"] != "exit":
+            continue
+        path = str(e["path"])
+        if "code" in e and e["code"] not in CODES.get(kind(path), set()):
+            bad.append(f"#{i} {e}: a {kind(path)} cannot exit with that code")
+        if "signal" in e and e["signal"] not in ("KILL", "TERM"):
+            bad.append(f"#{i} {e}: only KILL and TERM are ever sent")
+    return bad
 
 
 def render(gen: Mapping[str, int] | None = None) -> str:

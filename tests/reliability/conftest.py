@@ -9,6 +9,9 @@ Otherwise they are *deselected* (reported as such), never skipped.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,3 +40,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+@pytest.fixture
+def sock() -> Iterator[str]:
+    """A control socket path in a private directory (socket paths are limited to 107 bytes)."""
+    d = tempfile.mkdtemp(prefix="otr-", dir="/tmp")
+    try:
+        yield os.path.join(d, "ctl.sock")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

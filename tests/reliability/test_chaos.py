@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +28,6 @@ from .invariants import Tree, check_all, live_services
 
 RunOtree = Callable[..., OtreeProc]
 SUMMARY_ENV = "OTREE_RELIABILITY_SUMMARY"  # append each run's summary (JSON) to this file
-
-
-@pytest.fixture
-def sock() -> Iterator[str]:
-    d = tempfile.mkdtemp(prefix="otc-", dir="/tmp")  # socket paths are limited to 107 bytes
-    try:
-        yield os.path.join(d, "ctl.sock")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def start_everything(sock: str) -> None:
@@ -121,6 +110,7 @@ def chaos_run(
     reexecs = [e for e in events if e["event"] == "reexec"]
     assert len(reexecs) == len(chaos.changed), (reexecs, chaos.reloads)
     violations = check_all(events, tree, chaos.commands, chaos.changed)
+    violations += chaostree.implausible_exits(events)
     assert violations == [], "\n".join([where, *violations[:40]])
 
     def count(kind: str) -> int:

@@ -236,7 +236,7 @@ class Otree(Peer):
 
     def settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
-            "run": "otree run tree.toml --events events.jsonl (stdout to /dev/null)"
+            "run": "otree run tree.toml --events events.jsonl --socket S (stdout to /dev/null)"
         }
         if self.profile == "fastest":
             s["root"] = f"intensity = {self.FASTEST_INTENSITY}, period = 1 (never gives up)"

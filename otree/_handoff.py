@@ -20,7 +20,6 @@ import enum
 import json
 import os
 import signal
-import tempfile
 import time
 from typing import Any
 
@@ -223,6 +222,8 @@ def write_fd(data: dict[str, Any]) -> int:
     try:
         fd = os.memfd_create("otree-handoff", 0)
     except (AttributeError, OSError):  # no memfd: an unlinked temporary file
+        import tempfile  # a rare path: kept off otree's start-up (RSS)
+
         fd, name = tempfile.mkstemp(prefix="otree-handoff-")
         os.unlink(name)
     try:

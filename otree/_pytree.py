@@ -13,7 +13,6 @@ import importlib.util
 import os
 import re
 import sys
-import traceback
 from types import ModuleType
 from typing import Any
 
@@ -123,6 +122,8 @@ def _line_in(exc: BaseException, file: str) -> int | None:
     """The line of ``file`` that was running when ``exc`` was raised (innermost)."""
     target = os.path.abspath(file)
     line = None
+    import traceback
+
     for frame in traceback.extract_tb(exc.__traceback__):
         if os.path.abspath(frame.filename) == target:
             line = frame.lineno

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import socket
 import stat
@@ -52,11 +51,20 @@ def tree_identity(tree: str) -> tuple[str, str]:
     return tree.split(":", 1)[0], f"{tree}@{os.path.realpath(os.getcwd())}"
 
 
+def _fnv1a64(data: bytes) -> str:
+    """A 64-bit FNV-1a digest in hex: enough to tell trees apart, and unlike hashlib it
+    does not load OpenSSL (3.6 MiB of RSS, benchmarks/RESULTS.md)."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
 def default_socket(tree: str) -> str:
     """The socket ``otree run TREE`` listens on when neither --socket nor OTREE_SOCKET is set."""
     stem, key = tree_identity(tree)
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:24] or "tree"
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    digest = _fnv1a64(key.encode("utf-8", "surrogateescape"))
     return os.path.join(socket_dir(), f"{stem}-{digest}.sock")
 
 

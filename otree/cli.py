@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -86,6 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Exception:
         if handoff is None:
             raise
+        import traceback
+
         traceback.print_exc()
         return reexec.give_up("an internal error while taking over (traceback above)")
     return runtime.run()
@@ -143,6 +144,8 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception:
+        import traceback
+
         traceback.print_exc()
         print(BUG_LINE, file=sys.stderr)
         return EXIT_BUG

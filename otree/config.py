@@ -25,7 +25,6 @@ Python trees (``file.py:attr``, ``module:attr``) are loaded by
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -193,6 +192,8 @@ def _unwrap(exc: BaseException, field: str) -> tuple[list[Issue], list[Issue]]:
 
 def _unknown_key_message(key: str, allowed: Iterable[str], others: Iterable[str]) -> str:
     allowed = tuple(allowed)
+    import difflib  # only for a misspelt key: kept off otree's start-up (RSS)
+
     match = difflib.get_close_matches(key, allowed, n=1) or difflib.get_close_matches(
         key, tuple(others), n=1
     )

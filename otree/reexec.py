@@ -38,7 +38,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from typing import TYPE_CHECKING
 
 from otree import _handoff, logs
@@ -273,6 +272,8 @@ class Reloader:
         (False: the caller kills everything and reports the bug)."""
         if self.argv is None or self.guard_message is not None:
             return False  # the caller reports it as a bug
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         reason = _clip(f"fatal: {type(exc).__name__}: {exc}")
         now = time.monotonic()
@@ -284,6 +285,8 @@ class Reloader:
         try:
             self._exec(reason, [*recent, now])
         except Exception:
+            import traceback
+
             traceback.print_exc()
         return False
 

@@ -99,6 +99,10 @@ def kind(path: str) -> str:
     return MIX[services().index(path) % len(MIX)][0]
 
 
+#: the services that end on their own
+CODES_OF = {p: CODES[kind(p)] for p in services() if kind(p) in CODES}
+
+
 def implausible_exits(events: list[dict[str, object]]) -> list[str]:
     """Exits with a code or signal the service cannot have produced (a misread status)."""
     bad = []

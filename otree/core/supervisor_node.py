@@ -217,6 +217,9 @@ class SupNode(NodeBase):
             for key in self.timers:
                 self.eng.emit(act.CancelTimer(key))
             self.timers.clear()
+            # exits queued while it was busy are moot now (commands were refused in
+            # _stop_all); left here they would keep a stopped supervisor "busy" for good
+            self.mailbox.clear()
             ending = self.ending
             for c in self.children:
                 if c.state in (RESTARTING, DEAD):

@@ -40,9 +40,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from otree import _handoff, logs
+from otree import logs
 from otree._codec import encode, error_reply, ok_reply
-from otree._handoff import ENV_FAULT, Handoff, InjectedFault
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import handoff as core_handoff
@@ -52,6 +51,7 @@ from otree.errors import ConfigError, OtreeError, ReexecError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from otree._handoff import ENV_FAULT, Handoff, InjectedFault
     from otree.core.spec import Supervisor
     from otree.runtime import Runtime
 
@@ -95,8 +95,25 @@ def exec_argv() -> list[str] | None:
     return [sys.executable, *orig[1:]]
 
 
+# The handoff module is loaded only when a re-exec happens (or a test asks for a
+# fault): it is otree's RSS at start-up that pays for it otherwise.
+_HANDOFF_ENV = ("OTREE_HANDOFF_FD", "OTREE_TEST_FAULT")
+
+
+def __getattr__(name: str) -> object:
+    if name in ("ENV_FAULT", "Handoff", "InjectedFault"):
+        from otree import _handoff
+
+        return getattr(_handoff, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def inherited() -> Handoff | None:
     """The handoff of the image before, if this process is a re-exec (see ``_handoff``)."""
+    if _HANDOFF_ENV[0] not in os.environ:
+        return None
+    from otree import _handoff
+
     return _handoff.read_inherited()
 
 
@@ -104,6 +121,8 @@ def give_up(message: str) -> int:
     """A re-exec cannot be completed: say why, stop every child of ours, return 4."""
     logs.stderr_line(f"cannot take over after the re-exec: {message}")
     logs.stderr_line("stopping the children left running (they are not orphaned)")
+    from otree import _handoff
+
     _handoff.stop_children()
     return EXIT_REEXEC
 
@@ -138,7 +157,11 @@ class Reloader:
         self.tree_source = tree_source
         self.handoff = handoff
         self.history: list[float] = list(handoff.history) if handoff else []
-        self.fault = _handoff.FaultHook.from_env()
+        self.fault = None
+        if _HANDOFF_ENV[1] in os.environ:
+            from otree import _handoff
+
+            self.fault = _handoff.FaultHook.from_env()
         #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
         self.guard_message: str | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
@@ -293,6 +316,9 @@ class Reloader:
     # --- old image: the exec ---------------------------------------------------------
 
     def _exec(self, reason: str, history: list[float]) -> None:
+        from otree import _handoff
+        from otree._handoff import Handoff
+
         rt = self.rt
         assert self.argv is not None
         pipes, strays = rt.processes.handoff()
@@ -357,6 +383,8 @@ class Reloader:
         h = self.handoff
         assert h is not None
         rt = self.rt
+        from otree import _handoff
+
         _handoff.hold_for_tests()
         for fd, _ in h.waiting:
             with contextlib.suppress(OSError):

@@ -109,13 +109,14 @@ def check_one_instance(events: Sequence[Event]) -> list[str]:
 
 def check_exit_classification(events: Sequence[Event], tree: Tree) -> list[str]:
     bad: list[str] = []
-    asked: set[int] = set()
+    asked: set[int] = set()  # PIDs being stopped (PIDs are reused: forget them at the exit)
     for i, e in enumerate(events):
         if e["event"] == "stop":
             asked.add(e["pid"])
         if e["event"] != "exit":
             continue
         if e["pid"] in asked:
+            asked.discard(e["pid"])
             want = True  # stopped by otree itself
         elif "code" in e:
             want = e["code"] in tree.services[e["path"]].normal_exit_codes
@@ -156,11 +157,14 @@ def check_exits_answered(
     events: Sequence[Event], tree: Tree, commands: Sequence[Command] = ()
 ) -> list[str]:
     bad: list[str] = []
-    asked: set[int] = set()
+    asked: set[int] = set()  # PIDs being stopped
     for i, e in enumerate(events):
         if e["event"] == "stop":
             asked.add(e["pid"])
-        if e["event"] != "exit" or e["pid"] in asked:
+        if e["event"] != "exit":
+            continue
+        if e["pid"] in asked:
+            asked.discard(e["pid"])
             continue
         restart = tree.services[e["path"]].restart
         must = restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and not e["normal"])

@@ -139,3 +139,21 @@ def test_a_reexec_must_keep_every_pid() -> None:
     assert check_reexecs(kept, {1: {"web.api"}}) == [
         "reexec #1 (event #3): changed web.api kept pid 11"
     ]
+
+
+def test_a_reused_pid_is_a_new_process() -> None:
+    """PIDs wrap around in a long run: a stop of an earlier process with the same PID
+    says nothing about this one."""
+    log = [
+        *START,
+        ev("stop", "db", pid=10),
+        ev("exit", "db", pid=10, signal="TERM", normal=True),
+        ev("exit", "web.api", pid=11, signal="KILL", normal=False),
+        ev("restart", "web", strategy="one_for_all", child="web.api"),
+        ev("spawn", "web.api", pid=10),  # db's old PID, reused
+        ev("exit", "web.api", pid=10, signal="KILL", normal=True),  # a crash, not a stop
+    ]
+    assert check_all(log, TREE) == [
+        "#8 exit {'ts': 1.0, 'event': 'exit', 'path': 'web.api', 'pid': 10, 'signal': 'KILL',"
+        " 'normal': True} should have normal=False"
+    ]

@@ -226,27 +226,18 @@ class Processes:
     # --- output and exits ----------------------------------------------------------
 
     def _read(self, fd: int) -> None:
-        output = self.pipes[fd]
-        for _ in range(4):
-            try:
-                data = os.read(fd, logs.READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_pipe(fd)
-                return
-            output.feed(fd, data)
-            if len(data) < logs.READ_SIZE:
-                return
+        self._pull(fd, self.pipes[fd], rounds=4, until_short=True)
 
     def _drain(self, fd: int) -> None:
         """Read what is in the pipe now (up to 1 MiB), without waiting for more."""
         output = self.pipes.get(fd)
-        if output is None:
-            return
-        for _ in range(16):
+        if output is not None:
+            self._pull(fd, output, rounds=16, until_short=False)
+
+    def _pull(self, fd: int, output: logs.ServiceOutput, rounds: int, until_short: bool) -> None:
+        """Read up to ``rounds`` chunks of ``fd`` into ``output`` (stop early at a short read
+        when ``until_short``); close the pipe at its end."""
+        for _ in range(rounds):
             try:
                 data = os.read(fd, logs.READ_SIZE)
             except BlockingIOError:
@@ -257,6 +248,8 @@ class Processes:
                 self._close_pipe(fd)
                 return
             output.feed(fd, data)
+            if until_short and len(data) < logs.READ_SIZE:
+                return
 
     def _close_pipe(self, fd: int) -> None:
         output = self.pipes.pop(fd)

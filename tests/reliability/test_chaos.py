@@ -91,15 +91,22 @@ def chaos_run(
 
     # the tree settles, and what status says is what the log says is what /proc says
     wait_consistent(run, sock)
+    mark = len(run.events())
     start_everything(sock)
     st = wait_consistent(run, sock)
+    since = run.events()[mark:]
+    group_restarts = {e["path"] for e in since if e["event"] == "restart"}
+
+    def may_idle(path: str, node: dict[str, Any]) -> bool:
+        """A finisher that ended well since, or a temporary that a group restart stopped
+        since (the finishers' restarts go on: temporary siblings are not started again)."""
+        if node["state"] == "exited" and node["last_exit"]["normal"]:
+            return path in chaostree.CODES_OF
+        temporary = tree.services.get(path) and tree.services[path].restart.value == "temporary"
+        return bool(temporary) and path.rpartition(".")[0] in group_restarts
+
     idle = {p: n for p, n in st.items() if n["state"] != "running"}
-    # only a transient that ended well on its own since (the finishers) may be idle
-    assert [
-        p
-        for p, n in idle.items()
-        if not (n["state"] == "exited" and n["last_exit"]["normal"] and p in chaostree.CODES_OF)
-    ] == [], (idle, where)
+    assert [p for p, n in idle.items() if not may_idle(p, n)] == [], (idle, where)
     # a calm tree reloads at once, and keeps every process
     if reload_every is not None:
         pids = {p: n["pid"] for p, n in st.items() if n["pid"] is not None}

@@ -9,7 +9,9 @@ re-exec guard tripped (or a re-exec could not be completed), 70 a bug in otree
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -143,6 +145,11 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `otree check TREE | head`: the reader left, as `cat` would
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush fails quietly
+        return 128 + signal.SIGPIPE
     except Exception:
         import traceback
 

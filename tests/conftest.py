@@ -250,3 +250,32 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in (b"Z", b"X")
+
+
+# --- long runs: @pytest.mark.slow is deselected unless asked for (tests/reliability) ---
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run the long reliability runs (@pytest.mark.slow); same as OTREE_LONG=1",
+    )
+
+
+def long_runs_wanted(config: pytest.Config) -> bool:
+    return (
+        os.environ.get("OTREE_LONG", "") not in ("", "0")
+        or bool(config.getoption("--run-slow", default=False))
+        or bool(config.getoption("markexpr", default=""))  # -m decides by itself
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if long_runs_wanted(config):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]

@@ -76,7 +76,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     for path, node in engine.nodes.items():
         rec: dict[str, Any] = {
             "kind": node.kind,
-            "fp": fingerprint(node.spec),  # type: ignore[attr-defined]
+            "fp": fingerprint(node.spec),
             "state": node.state,
             "started_at": node.started_at,
             "restart_times": list(node.restart_times),
@@ -172,14 +172,7 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
 
     for path, node in engine.nodes.items():
         rec = old.get(path)
-        same = (
-            rec is not None
-            and rec["kind"] == node.kind
-            and rec["fp"]
-            == fingerprint(
-                node.spec  # type: ignore[attr-defined]
-            )
-        )
+        same = rec is not None and rec["kind"] == node.kind and rec["fp"] == fingerprint(node.spec)
         # a supervisor caught in its initial start (a fatal re-exec): the children it had
         # not reached yet start now
         parent_rec = old.get(node.parent.path) if node.parent is not None else None

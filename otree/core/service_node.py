@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from otree.core import actions as act
-from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service
+from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service, Supervisor
 
 if TYPE_CHECKING:
     from otree.core.engine import Engine
@@ -31,7 +31,10 @@ Step = tuple[str, Any]
 class NodeBase:
     kind = "node"
 
-    def __init__(self, eng: Engine, path: str, parent: SupNode | None) -> None:
+    def __init__(
+        self, eng: Engine, path: str, parent: SupNode | None, spec: Service | Supervisor
+    ) -> None:
+        self.spec: Service | Supervisor = spec
         self.eng = eng
         self.path = path
         self.parent = parent
@@ -48,11 +51,11 @@ class NodeBase:
 
     @property
     def restart(self) -> Restart:
-        raise NotImplementedError
+        return self.spec.restart
 
     @property
     def significant(self) -> bool:
-        raise NotImplementedError
+        return self.spec.significant
 
     def start(self) -> None:
         raise NotImplementedError
@@ -71,8 +74,8 @@ class ServiceNode(NodeBase):
     kind = "service"
 
     def __init__(self, eng: Engine, path: str, parent: SupNode, spec: Service) -> None:
-        super().__init__(eng, path, parent)
-        self.spec = spec
+        super().__init__(eng, path, parent, spec)
+        self.spec: Service = spec
         self.pid: int | None = None
         self.stop_requested = False
         self.announced = False  # 'spawn' was reported for this process
@@ -80,14 +83,6 @@ class ServiceNode(NodeBase):
         self.backoff_next: float | None = None
         self.up_for = 0.0  # how long the last process stayed up (0 after a failed start)
         self.killing = False  # kill_all: SIGKILL, not the stop signal, once the process exists
-
-    @property
-    def restart(self) -> Restart:
-        return self.spec.restart
-
-    @property
-    def significant(self) -> bool:
-        return self.spec.significant
 
     # --- parent protocol ---------------------------------------------------
 

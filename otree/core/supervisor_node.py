@@ -38,8 +38,8 @@ class SupNode(NodeBase):
     kind = "supervisor"
 
     def __init__(self, eng: Engine, path: str, parent: SupNode | None, spec: Supervisor) -> None:
-        super().__init__(eng, path, parent)
-        self.spec = spec
+        super().__init__(eng, path, parent, spec)
+        self.spec: Supervisor = spec
         self.children: list[Child] = []
         self.window = RestartWindow(spec.intensity, spec.period)
         self.plan: deque[Step] = deque()
@@ -53,14 +53,6 @@ class SupNode(NodeBase):
         self.fail_reason: str | None = None
         self.failed_path: str | None = None
         self.command_running: tuple[str, int | None] | None = None  # its plan is the current one
-
-    @property
-    def restart(self) -> Restart:
-        return self.spec.restart
-
-    @property
-    def significant(self) -> bool:
-        return self.spec.significant
 
     @property
     def busy(self) -> bool:

@@ -53,6 +53,9 @@ class Engine:
         self.nodes: dict[str, NodeBase] = {}
         #: processes left from before a re-exec that are being stopped, by PID
         self.orphans: dict[int, ServiceNode] = {}
+        #: spawns held back while an orphan at the same path is still alive, by path:
+        #: never two processes for one service (released by ``orphan_gone``)
+        self.held_spawns: dict[str, act.Spawn] = {}
         #: engine-internal requests (negative ids) and who waits for their reply
         self.internal_replies: dict[int, Callable[[str | None], None]] = {}
         self.root = SupNode(self, "", None, tree)
@@ -75,11 +78,25 @@ class Engine:
     # --- used by the nodes ------------------------------------------------
 
     def emit(self, action: act.Action) -> None:
+        if isinstance(action, act.Spawn) and self._orphan_at(action.path):
+            self.held_spawns[action.path] = action  # sent once the old process is gone
+            return
         if isinstance(action, act.SetTimer):
             self.timer_due[action.key] = self.now + action.delay
         elif isinstance(action, act.CancelTimer):
             self.timer_due.pop(action.key, None)
         self._out.append(action)
+
+    def _orphan_at(self, path: str) -> bool:
+        return any(o.path == path for o in self.orphans.values())
+
+    def orphan_gone(self, orphan: ServiceNode) -> None:
+        """An orphan's process ended: a spawn held for its path goes out now."""
+        self.orphans = {pid: o for pid, o in self.orphans.items() if o is not orphan}
+        if not self._orphan_at(orphan.path):
+            held = self.held_spawns.pop(orphan.path, None)
+            if held is not None:
+                self.emit(held)
 
     def report(self, event: str, path: str, **fields: Any) -> None:
         self._out.append(act.Report(event, path, fields))

@@ -145,11 +145,12 @@ class _Driver:
             parent.command("start", node, self.token)  # type: ignore[arg-type]
             return
         self.current = None
-        eng.orphans.clear()
+        for orphan in list(eng.orphans.values()):
+            eng.orphan_gone(orphan)
         eng.report("tree_ready", "")
 
     def done_with(self, child: Any) -> None:
-        self.engine.orphans.pop(getattr(child, "pid", None) or -1, None)
+        self.engine.orphan_gone(child)
         if self.current is child:
             self.current = None
             self.next()

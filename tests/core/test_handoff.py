@@ -18,8 +18,9 @@ from otree.errors import ReexecError
 class World:
     """A tiny driver: every Spawn is answered at once with a fresh PID; stops exit at once."""
 
-    def __init__(self, tree: Supervisor) -> None:
+    def __init__(self, tree: Supervisor, stubborn: frozenset[str] = frozenset()) -> None:
         self.engine = Engine(tree)
+        self.stubborn = stubborn  # paths whose processes ignore the stop signal
         self.now = 0.0
         self.next_pid = 100
         self.live: dict[str, int] = {}
@@ -36,6 +37,8 @@ class World:
                 self.next_pid += 1
                 self.live[a.path] = self.next_pid
                 events.append(ev.Spawned(a.path, self.next_pid))
+            elif isinstance(a, act.Signal) and a.path in self.stubborn:
+                pass
             elif isinstance(a, (act.Signal, act.Kill)):
                 if self.live.get(a.path) == a.pid:
                     del self.live[a.path]
@@ -194,6 +197,7 @@ def test_fatal_reexec_during_the_initial_start_starts_the_children_not_reached_y
     engine.handle(ev.Spawned("a", 10), 0.0)  # a is up, s.b is being spawned: then a crash
     snap = json.loads(json.dumps(handoff.snapshot(engine)))
     w = World.__new__(World)
+    w.stubborn = frozenset()
     w.engine, w.now, w.next_pid, w.live, w.log, w.timers = Engine(tree), 1.0, 200, {"a": 10}, [], {}
     w.run(handoff.resume(w.engine, snap, 1.0, "fatal: RuntimeError: boom"))
     assert w.events("adopt", "spawn", "tree_ready") == [
@@ -203,3 +207,53 @@ def test_fatal_reexec_during_the_initial_start_starts_the_children_not_reached_y
         ("tree_ready", ""),
     ]
     assert set(w.live) == {"a", "s.b", "s.c"}
+
+
+def _spawn_log(w: World, path: str) -> list[tuple[str, int]]:
+    return [(e["event"], e["pid"]) for e in w.log if e["path"] == path and "pid" in e]
+
+
+@pytest.mark.parametrize("how", ["group restart", "start command"])
+def test_changed_service_never_runs_twice_while_its_old_process_is_stopping(how: str) -> None:
+    """A regression (found by the chaos run): a changed service whose old process ignores
+    TERM was spawned anew by a group restart (or a ``start``) during the old one's
+    shutdown; the new process must wait until the old one is gone."""
+    slow = {"shutdown": 2.0}
+    old = Supervisor(
+        "root",
+        children=[Supervisor("g", strategy="one_for_all", children=[svc("a", **slow), svc("b")])],
+    )
+    new = Supervisor(
+        "root",
+        children=[
+            Supervisor("g", strategy="one_for_all", children=[svc("a", "v2", **slow), svc("b")])
+        ],
+    )
+    w = World(old, stubborn=frozenset({"g.a"}))
+    a = w.live["g.a"]
+    w.reload(new)
+    assert w.live["g.a"] == a  # still stopping: TERM is ignored for 2 s
+    if how == "group restart":
+        w.crash("g.b")
+    else:
+        w.run(w.engine.handle(ev.Command("start", "g.a", 7), w.now))
+    assert _spawn_log(w, "g.a") == [("stop", a)], "spawned while the old process runs"
+    w.advance(2.0)  # the old process is killed; then the new one goes
+    log = _spawn_log(w, "g.a")
+    assert log[:2] == [("stop", a), ("exit", a)] and log[2][0] == "spawn", log
+    assert w.live["g.a"] != a and len([e for e in log if e[0] == "spawn"]) == 1
+    assert w.events("tree_ready") == [("tree_ready", "")]
+    assert set(w.live) == {"g.a", "g.b"}
+
+
+def test_shutdown_while_a_spawn_waits_for_the_old_process_stops_everything() -> None:
+    old = Supervisor("root", children=[svc("a", shutdown=2.0), svc("b")])
+    new = Supervisor("root", children=[svc("a", "v2", shutdown=2.0), svc("b")])
+    w = World(old, stubborn=frozenset({"a"}))
+    w.reload(new)
+    w.run(w.engine.handle(ev.Command("start", "a", 7), w.now))  # held: the old a runs
+    w.run(w.engine.handle(ev.Command("shutdown", "", 8), w.now))
+    w.advance(2.0)
+    w.advance(2.0)
+    assert w.engine.done and w.engine.exit_code == 0
+    assert w.live == {}

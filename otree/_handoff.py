@@ -152,6 +152,8 @@ class Handoff:
     notify_dir: str | None = None
     #: set when the new image could not use the re-read tree file (it keeps ``tree``)
     config_errors: list[str] = attrs.field(factory=list)
+    #: ``otree logs``' ring buffers: (path, whole lines), oldest first across services
+    ring: list[tuple[str, bytes]] = attrs.field(factory=list)
 
     def fds(self) -> list[int]:
         out = [p.pipe for p in self.procs if p.pipe is not None]
@@ -183,6 +185,7 @@ def to_data(h: Handoff) -> dict[str, Any]:
         else {"fd": h.control_fd, "started": h.control_started},
         "waiting": [[fd, rid] for fd, rid in h.waiting],
         "notify_dir": h.notify_dir,
+        "ring": [[path, chunk.decode("latin-1")] for path, chunk in h.ring],
     }
 
 
@@ -211,6 +214,7 @@ def from_data(data: Any) -> Handoff:
             control_started=None if control is None else control["started"],
             waiting=[(int(fd), int(rid)) for fd, rid in data["waiting"]],
             notify_dir=data["notify_dir"],
+            ring=[(str(path), chunk.encode("latin-1")) for path, chunk in data.get("ring", [])],
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReexecError(f"the handoff is incomplete or malformed ({exc!r})") from None

@@ -330,14 +330,26 @@ class ServiceOutput:
         self.console.write(self.prefix + data[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
         if self.file is not None:
             self.file.write(data)
+        self._remember(data, count)
+        if self.listeners:
+            for listener in list(self.listeners):
+                listener(self.path, data)
+
+    def _remember(self, data: bytes, count: int) -> None:
         ring = self._ring
         ring.append((data, count, next(_SEQ)))
         self._ring_lines += count
         while self._ring_lines - ring[0][1] >= RING_LINES:
             self._ring_lines -= ring.popleft()[1]
-        if self.listeners:
-            for listener in list(self.listeners):
-                listener(self.path, data)
+
+    def ring_chunks(self) -> list[tuple[int, bytes]]:
+        """``(seq, whole lines)`` in the ring buffer, oldest first (handed over at a reload)."""
+        return [(seq, chunk) for chunk, _, seq in self._ring]
+
+    def restore(self, chunk: bytes) -> None:
+        """Lines from before a reload go back into the ring buffer (and nowhere else)."""
+        if chunk.endswith(b"\n"):
+            self._remember(chunk, chunk.count(b"\n"))
 
     def tail(self, n: int = RING_LINES) -> list[bytes]:
         """The last ``n`` lines (at most ``RING_LINES``), without newlines."""

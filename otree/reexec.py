@@ -332,6 +332,7 @@ class Reloader:
             strays=strays,
             history=history,
             notify_dir=rt.processes._notify_dir,
+            ring=[(path, chunk) for _, path, chunk in sorted(_ring_chunks(rt))],
         )
         control = rt.control
         if control is not None:  # last: from here on, clients wait in the backlog
@@ -399,6 +400,10 @@ class Reloader:
         for path, rec in h.engine.get("nodes", {}).items():
             if rec.get("kind") == "service" and rec.get("pid") is not None:
                 known[int(rec["pid"])] = path
+        for path, chunk in h.ring:  # before the half-read lines the pipes hand over
+            output = rt.outputs.get(path)
+            if output is not None:
+                output.restore(chunk)
         pending = {e.pid: e for e in h.exits}
         live: set[int] = set()
         for p in h.procs:
@@ -479,3 +484,8 @@ def keep_running_tree(h: Handoff, exc: OtreeError) -> Supervisor:
     logs.stderr_line("the tree file is invalid now; keeping the tree that was running")
     h.config_errors = issues
     return h.tree
+
+
+def _ring_chunks(rt: Runtime) -> list[tuple[int, str, bytes]]:
+    """Every service's ring buffer as (seq, path, lines): sorted, the order they came in."""
+    return [(seq, path, c) for path, out in rt.outputs.items() for seq, c in out.ring_chunks()]

@@ -41,6 +41,7 @@ def test_a_whole_handoff_survives_the_trip(tree: Supervisor, reason: str, partia
         control_started=1700000000.5,
         waiting=[(10, 4)],
         notify_dir="/tmp/x",
+        ring=[("a.b", b"one\n" + partial + b"\n"), ("c", b"two\nthree\n")],
     )
     back = _handoff.from_data(json.loads(json.dumps(_handoff.to_data(h))))
     assert back == h

@@ -8,6 +8,7 @@ from pathlib import Path
 from conftest import wait_until
 from reloadkit import (
     Start,
+    ctl,
     pids,
     reload,
     since_reexec,
@@ -52,5 +53,35 @@ def test_a_line_half_written_before_a_reload_comes_out_whole(tree: Start, tmp_pa
     assert log.read_text() == "first half, second half\n"
     assert pids(run)["half"] == half
     wait_until(lambda: "half | first half, second half" in run.stdout, what="the console")
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0
+
+
+def test_otree_logs_shows_the_lines_from_before_a_reload(tree: Start, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    wait = f"while [ ! -e {go} ]; do sleep 0.01; done"
+    run = tree(
+        f'[a]\ncmd = ["sh", "-c", "echo a1; sleep 0.2; echo a2; {wait}; echo a3; exec sleep 60"]\n'
+        '[b]\ncmd = ["sh", "-c", "sleep 0.1; echo b1; sleep 0.2; echo b2; exec sleep 60"]\n'
+    )
+    sock = run.sock  # type: ignore[attr-defined]
+
+    def logs(*args: str) -> list[str]:
+        r = ctl("logs", *args, sock=sock)
+        assert r.returncode == 0, r.stderr
+        return [line.replace(" ", "") for line in r.stdout.splitlines()]
+
+    wait_until(lambda: len(logs()) == 4, what="four lines in the ring buffer")
+    before = logs()  # interleaved as otree read them (a1 before a2, b1 before b2)
+    assert sorted(before) == ["a|a1", "a|a2", "b|b1", "b|b2"]
+    assert before.index("a|a1") < before.index("a|a2") and before.index("b|b1") < before.index(
+        "b|b2"
+    )
+    reload(run, sock, 1)
+    assert logs() == before  # the ring buffer came across, in the order the lines came
+    go.touch()
+    wait_until(lambda: len(logs()) == 5, what="a line after the reload")
+    assert logs() == [*before, "a|a3"]
+    assert logs("a") == ["a1", "a2", "a3"]
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0

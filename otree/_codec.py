@@ -148,6 +148,11 @@ class Decoder:
                 self._buf += rest
         return out
 
+    @property
+    def buffered(self) -> bytes:
+        """The start of a line not yet complete (handed over with a connection)."""
+        return b"" if self._skipping else bytes(self._buf)
+
     def _too_long(self) -> ProtocolError:
         return ProtocolError(f"message too long (more than {self.max_size} bytes)")
 

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from otree._client import Client, NotRunning, connect, find_running
 from otree._codec import (
@@ -48,6 +48,7 @@ __all__ = [
     "Backend",
     "Client",
     "ControlServer",
+    "Follower",
     "NotRunning",
     "bind_socket",
     "connect",
@@ -107,10 +108,30 @@ def status_payload(nodes: list[NodeStatus], now: float) -> dict[str, Any]:
     }
 
 
+class Follower(NamedTuple):
+    """A client following logs, handed over across a re-exec (``ControlServer.adopt``)."""
+
+    fd: int  #: an inheritable duplicate of its connection
+    follows: list[tuple[int, str | None]]  #: (request id, path asked for)
+    out: bytes  #: what it had yet to receive
+    inbound: bytes  #: the start of a request it had not finished sending
+
+
 class _Conn:
     """One client: its socket, what it sent so far, what it has yet to receive."""
 
-    __slots__ = ("decoder", "dropped", "fd", "follows", "out", "sock", "writing")
+    __slots__ = (
+        "closing",
+        "decoder",
+        "dropped",
+        "fd",
+        "followed",
+        "follows",
+        "out",
+        "pending",
+        "sock",
+        "writing",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -119,6 +140,9 @@ class _Conn:
         self.out = bytearray()
         self.writing = False
         self.follows: dict[int, Callable[[], None]] = {}  # request id -> unsubscribe
+        self.followed: dict[int, str | None] = {}  # request id -> the path it asked for
+        self.pending = 0  # commands sent to the runtime, not answered yet
+        self.closing = False  # closed once ``out`` is sent
         self.dropped: dict[tuple[int, str], int] = {}  # (request id, path) -> lines skipped
 
 
@@ -215,6 +239,9 @@ class ControlServer:
         if not data:
             self._drop(conn)
             return
+        self._received(conn, data)
+
+    def _received(self, conn: _Conn, data: bytes) -> None:
         for message in conn.decoder.feed(data):
             if self._conns.get(conn.fd) is not conn:
                 return  # dropped while handling an earlier message
@@ -237,7 +264,9 @@ class ControlServer:
             return
         if conn.dropped and droppable:
             self._flush_dropped(conn)
-        data = encode(message)
+        self._send_raw(conn, encode(message), droppable=droppable)
+
+    def _send_raw(self, conn: _Conn, data: bytes, *, droppable: bool = False) -> None:
         if not conn.out:
             try:
                 sent = conn.sock.send(data)
@@ -276,6 +305,14 @@ class ControlServer:
         if not conn.out:
             conn.writing = False
             self.loop.remove_writer(conn.fd)
+            if conn.closing:
+                self._drop(conn)
+
+    def _close_after_sending(self, conn: _Conn) -> None:
+        if conn.out:
+            conn.closing = True
+        else:
+            self._drop(conn)
 
     def _drop(self, conn: _Conn) -> None:
         if self._conns.pop(conn.fd, None) is not conn:
@@ -303,8 +340,10 @@ class ControlServer:
             waiting = (conn, rid)
             if req.cmd == "reload":
                 self._reloads.append(waiting)
+            conn.pending += 1
 
             def answer(reply: Reply) -> None:
+                conn.pending -= 1
                 if waiting in self._reloads:
                     self._reloads.remove(waiting)
                 if reply.ok:
@@ -327,6 +366,10 @@ class ControlServer:
         if not req.follow:
             self._send(conn, ok_reply(rid))
             return
+        self._follow(conn, rid, req.path, paths)
+        self._send(conn, ok_reply(rid, following=True))
+
+    def _follow(self, conn: _Conn, rid: int, asked: str | None, paths: list[str]) -> None:
         if rid in conn.follows:
             conn.follows.pop(rid)()
 
@@ -334,7 +377,7 @@ class ControlServer:
             self._send(conn, {"id": rid, "path": path, "line": line}, droppable=True)
 
         conn.follows[rid] = self.logs.follow(paths, on_line)
-        self._send(conn, ok_reply(rid, following=True))
+        conn.followed[rid] = asked
 
     # --- the end -----------------------------------------------------------------
 
@@ -369,6 +412,50 @@ class ControlServer:
                 out.append((fd, rid))
         self._reloads.clear()
         return out
+
+    def handoff_followers(self) -> list[Follower]:
+        """For a re-exec, before ``handoff()``: the clients following logs (``otree logs -f``)
+        with no command in flight, each as an inheritable duplicate of its connection with
+        what it had yet to receive. The new image goes on serving them (``adopt``): they
+        never notice the re-exec, and miss no line."""
+        out = []
+        waiting = {conn.fd for conn, _ in self._reloads}
+        for conn in list(self._conns.values()):
+            if not conn.follows or conn.pending or conn.fd in waiting:
+                continue
+            if conn.dropped:
+                self._flush_dropped(conn)
+            fd = os.dup(conn.fd)
+            os.set_inheritable(fd, True)
+            follows = list(conn.followed.items())
+            out.append(Follower(fd, follows, bytes(conn.out), conn.decoder.buffered))
+            conn.out.clear()
+            self._drop(conn)
+        return out
+
+    def adopt(self, follower: Follower) -> None:
+        """Serve a follower handed over by the old image (see ``handoff_followers``). One
+        whose every followed path went away with the reload is told so, and closed."""
+        sock = socket.socket(fileno=follower.fd)
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+        conn = _Conn(sock)
+        self._conns[conn.fd] = conn
+        self.loop.add_reader(conn.fd, lambda: self._read(conn))
+        if follower.out:
+            self._send_raw(conn, follower.out, droppable=True)
+        gone = []
+        for rid, asked in follower.follows:
+            try:
+                self._follow(conn, rid, asked, self.logs.select(asked))
+            except KeyError:
+                gone.append(error_reply(rid, f"{asked!r} was removed by a reload"))
+        for message in gone:
+            self._send(conn, message)
+        if not conn.follows:
+            self._close_after_sending(conn)
+        elif follower.inbound:
+            self._received(conn, follower.inbound)
 
     def _stop_serving(self) -> bool:
         if self._closed:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from otree._handoff import ENV_FAULT, Handoff, InjectedFault
+    from otree.control import Follower
     from otree.core.spec import Supervisor
     from otree.runtime import Runtime
 
@@ -337,6 +338,7 @@ class Reloader:
         control = rt.control
         if control is not None:  # last: from here on, clients wait in the backlog
             h.waiting = control.handoff_waiting()
+            h.followers = control.handoff_followers()
             h.control_started = control.info.get("started")
             h.control_fd = control.handoff()
         fds = [fd for fd in h.fds() if fd >= 0]
@@ -366,6 +368,7 @@ class Reloader:
                 _send_and_close(fd, encode(error_reply(rid, f"cannot re-exec: {_clip(str(exc))}")))
             if control is not None and h.control_fd is not None:
                 self._restore_control(h.control_fd)
+            self._adopt_followers(h.followers)
             raise
 
     def _restore_control(self, fd: int) -> None:
@@ -376,6 +379,15 @@ class Reloader:
         self.rt.control = ControlServer(
             self.rt.loop, self.rt, old.path, info=old.info, sock=socket.socket(fileno=fd)
         )
+
+    def _adopt_followers(self, followers: list[Follower]) -> None:
+        """Serve the clients following logs (handed over, or kept when the exec failed)."""
+        for follower in followers:
+            if self.rt.control is not None:
+                self.rt.control.adopt(follower)
+            else:
+                with contextlib.suppress(OSError):
+                    os.close(follower.fd)
 
     # --- new image ----------------------------------------------------------------------
 
@@ -404,6 +416,7 @@ class Reloader:
             output = rt.outputs.get(path)
             if output is not None:
                 output.restore(chunk)
+        self._adopt_followers(h.followers)  # before the pipes: they miss no line
         pending = {e.pid: e for e in h.exits}
         live: set[int] = set()
         for p in h.procs:

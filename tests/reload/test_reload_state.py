@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import threading
 from pathlib import Path
 
 from conftest import wait_until
@@ -85,3 +87,47 @@ def test_otree_logs_shows_the_lines_from_before_a_reload(tree: Start, tmp_path: 
     assert logs("a") == ["a1", "a2", "a3"]
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
+
+
+class _Reader:
+    """Collects a process's stdout lines in a thread (never blocks the test)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+
+def test_otree_logs_f_follows_on_through_reloads_without_losing_a_line(tree: Start) -> None:
+    count = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"
+    text = f'[talk]\ncmd = ["sh", "-c", "{count}"]\n[gone]\ncmd = "sleep 60"\n'
+    run = tree(text)
+    sock = run.sock  # type: ignore[attr-defined]
+    talk = _Reader(ctl("logs", "-f", "talk", "-n", "0", sock=sock, wait=False))
+    gone = ctl("logs", "-f", "gone", sock=sock, wait=False)
+    try:
+        wait_until(lambda: len(talk.lines) >= 5, what="lines before the reloads")
+        reload(run, sock, 1)
+        run.file.write_text(text.replace('[gone]\ncmd = "sleep 60"\n', ""))  # type: ignore[attr-defined]
+        reload(run, sock, 2)
+        # the follower of the removed service is told, and ends
+        _, err = gone.communicate(timeout=30)
+        assert (gone.returncode, err) == (1, "otree: 'gone' was removed by a reload\n")
+        seen = len(talk.lines)
+        wait_until(lambda: len(talk.lines) >= seen + 10, what="lines after the reloads")
+        assert talk.proc.poll() is None, "the follower ended at a reload"
+        numbers = [int(n) for n in talk.lines]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    finally:
+        run.send(signal.SIGTERM)
+        assert run.wait_exit() == 0
+        assert talk.proc.wait(timeout=30) == 0  # the tree stopped: following ends, exit 0
+        talk.thread.join(timeout=30)
+        gone.kill()
+        gone.wait()

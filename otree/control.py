@@ -419,9 +419,8 @@ class ControlServer:
         what it had yet to receive. The new image goes on serving them (``adopt``): they
         never notice the re-exec, and miss no line."""
         out = []
-        waiting = {conn.fd for conn, _ in self._reloads}
         for conn in list(self._conns.values()):
-            if not conn.follows or conn.pending or conn.fd in waiting:
+            if not conn.follows or conn.pending:  # (a reload in flight is pending, too)
                 continue
             if conn.dropped:
                 self._flush_dropped(conn)

@@ -333,7 +333,7 @@ class Reloader:
             strays=strays,
             history=history,
             notify_dir=rt.processes._notify_dir,
-            ring=[(path, chunk) for _, path, chunk in sorted(_ring_chunks(rt))],
+            ring=_rings(rt),
         )
         control = rt.control
         if control is not None:  # last: from here on, clients wait in the backlog
@@ -499,6 +499,7 @@ def keep_running_tree(h: Handoff, exc: OtreeError) -> Supervisor:
     return h.tree
 
 
-def _ring_chunks(rt: Runtime) -> list[tuple[int, str, bytes]]:
-    """Every service's ring buffer as (seq, path, lines): sorted, the order they came in."""
-    return [(seq, path, c) for path, out in rt.outputs.items() for seq, c in out.ring_chunks()]
+def _rings(rt: Runtime) -> list[tuple[str, bytes]]:
+    """Every service's ring buffer as (path, whole lines), in the order the lines came."""
+    chunks = sorted((seq, p, c) for p, out in rt.outputs.items() for seq, c in out.ring_chunks())
+    return [(path, chunk) for _, path, chunk in chunks]

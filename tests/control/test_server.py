@@ -560,3 +560,83 @@ def test_the_server_survives_any_bytes(chunks: list[bytes]) -> None:
         finally:
             server.close()
             backend.close()
+
+
+# --- handing followers over to a new server (a re-exec) ----------------------------
+
+
+def test_a_follower_is_handed_over_with_its_unsent_lines_and_half_a_request(sockdir: str) -> None:
+    old = Served(os.path.join(sockdir, "old.sock"))
+    new = Served(os.path.join(sockdir, "new.sock"))
+    try:
+        client = raw(old.path)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(encode({"id": 1, "cmd": "logs", "path": "web", "n": 0, "follow": True}))
+        assert read_messages(client, 1) == [{"id": 1, "ok": True, "following": True}]
+        busy = raw(old.path)  # follows too, but waits for a command: not handed over
+        busy.sendall(encode({"id": 1, "cmd": "logs", "path": "db", "n": 0, "follow": True}))
+        assert read_messages(busy, 1) == [{"id": 1, "ok": True, "following": True}]
+        old.backend.delay["db"] = 60.0
+        busy.sendall(encode({"id": 2, "cmd": "stop", "path": "db"}))
+        wait_until(lambda: ("stop", "db") in old.backend.commands, what="the stop")
+        # the client does not read: lines pile up unsent; it starts a request meanwhile
+        old.feed("web.api", b"".join(b"old %05d\n" % i for i in range(20_000)))
+        client.sendall(b'{"id": 2, "cmd": "st')
+        wait_until(lambda: old.call(lambda: old.server.clients) == 2, what="both clients")
+
+        followers = old.call(old.server.handoff_followers)
+        assert len(followers) == 1
+        (f,) = followers
+        assert f.follows == [(1, "web")] and f.inbound == b'{"id": 2, "cmd": "st'
+        assert len(f.out) > 0  # lines it had yet to receive
+        assert old.call(lambda: old.server.clients) == 1  # only the busy one is left
+        new.call(lambda: new.server.adopt(f))
+        new.feed("web.cache", b"new line\n")
+        new.feed("db", b"not followed\n")
+        client.sendall(b'atus"}\n')  # the rest of the request, to the new server
+
+        client.settimeout(20)
+        lines: list[str] = []
+        replies: list[dict[str, Any]] = []
+        buf = b""
+        while not replies or "new line" not in lines:
+            data = client.recv(65536)
+            assert data, "connection closed"
+            buf += data
+            *complete, buf = buf.split(b"\n")
+            for raw_line in complete:
+                msg = json.loads(raw_line)
+                assert "dropped" not in msg
+                if "line" in msg:
+                    lines.append(msg["line"])
+                elif msg["id"] == 2:
+                    replies.append(msg)
+        assert lines == [*(f"old {i:05d}" for i in range(20_000)), "new line"]
+        assert replies[0]["ok"] and "nodes" in replies[0]
+        client.close()
+        busy.close()
+    finally:
+        old.stop()
+        new.stop()
+
+
+def test_a_follower_of_a_path_the_reload_removed_is_told_and_closed(sockdir: str) -> None:
+    old = Served(os.path.join(sockdir, "old.sock"))
+    new = Served(os.path.join(sockdir, "new.sock"))
+    try:
+        client = raw(old.path)
+        client.sendall(encode({"id": 4, "cmd": "logs", "path": "db", "n": 0, "follow": True}))
+        assert read_messages(client, 1) == [{"id": 4, "ok": True, "following": True}]
+        (f,) = old.call(old.server.handoff_followers)
+        new.call(lambda: new.backend.outputs.pop("db"))
+        new.call(lambda: new.server.adopt(f))
+        client.settimeout(20)
+        assert read_messages(client, 1) == [
+            {"id": 4, "ok": False, "error": "'db' was removed by a reload"}
+        ]
+        assert client.recv(100) == b""  # closed
+        wait_until(lambda: new.call(lambda: new.server.clients) == 0, what="the close")
+        client.close()
+    finally:
+        old.stop()
+        new.stop()

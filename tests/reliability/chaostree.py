@@ -29,7 +29,7 @@ SERVICE_KINDS: dict[str, dict[str, object]] = {
     "finisher": {"cmd": ["sh", "-c", "sleep 3; exit 0"]},
     "coder": {"cmd": ["sh", "-c", "sleep 2; exit 3"], "normal_exit_codes": [0, 3]},
     "slow_ready": {"cmd": ["sleep", "600"], "ready": {"delay": 0.05, "timeout": 5}},
-    "chatty": {"cmd": ["sh", "-c", "while :; do echo tick; sleep 0.5; done"]},
+    "chatty": {"cmd": ["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"]},
 }
 #: the exit codes each kind can end with (else it dies by a signal)
 CODES: dict[str, set[int]] = {"finisher": {0}, "coder": {3}}

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEADLINE, OtreeProc, marked_pids, pid_alive
+from conftest import DEADLINE, OtreeProc, marked_pids, pid_alive, wait_until
 
 from otree._client import Client
 from otree.config import load
@@ -71,6 +73,38 @@ def wait_consistent(run: OtreeProc, sock: str) -> dict[str, dict[str, Any]]:
         time.sleep(0.05)
 
 
+class Follower:
+    """``otree logs -f`` of the whole tree, from the start of the chaos to the shutdown:
+    it must live through every reload and see, for each chatty service, exactly the
+    last lines of its log file (none lost, none twice)."""
+
+    def __init__(self, tmp_path: Path, sock: str) -> None:
+        self.out = tmp_path / "follow.txt"
+        with self.out.open("w") as f:
+            argv = [sys.executable, "-m", "otree", "logs", "-f", "-n", "0", "--socket", sock]
+            self.proc = subprocess.Popen(
+                argv, stdout=f, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+            )
+        # following from here on: a line written now reaches it
+        wait_until(lambda: self.out.stat().st_size > 0, what="the follower's first line")
+
+    def check(self, log_dir: Path) -> None:
+        try:
+            _, err = self.proc.communicate(timeout=DEADLINE)
+        finally:
+            self.proc.kill()
+        assert self.proc.returncode == 0 and "skipped" not in err, (self.proc.returncode, err)
+        seen: dict[str, list[str]] = {}
+        for line in self.out.read_text().splitlines():
+            path, _, text = line.partition(" | ")
+            seen.setdefault(path.strip(), []).append(text)
+        chatty = [p for p in chaostree.services() if chaostree.kind(p) == "chatty"]
+        for path in chatty:
+            lines = seen.get(path, [])
+            logged = (log_dir / f"{path}.log").read_text().splitlines()
+            assert lines and lines == logged[len(logged) - len(lines) :], (path, lines, logged)
+
+
 def chaos_run(
     tmp_path: Path, otree: RunOtree, sock: str, seconds: float, reload_every: float | None
 ) -> dict[str, Any]:
@@ -79,8 +113,9 @@ def chaos_run(
     tree_file = tmp_path / "tree.toml"
     tree_file.write_text(chaostree.render())
     tree = Tree(load(tree_file))
-    run = otree("run", "tree.toml", "--socket", sock)
+    run = otree("run", "tree.toml", "--socket", sock, "--log-dir", "logs")
     run.wait_for("tree_ready")
+    follower = Follower(tmp_path, sock)  # `otree logs -f` through it all
     rss_start = procfs.rss_kib(run.pid)
     began = time.monotonic()
 
@@ -126,6 +161,7 @@ def chaos_run(
     r = otree_cli("shutdown", "--socket", sock)
     assert (r.returncode, r.stdout) == (0, "tree stopped\n"), r.stderr
     assert run.wait_exit() == 0, run.describe()
+    follower.check(tmp_path / "logs")
     events = run.events()
     assert events[-1]["event"] == "tree_stopped" and events[-1]["exit_code"] == 0
     left = [p for p in set(marked_pids()) - before if pid_alive(p)]

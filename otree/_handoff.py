@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from otree.control import Follower
+from otree.control import HandedClient
 from otree.core import events as ev
 from otree.core.spec import (
     READY_KINDS,
@@ -155,13 +155,13 @@ class Handoff:
     config_errors: list[str] = attrs.field(factory=list)
     #: ``otree logs``' ring buffers: (path, whole lines), oldest first across services
     ring: list[tuple[str, bytes]] = attrs.field(factory=list)
-    #: clients following logs (``otree logs -f``): the new image goes on serving them
-    followers: list[Follower] = attrs.field(factory=list)
+    #: control clients with no command in flight (``otree logs -f``, idle ones): served on
+    clients: list[HandedClient] = attrs.field(factory=list)
 
     def fds(self) -> list[int]:
         out = [p.pipe for p in self.procs if p.pipe is not None]
         out += [fd for fd, _ in self.waiting]
-        out += [f.fd for f in self.followers]
+        out += [c.fd for c in self.clients]
         if self.control_fd is not None:
             out.append(self.control_fd)
         return out
@@ -190,14 +190,14 @@ def to_data(h: Handoff) -> dict[str, Any]:
         "waiting": [[fd, rid] for fd, rid in h.waiting],
         "notify_dir": h.notify_dir,
         "ring": [[path, chunk.decode("latin-1")] for path, chunk in h.ring],
-        "followers": [
+        "clients": [
             {
-                "fd": f.fd,
-                "follows": [[rid, path] for rid, path in f.follows],
-                "out": f.out.decode("latin-1"),
-                "inbound": f.inbound.decode("latin-1"),
+                "fd": c.fd,
+                "follows": [[rid, path] for rid, path in c.follows],
+                "out": c.out.decode("latin-1"),
+                "inbound": c.inbound.decode("latin-1"),
             }
-            for f in h.followers
+            for c in h.clients
         ],
     }
 
@@ -228,14 +228,14 @@ def from_data(data: Any) -> Handoff:
             waiting=[(int(fd), int(rid)) for fd, rid in data["waiting"]],
             notify_dir=data["notify_dir"],
             ring=[(str(path), chunk.encode("latin-1")) for path, chunk in data.get("ring", [])],
-            followers=[
-                Follower(
-                    int(f["fd"]),
-                    [(int(rid), None if path is None else str(path)) for rid, path in f["follows"]],
-                    f["out"].encode("latin-1"),
-                    f["inbound"].encode("latin-1"),
+            clients=[
+                HandedClient(
+                    int(c["fd"]),
+                    [(int(rid), None if path is None else str(path)) for rid, path in c["follows"]],
+                    c["out"].encode("latin-1"),
+                    c["inbound"].encode("latin-1"),
                 )
-                for f in data.get("followers", [])
+                for c in data.get("clients", [])
             ],
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -48,7 +48,7 @@ __all__ = [
     "Backend",
     "Client",
     "ControlServer",
-    "Follower",
+    "HandedClient",
     "NotRunning",
     "bind_socket",
     "connect",
@@ -108,11 +108,11 @@ def status_payload(nodes: list[NodeStatus], now: float) -> dict[str, Any]:
     }
 
 
-class Follower(NamedTuple):
-    """A client following logs, handed over across a re-exec (``ControlServer.adopt``)."""
+class HandedClient(NamedTuple):
+    """A client connection handed over across a re-exec (``ControlServer.adopt``)."""
 
     fd: int  #: an inheritable duplicate of its connection
-    follows: list[tuple[int, str | None]]  #: (request id, path asked for)
+    follows: list[tuple[int, str | None]]  #: the logs it follows: (request id, path asked for)
     out: bytes  #: what it had yet to receive
     inbound: bytes  #: the start of a request it had not finished sending
 
@@ -413,48 +413,47 @@ class ControlServer:
         self._reloads.clear()
         return out
 
-    def handoff_followers(self) -> list[Follower]:
-        """For a re-exec, before ``handoff()``: the clients following logs (``otree logs -f``)
-        with no command in flight, each as an inheritable duplicate of its connection with
-        what it had yet to receive. The new image goes on serving them (``adopt``): they
-        never notice the re-exec, and miss no line."""
+    def handoff_clients(self) -> list[HandedClient]:
+        """For a re-exec, before ``handoff()``: every client with no command in flight (one
+        following logs, one between two requests, one that just connected), each as an
+        inheritable duplicate of its connection with what it had yet to receive and the
+        start of a request it had not finished sending. The new image serves them on
+        (``adopt``): they never notice the re-exec, and a follower misses no line."""
         out = []
         for conn in list(self._conns.values()):
-            if not conn.follows or conn.pending:  # (a reload in flight is pending, too)
+            if conn.pending:  # its answer would be lost: it is closed instead
                 continue
             if conn.dropped:
                 self._flush_dropped(conn)
             fd = os.dup(conn.fd)
             os.set_inheritable(fd, True)
             follows = list(conn.followed.items())
-            out.append(Follower(fd, follows, bytes(conn.out), conn.decoder.buffered))
+            out.append(HandedClient(fd, follows, bytes(conn.out), conn.decoder.buffered))
             conn.out.clear()
             self._drop(conn)
         return out
 
-    def adopt(self, follower: Follower) -> None:
-        """Serve a follower handed over by the old image (see ``handoff_followers``). One
-        whose every followed path went away with the reload is told so, and closed."""
-        sock = socket.socket(fileno=follower.fd)
+    def adopt(self, client: HandedClient) -> None:
+        """Serve a client handed over by the old image (see ``handoff_clients``). A
+        follower whose every followed path went away with the reload is told so, and
+        closed."""
+        sock = socket.socket(fileno=client.fd)
         sock.set_inheritable(False)
         sock.setblocking(False)
         conn = _Conn(sock)
         self._conns[conn.fd] = conn
         self.loop.add_reader(conn.fd, lambda: self._read(conn))
-        if follower.out:
-            self._send_raw(conn, follower.out, droppable=True)
-        gone = []
-        for rid, asked in follower.follows:
+        if client.out:
+            self._send_raw(conn, client.out, droppable=True)
+        for rid, asked in client.follows:
             try:
                 self._follow(conn, rid, asked, self.logs.select(asked))
             except KeyError:
-                gone.append(error_reply(rid, f"{asked!r} was removed by a reload"))
-        for message in gone:
-            self._send(conn, message)
-        if not conn.follows:
+                self._send(conn, error_reply(rid, f"{asked!r} was removed by a reload"))
+        if client.follows and not conn.follows:
             self._close_after_sending(conn)
-        elif follower.inbound:
-            self._received(conn, follower.inbound)
+        elif client.inbound:
+            self._received(conn, client.inbound)
 
     def _stop_serving(self) -> bool:
         if self._closed:

@@ -13,10 +13,12 @@ re-execs at once, and the new image restarts whatever was caught mid-start
 or mid-stop. The handoff (:mod:`otree._handoff`): the engine snapshot
 (:func:`otree.core.handoff.snapshot`), the running tree, every output pipe
 with its unfinished last line and the PID writing it, exits seen but not yet
-handled, the control socket and the clients waiting for ``reload``'s answer,
-and the re-exec history. Those fds are made inheritable, ``TERM``, ``INT``
-and ``HUP`` are blocked (the mask survives the exec, so a signal that comes
-meanwhile waits instead of killing otree), and ``os.execv(sys.executable,
+handled, the control socket, the clients waiting for ``reload``'s answer,
+every other client with no command in flight (what it had yet to receive,
+what it follows), ``otree logs``' ring buffers, and the re-exec history.
+Those fds are made inheritable, ``TERM``, ``INT`` and ``HUP`` are blocked
+(the mask survives the exec, so a signal that comes meanwhile waits instead
+of killing otree), and ``os.execv(sys.executable,
 [sys.executable, *sys.orig_argv[1:]])`` runs otree again exactly as it was
 started.
 
@@ -24,7 +26,8 @@ started.
 first, re-reads the tree file (if it is invalid now, it keeps the tree that
 was running), builds the runtime on the inherited control socket, watches
 every inherited PID again (a child that died meanwhile is a zombie of ours:
-its exit is seen at once), re-registers the pipes, unblocks the signals and
+its exit is seen at once), refills the ring buffers, serves the handed-over
+clients again, re-registers the pipes, unblocks the signals and
 feeds :func:`otree.core.handoff.resume`'s actions: ``reexec``, an ``adopt``
 per kept child, stops, starts, ``tree_ready``. Then the waiting ``otree
 reload`` clients get their answer.
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from otree._handoff import ENV_FAULT, Handoff, InjectedFault
-    from otree.control import Follower
+    from otree.control import HandedClient
     from otree.core.spec import Supervisor
     from otree.runtime import Runtime
 
@@ -338,7 +341,7 @@ class Reloader:
         control = rt.control
         if control is not None:  # last: from here on, clients wait in the backlog
             h.waiting = control.handoff_waiting()
-            h.followers = control.handoff_followers()
+            h.clients = control.handoff_clients()
             h.control_started = control.info.get("started")
             h.control_fd = control.handoff()
         fds = [fd for fd in h.fds() if fd >= 0]
@@ -368,7 +371,7 @@ class Reloader:
                 _send_and_close(fd, encode(error_reply(rid, f"cannot re-exec: {_clip(str(exc))}")))
             if control is not None and h.control_fd is not None:
                 self._restore_control(h.control_fd)
-            self._adopt_followers(h.followers)
+            self._adopt_clients(h.clients)
             raise
 
     def _restore_control(self, fd: int) -> None:
@@ -380,14 +383,14 @@ class Reloader:
             self.rt.loop, self.rt, old.path, info=old.info, sock=socket.socket(fileno=fd)
         )
 
-    def _adopt_followers(self, followers: list[Follower]) -> None:
-        """Serve the clients following logs (handed over, or kept when the exec failed)."""
-        for follower in followers:
+    def _adopt_clients(self, clients: list[HandedClient]) -> None:
+        """Serve the control clients handed over (or kept when the exec failed)."""
+        for client in clients:
             if self.rt.control is not None:
-                self.rt.control.adopt(follower)
+                self.rt.control.adopt(client)
             else:
                 with contextlib.suppress(OSError):
-                    os.close(follower.fd)
+                    os.close(client.fd)
 
     # --- new image ----------------------------------------------------------------------
 
@@ -416,7 +419,7 @@ class Reloader:
             output = rt.outputs.get(path)
             if output is not None:
                 output.restore(chunk)
-        self._adopt_followers(h.followers)  # before the pipes: they miss no line
+        self._adopt_clients(h.clients)  # before the pipes: followers miss no line
         pending = {e.pid: e for e in h.exits}
         live: set[int] = set()
         for p in h.procs:

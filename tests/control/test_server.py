@@ -562,7 +562,7 @@ def test_the_server_survives_any_bytes(chunks: list[bytes]) -> None:
             backend.close()
 
 
-# --- handing followers over to a new server (a re-exec) ----------------------------
+# --- handing clients over to a new server (a re-exec) ------------------------------
 
 
 def test_a_follower_is_handed_over_with_its_unsent_lines_and_half_a_request(sockdir: str) -> None:
@@ -573,6 +573,7 @@ def test_a_follower_is_handed_over_with_its_unsent_lines_and_half_a_request(sock
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.sendall(encode({"id": 1, "cmd": "logs", "path": "web", "n": 0, "follow": True}))
         assert read_messages(client, 1) == [{"id": 1, "ok": True, "following": True}]
+        idle = raw(old.path)  # connected, no request yet: handed over too
         busy = raw(old.path)  # follows too, but waits for a command: not handed over
         busy.sendall(encode({"id": 1, "cmd": "logs", "path": "db", "n": 0, "follow": True}))
         assert read_messages(busy, 1) == [{"id": 1, "ok": True, "following": True}]
@@ -582,15 +583,21 @@ def test_a_follower_is_handed_over_with_its_unsent_lines_and_half_a_request(sock
         # the client does not read: lines pile up unsent; it starts a request meanwhile
         old.feed("web.api", b"".join(b"old %05d\n" % i for i in range(20_000)))
         client.sendall(b'{"id": 2, "cmd": "st')
-        wait_until(lambda: old.call(lambda: old.server.clients) == 2, what="both clients")
+        wait_until(lambda: old.call(lambda: old.server.clients) == 3, what="the clients")
 
-        followers = old.call(old.server.handoff_followers)
-        assert len(followers) == 1
-        (f,) = followers
+        handed = old.call(old.server.handoff_clients)
+        assert len(handed) == 2
+        f = next(c for c in handed if c.follows)
         assert f.follows == [(1, "web")] and f.inbound == b'{"id": 2, "cmd": "st'
         assert len(f.out) > 0  # lines it had yet to receive
+        assert [(c.follows, c.out, c.inbound) for c in handed if c is not f] == [([], b"", b"")]
         assert old.call(lambda: old.server.clients) == 1  # only the busy one is left
-        new.call(lambda: new.server.adopt(f))
+        for c in handed:
+            new.call(lambda c=c: new.server.adopt(c))
+        idle.sendall(encode({"id": 7, "cmd": "info"}))
+        idle.settimeout(20)
+        (info,) = read_messages(idle, 1)
+        assert info["id"] == 7 and info["ok"] and info["socket"] == new.path
         new.feed("web.cache", b"new line\n")
         new.feed("db", b"not followed\n")
         client.sendall(b'atus"}\n')  # the rest of the request, to the new server
@@ -614,6 +621,7 @@ def test_a_follower_is_handed_over_with_its_unsent_lines_and_half_a_request(sock
         assert lines == [*(f"old {i:05d}" for i in range(20_000)), "new line"]
         assert replies[0]["ok"] and "nodes" in replies[0]
         client.close()
+        idle.close()
         busy.close()
     finally:
         old.stop()
@@ -627,7 +635,7 @@ def test_a_follower_of_a_path_the_reload_removed_is_told_and_closed(sockdir: str
         client = raw(old.path)
         client.sendall(encode({"id": 4, "cmd": "logs", "path": "db", "n": 0, "follow": True}))
         assert read_messages(client, 1) == [{"id": 4, "ok": True, "following": True}]
-        (f,) = old.call(old.server.handoff_followers)
+        (f,) = old.call(old.server.handoff_clients)
         new.call(lambda: new.backend.outputs.pop("db"))
         new.call(lambda: new.server.adopt(f))
         client.settimeout(20)

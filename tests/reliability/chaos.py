@@ -146,13 +146,12 @@ class Chaos:
                     key = next((r for r in REFUSALS if r in reason), reason)
                     self.refusals[key] = self.refusals.get(key, 0) + 1
                 self.commands.append(Command(name, path, time.time()))
-            except NotRunning as exc:  # the connection ends at a re-exec: reconnect
+            except NotRunning as exc:  # a reload hands the connection over: never seen
                 if client is not None:
                     client.close()
                 client = None
                 self.commands.append(Command(name, path, time.time()))
-                if not self.reloading.is_set() and time.monotonic() - self.last_reload > 5:
-                    self.problem(f"{name} {path}: {exc} (no reload under way)")
+                self.problem(f"{name} {path}: {exc}")
         if client is not None:
             client.close()
 

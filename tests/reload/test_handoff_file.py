@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otree import _handoff
-from otree.control import Follower
+from otree.control import HandedClient
 from otree.core import events as ev
 from otree.core.engine import Engine
 from otree.core.handoff import snapshot
@@ -43,7 +43,7 @@ def test_a_whole_handoff_survives_the_trip(tree: Supervisor, reason: str, partia
         waiting=[(10, 4)],
         notify_dir="/tmp/x",
         ring=[("a.b", b"one\n" + partial + b"\n"), ("c", b"two\nthree\n")],
-        followers=[Follower(11, [(3, None), (4, "a.b")], partial, b'{"id": 5')],
+        clients=[HandedClient(11, [(3, None), (4, "a.b")], partial, b'{"id": 5')],
     )
     back = _handoff.from_data(json.loads(json.dumps(_handoff.to_data(h))))
     assert back == h

@@ -19,6 +19,8 @@ from reloadkit import (
     tree_fixture,  # noqa: F401 (a fixture)
 )
 
+from otree._client import Client
+
 
 def test_a_pending_backoff_restart_and_an_exited_temporary_carry_over(tree: Start) -> None:
     run = tree(
@@ -131,3 +133,20 @@ def test_otree_logs_f_follows_on_through_reloads_without_losing_a_line(tree: Sta
         talk.thread.join(timeout=30)
         gone.kill()
         gone.wait()
+
+
+def test_a_control_client_connected_across_a_reload_is_answered_by_the_new_image(
+    tree: Start,
+) -> None:
+    text = '[a]\ncmd = "sleep 60"\n'
+    run = tree(text)
+    sock = run.sock  # type: ignore[attr-defined]
+    with Client(sock, timeout=30) as client:
+        assert [n["path"] for n in client.call("status")["nodes"]] == ["", "a"]
+        run.file.write_text(text + '[b]\ncmd = "sleep 60"\n')  # type: ignore[attr-defined]
+        reload(run, sock, 1)
+        # the same connection, now served by the new image: it knows the new tree
+        assert [n["path"] for n in client.call("status")["nodes"]] == ["", "a", "b"]
+        assert client.call("info")["pid"] == run.pid
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0

@@ -338,9 +338,11 @@ class Reloader:
             notify_dir=rt.processes._notify_dir,
             ring=_rings(rt),
         )
+        # a fatal error during a reload: its clients still wait, now for the next image
+        h.waiting, self._answer_to = self._answer_to, []
         control = rt.control
         if control is not None:  # last: from here on, clients wait in the backlog
-            h.waiting = control.handoff_waiting()
+            h.waiting += control.handoff_waiting()
             h.clients = control.handoff_clients()
             h.control_started = control.info.get("started")
             h.control_fd = control.handoff()
@@ -415,6 +417,8 @@ class Reloader:
         for path, rec in h.engine.get("nodes", {}).items():
             if rec.get("kind") == "service" and rec.get("pid") is not None:
                 known[int(rec["pid"])] = path
+        for rec in h.engine.get("orphans", []):  # replaced by a reload, still stopping
+            known[int(rec["pid"])] = str(rec["path"])
         for path, chunk in h.ring:  # before the half-read lines the pipes hand over
             output = rt.outputs.get(path)
             if output is not None:

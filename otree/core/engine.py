@@ -56,6 +56,8 @@ class Engine:
         #: spawns held back while an orphan at the same path is still alive, by path:
         #: never two processes for one service (released by ``orphan_gone``)
         self.held_spawns: dict[str, act.Spawn] = {}
+        #: nodes a reload's reconciliation has yet to start (``core.handoff``), in order
+        self.pending_starts: list[NodeBase] = []
         #: engine-internal requests (negative ids) and who waits for their reply
         self.internal_replies: dict[int, Callable[[str | None], None]] = {}
         self.root = SupNode(self, "", None, tree)

@@ -18,6 +18,10 @@ the re-read tree and calls :func:`resume`, which reconciles the two trees:
    ``start_failed`` and leaves the child stopped).
 4. ``tree_ready`` is reported.
 
+A snapshot taken while this is under way (a fatal error mid-reload) also
+holds the replaced processes still being stopped and the nodes not started
+yet: the next image goes on with both.
+
 None of this is a crash: no ``restart`` event, no intensity entry. A process
 that died while the exec ran is reported by the runtime as an ordinary exit
 once it is watched again, and handled by its strategy. Supervisors keep their
@@ -94,7 +98,25 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             rec.update(window=list(node.window.times), seq=node.seq)
         nodes[path] = rec
     timers = [[list(k), due] for k, due in engine.timer_due.items() if k[0] == "restart"]
-    return {"version": SNAPSHOT_VERSION, "nodes": nodes, "timers": timers}
+    # a fatal error during a reload's reconciliation: the next image goes on stopping the
+    # processes it replaced and starting what it had not started yet
+    orphans = [
+        {
+            "path": o.path,
+            "pid": o.pid,
+            "stop_signal": o.spec.stop_signal,
+            "shutdown": o.spec.shutdown,
+        }
+        for o in engine.orphans.values()
+        if o.pid is not None
+    ]
+    return {
+        "version": SNAPSHOT_VERSION,
+        "nodes": nodes,
+        "timers": timers,
+        "orphans": orphans,
+        "starts": [n.path for n in engine.pending_starts],
+    }
 
 
 class _Holder:
@@ -135,9 +157,10 @@ class _Driver:
                 orphan.stop()
                 return
         while self.starts:
-            node = self.starts.pop(0)
+            node = self.starts[0]  # left in the list until started: a snapshot keeps it
             parent = node.parent
             if parent is None or parent.state != RUNNING or node.alive:
+                self.starts.pop(0)
                 continue
             self.token -= 1
             self.current = self.token
@@ -145,6 +168,7 @@ class _Driver:
             parent.command("start", node, self.token)  # type: ignore[arg-type]
             return
         self.current = None
+        eng.pending_starts = []
         for orphan in list(eng.orphans.values()):
             eng.orphan_gone(orphan)
         eng.report("tree_ready", "")
@@ -156,6 +180,7 @@ class _Driver:
             self.next()
 
     def _started(self, error: str | None) -> None:
+        self.starts.pop(0)
         self.next()
 
 
@@ -227,6 +252,8 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
     for path, rec in old.items():
         if path not in engine.nodes and rec["kind"] == "service" and rec.get("pid") is not None:
             orphans.append((order[path], _orphan(engine, path, rec)))
+    for i, rec in enumerate(snap.get("orphans", [])):  # being stopped already: first
+        orphans.append((len(order) + i, _orphan(engine, str(rec["path"]), rec)))
 
     for key_list, due in snap["timers"]:
         key = tuple(str(k) for k in key_list)
@@ -238,9 +265,14 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
         if node.state == RESTARTING and node.restart_key is None:
             node.state = STOPPED  # its timer is gone: leave it for a start below
             starts.append(node)
+    for path in snap.get("starts", []):  # the last reconciliation had yet to start these
+        left = engine.nodes.get(str(path))
+        if left is not None and left.state == STOPPED and left not in starts:
+            starts.append(left)
 
     orphans.sort(key=lambda item: -item[0])
     driver = _Driver(engine, [o for _, o in orphans], _top_most(starts))
+    engine.pending_starts = driver.starts  # the same list: what is left, for a snapshot
     holder = _Holder(driver)
     for _, o in orphans:
         o.parent = holder  # type: ignore[assignment]

@@ -11,7 +11,7 @@ from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import handoff
 from otree.core.engine import Engine
-from otree.core.spec import Backoff, Service, Supervisor
+from otree.core.spec import Backoff, ReadyNotify, Service, Supervisor
 from otree.errors import ReexecError
 
 
@@ -257,3 +257,48 @@ def test_shutdown_while_a_spawn_waits_for_the_old_process_stops_everything() -> 
     w.advance(2.0)
     assert w.engine.done and w.engine.exit_code == 0
     assert w.live == {}
+
+
+def test_a_reexec_while_an_old_process_is_stopping_goes_on_stopping_it() -> None:
+    """A fatal error during a reload's stops: the next image stops the replaced process
+    the same way (its old stop signal and shutdown), and still starts the new one only
+    once it has exited; it is never killed out of hand nor run beside its successor."""
+    old = Supervisor("root", children=[svc("a", shutdown=2.0, stop_signal="INT"), svc("b")])
+    new = Supervisor("root", children=[svc("a", "v2", shutdown=2.0), svc("b")])
+    w = World(old, stubborn=frozenset({"a"}))
+    a = w.live["a"]
+    w.reload(new)
+    w.advance(1.0)  # half of its shutdown has gone by
+    snap = json.loads(json.dumps(handoff.snapshot(w.engine)))
+    assert snap["orphans"] == [{"path": "a", "pid": a, "stop_signal": "INT", "shutdown": 2.0}]
+    w.reload(new, reason="fatal: RuntimeError: boom")
+    assert [(e["event"], e.get("pid")) for e in w.log if e["path"] == "a"] == [("stop", a)]
+    assert w.timers == {("kill", "a", str(a)): w.now + 2.0}
+    w.advance(2.0)
+    log = _spawn_log(w, "a")
+    assert log[:2] == [("stop", a), ("exit", a)] and log[2][0] == "spawn", log
+    assert w.events("tree_ready") == [("tree_ready", "")]
+    assert set(w.live) == {"a", "b"} and w.live["a"] != a
+
+
+def test_a_reexec_during_a_reloads_starts_starts_what_was_left() -> None:
+    """A fatal error while a reload starts new services one at a time: the one caught
+    mid-start is started afresh (its process stopped first), the ones not reached yet
+    are started after it, then ``tree_ready``."""
+    old = Supervisor("root", children=[svc("a")])
+    new = Supervisor(
+        "root", children=[svc("a"), svc("f1", ready=ReadyNotify(timeout=30)), svc("f2")]
+    )
+    w = World(old)
+    w.reload(new)
+    first = w.live["f1"]
+    assert "f2" not in w.live  # waits for f1's readiness
+    assert handoff.snapshot(w.engine)["starts"] == ["f1", "f2"]
+    w.reload(new, reason="fatal: RuntimeError: boom")
+    assert w.events("adopt", "stop", "exit") == [("adopt", "a"), ("stop", "f1"), ("exit", "f1")]
+    second = w.live["f1"]  # spawned once the first had exited ("spawn" waits for readiness)
+    assert second != first and "f2" not in w.live
+    w.run(w.engine.handle(ev.Ready("f1", second), w.now))
+    assert w.events("spawn", "tree_ready") == [("spawn", "f1"), ("spawn", "f2"), ("tree_ready", "")]
+    assert set(w.live) == {"a", "f1", "f2"}
+    assert handoff.snapshot(w.engine)["starts"] == []

@@ -207,3 +207,41 @@ def test_a_fault_during_the_initial_start_adopts_and_starts_the_rest(tree: Start
     wait_until(lambda: sorted(_children(run.pid)) == sorted(after.values()), what="a, s.b, s.c")
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
+
+
+def test_a_fault_while_a_reload_stops_a_replaced_process(tree: Start) -> None:
+    """A fatal error while a reload is still stopping a changed service's old process
+    (it ignores TERM: 2 s of shutdown): the next image goes on stopping it the same way,
+    starts the new one only after, and the waiting ``otree reload`` gets its answer."""
+    stubborn = "trap '' TERM; exec sleep 60"
+    text = f'[old]\ncmd = ["sh", "-c", "{stubborn}"]\nshutdown = 2\nenv = {{ GEN = "0" }}\n'
+    text += f"[tick]\n{SLEEP}\n"
+    run = tree(text, env={"OTREE_TEST_FAULT": "exited:tick"})
+    before = pids(run)
+    run.file.write_text(text.replace('GEN = "0"', 'GEN = "1"'))  # type: ignore[attr-defined]
+    waiting = ctl("reload", sock=run.sock, wait=False)  # type: ignore[attr-defined]
+    try:
+        run.wait_for("stop", "old", pid=before["old"])
+        os.kill(before["tick"], signal.SIGKILL)  # otree raises while it handles this exit
+        out, err = waiting.communicate(timeout=DEADLINE)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+    assert waiting.returncode == 0 and out.startswith("reloaded"), (out, err, run.describe())
+    reexecs = run.find("reexec")
+    assert [r["reason"][:28] for r in reexecs] == ["reload", "fatal: InjectedFault: OTREE_"]
+    # stopped again by the third image with its TERM, then killed after its shutdown
+    stops = run.find("stop", "old", pid=before["old"])
+    assert len(stops) == 2 and stops[1]["ts"] > reexecs[1]["ts"], stops
+    (gone,) = run.find("exit", "old", pid=before["old"])
+    assert gone["signal"] == "KILL" and gone["ts"] - stops[1]["ts"] >= 1.9, (stops, gone)
+    # the new one started after the old one had gone, and only once
+    (spawn,) = run.find("spawn", "old")[1:]
+    assert spawn["ts"] >= gone["ts"] and spawn["pid"] != before["old"]
+    assert not pid_alive(before["old"])
+    run.wait_for("spawn", "tick", count=2)  # tick's exit crossed the exec: restarted
+    after = pids(run)
+    assert after["old"] == spawn["pid"]
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0

@@ -1,8 +1,9 @@
 """Shared test fixtures: no process outlives the suite, and a driver for ``otree run``.
 
 Every process the tests start inherits ``OTREE_TEST_RUN=<uuid>`` (set here, at
-import, before any test runs). After the session, any live process carrying
-that marker is a leak: it is listed, killed, and the session fails.
+import, before any test runs) and a private ``XDG_RUNTIME_DIR`` for default
+sockets. After the session, any live process carrying that marker is a leak:
+it is listed, killed, and the session fails.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +28,12 @@ MARKER = "OTREE_TEST_RUN"
 RUN_ID = uuid.uuid4().hex
 os.environ[MARKER] = RUN_ID
 _MARK = f"{MARKER}={RUN_ID}".encode()
+
+# default control sockets live in a directory of this run's own: a tree the tests run
+# never meets an otree the developer (or another test run) has running on the same file
+RUNTIME_DIR = tempfile.mkdtemp(prefix="otx-", dir="/tmp")
+os.environ["XDG_RUNTIME_DIR"] = RUNTIME_DIR
+os.environ.pop("OTREE_SOCKET", None)
 
 #: generous deadline for anything a test waits on (a loaded CI machine is slow)
 DEADLINE = 20.0
@@ -64,6 +73,7 @@ def _cmdline(pid: int) -> str:
 def no_stray_processes() -> Iterator[None]:
     """After the suite, no process started by the tests may be left running."""
     yield
+    shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
     deadline = time.monotonic() + 5.0
     left = marked_pids()
     while left and time.monotonic() < deadline:  # a process being killed right now

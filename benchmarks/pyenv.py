@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.peers import ROOT
 
 SCRIPTS = {
-    "otree": "from otree.cli import main",
+    "otree": "from otree.cli.main import main",
     "supervisord": "from supervisor.supervisord import main",
 }
 
@@ -44,7 +44,8 @@ def clean_environ(root: Path) -> list[str]:
 def warm(bin_dir: Path) -> None:
     """Import what the peers import once, so that their bytecode is cached."""
     code = (
-        "import otree.cli, otree.config, otree.control, otree.runtime, otree.ctl\n"
+        "import otree.cli.main, otree.config.loader, otree.control.server\n"
+        "import otree.runtime.driver, otree.cli.control\n"
         "try:\n    import supervisor.supervisord, supervisor.rpcinterface\n"
         "except ImportError:\n    pass\n"
     )

@@ -17,12 +17,12 @@ from otree.core.spec import (
     check_tree,
 )
 from otree.errors import ConfigError, OtreeError
-from otree.runtime import run
+from otree.runtime.driver import run
 
 
 def load(path: str) -> Supervisor:
     """The tree a command line names: ``tree.toml``, ``file.py:attr`` or ``module:attr``."""
-    from otree.config import load_tree
+    from otree.config.loader import load_tree
 
     return load_tree(path)
 

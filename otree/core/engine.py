@@ -17,7 +17,7 @@ import attrs
 
 from otree.core import actions as act
 from otree.core import events as ev
-from otree.core.nodes import ALIVE, STOPPING, Child, NodeBase, ServiceNode, SupNode
+from otree.core.node import ALIVE, STOPPING, Child, NodeBase, ServiceNode, SupNode
 from otree.core.spec import Supervisor, check_tree
 
 

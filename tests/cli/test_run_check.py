@@ -12,7 +12,8 @@ import pytest
 from conftest import OtreeProc
 
 import otree
-from otree import cli, runtime
+from otree.cli import main
+from otree.runtime import driver
 
 Run = Callable[..., OtreeProc]
 
@@ -163,14 +164,14 @@ def test_an_otree_bug_prints_a_traceback_and_exits_70(
 ) -> None:
     (tmp_path / "tree.toml").write_text('[a]\ncmd = "sleep 60"\n')
 
-    def broken(self: runtime.Runtime, action: object) -> None:
+    def broken(self: driver.Runtime, action: object) -> None:
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(runtime.Runtime, "_do", broken)
-    assert cli.run_cli(["run", str(tmp_path / "tree.toml")]) == 70
+    monkeypatch.setattr(driver.Runtime, "_do", broken)
+    assert main.run_cli(["run", str(tmp_path / "tree.toml")]) == 70
     err = capfd.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError: oops" in err
-    assert err.rstrip().endswith(cli.BUG_LINE)
+    assert err.rstrip().endswith(main.BUG_LINE)
 
 
 def test_target_runner_reports_a_bad_target(tmp_path: Path) -> None:

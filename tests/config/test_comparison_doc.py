@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from otree.config import loads
+from otree.config.loader import loads
 from otree.core.spec import Service, Supervisor
 from otree.testing import simulate
 

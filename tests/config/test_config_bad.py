@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import otree.config
-from otree.config import load, load_tree, loads
+import otree.config.loader
+from otree.config.loader import load, load_tree, loads
 from otree.errors import ConfigError
 
 SVC = '[api]\ncmd = "x"\n'  # a valid service to hang a field on
@@ -370,7 +370,7 @@ def test_unreadable_file(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(file: str, mode: str) -> None:
         raise PermissionError(13, "Permission denied", file)
 
-    monkeypatch.setattr(otree.config, "open", refuse, raising=False)
+    monkeypatch.setattr(otree.config.loader, "open", refuse, raising=False)
     with pytest.raises(ConfigError) as info:
         load("tree.toml")
     assert str(info.value) == "tree.toml: cannot read the tree file: Permission denied"

@@ -6,8 +6,8 @@ import re
 import sys
 from pathlib import Path
 
-from otree.config import loads
-from otree.render import render_tree
+from otree.config.loader import loads
+from otree.config.render import render_tree
 
 if sys.version_info >= (3, 11):
     import tomllib

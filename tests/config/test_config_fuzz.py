@@ -14,11 +14,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otree._keylines import KeyLines
-from otree.config import loads
+from otree.config.keylines import KeyLines
+from otree.config.loader import loads
+from otree.config.render import render_tree
 from otree.core.spec import SERVICE_FIELDS, SUPERVISOR_FIELDS, Supervisor, check_tree
 from otree.errors import ConfigError
-from otree.render import render_tree
 
 FIELD_KEYS = (
     *SERVICE_FIELDS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from otree.config import ROOT_NAME, load, load_tree, loads
+from otree.config.loader import ROOT_NAME, load, load_tree, loads
 from otree.core.spec import (
     AutoShutdown,
     Backoff,

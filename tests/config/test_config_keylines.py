@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otree._keylines import KeyLines
+from otree.config.keylines import KeyLines
 
 DOC = """\
 # a comment with key = value and [table]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from otree.config import load_target, load_tree
+from otree.config.loader import load_target, load_tree
 from otree.core.spec import Service, Supervisor
 from otree.errors import ConfigError
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from otree.config import loads
+from otree.config.loader import loads
+from otree.config.render import render_tree, tree_rows
 from otree.core.spec import (
     Backoff,
     Log,
@@ -15,7 +16,6 @@ from otree.core.spec import (
     Service,
     Supervisor,
 )
-from otree.render import render_tree, tree_rows
 
 DESIGN_EXAMPLE = """\
 strategy = "one_for_one"

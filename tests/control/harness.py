@@ -2,7 +2,7 @@
 
 ``ManualLoop`` runs the server's callbacks only when a test calls ``pump()``
 (single-threaded, deterministic: hypothesis drives it). ``Served`` runs the
-real ``otree._loop.Loop`` in a thread so the blocking ``Client`` can talk to it.
+real ``otree.runtime.loop.Loop`` in a thread so the blocking ``Client`` can talk to it.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from otree import logs
-from otree._loop import Loop
-from otree.control import ControlServer
+from otree.control.server import ControlServer
 from otree.core.actions import Reply
 from otree.core.engine import NodeStatus
+from otree.runtime.loop import Loop
+from otree.runtime.output import Console, ServiceOutput
 
 T = TypeVar("T")
 
@@ -43,10 +43,9 @@ class FakeBackend:
     def __init__(self, loop: Any) -> None:
         self.loop = loop
         self._null = os.open(os.devnull, os.O_WRONLY)
-        console = logs.Console(None, self._null)
+        console = Console(None, self._null)
         self.outputs = {
-            p: logs.ServiceOutput(p, console, f"{p} | ".encode())
-            for p in ("db", "web.cache", "web.api")
+            p: ServiceOutput(p, console, f"{p} | ".encode()) for p in ("db", "web.cache", "web.api")
         }
         self.commands: list[tuple[str, str]] = []
         self.delay: dict[str, float] = {}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otree._codec import (
+from otree.control.protocol import (
     COMMANDS,
     MAX_REQUEST,
     Decoder,

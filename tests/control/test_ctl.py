@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from harness import Served, short_dir
 
-from otree import ctl
-from otree._logtail import file_tail
-from otree.cli import run_cli
-from otree.control import (
+from otree.cli import control
+from otree.cli.main import run_cli
+from otree.control.logview import file_tail
+from otree.control.server import (
     NotRunning,
     default_socket,
     ensure_private_dir,
@@ -113,33 +113,33 @@ def test_tree_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_resolve_precedence(runtime_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ctl.resolve_socket("/s/given", "tree.toml") == "/s/given"
+    assert control.resolve_socket("/s/given", "tree.toml") == "/s/given"
     monkeypatch.setenv("OTREE_SOCKET", "/s/env")
-    assert ctl.resolve_socket(None, "tree.toml") == "/s/env"
+    assert control.resolve_socket(None, "tree.toml") == "/s/env"
     monkeypatch.delenv("OTREE_SOCKET")
-    assert ctl.resolve_socket(None, "tree.toml") == default_socket("tree.toml")
+    assert control.resolve_socket(None, "tree.toml") == default_socket("tree.toml")
 
 
 def test_discovery_finds_the_tree_run_here(runtime_dir: str, tmp_path: Path) -> None:
     d = os.path.join(runtime_dir, "otree")
     ensure_private_dir(d)
     with pytest.raises(NotRunning, match="no otree is running for"):
-        ctl.resolve_socket(None, None)
+        control.resolve_socket(None, None)
     first = Served(os.path.join(d, "a.sock"))  # its info says: run in os.getcwd()
     try:
-        assert ctl.resolve_socket(None, None) == first.path
+        assert control.resolve_socket(None, None) == first.path
         with pytest.raises(NotRunning):
-            ctl.resolve_socket(None, None, cwd=str(tmp_path))  # not from there
+            control.resolve_socket(None, None, cwd=str(tmp_path))  # not from there
         # a stale socket beside it is ignored
         stale = os.path.join(d, "stale.sock")
         s = socket.socket(socket.AF_UNIX)
         s.bind(stale)
         s.close()
-        assert ctl.resolve_socket(None, None) == first.path
+        assert control.resolve_socket(None, None) == first.path
         second = Served(os.path.join(d, "b.sock"))
         try:
             with pytest.raises(ControlError, match="several trees run from here"):
-                ctl.resolve_socket(None, None)
+                control.resolve_socket(None, None)
             assert run_cli(["status"]) == 2
         finally:
             second.stop()
@@ -198,15 +198,15 @@ def test_refusal_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_human_duration(seconds: float | None, text: str) -> None:
-    assert ctl.human_duration(seconds) == text
+    assert control.human_duration(seconds) == text
 
 
 def test_describe_exit() -> None:
-    assert ctl.describe_exit(None) == ""
-    assert ctl.describe_exit({"code": 0, "normal": True}) == "code 0"
-    assert ctl.describe_exit({"code": 3, "normal": False}) == "code 3 (crash)"
-    assert ctl.describe_exit({"signal": "TERM", "normal": True}) == "signal TERM"
-    assert ctl.describe_exit({"signal": "KILL", "normal": False}) == "signal KILL (crash)"
+    assert control.describe_exit(None) == ""
+    assert control.describe_exit({"code": 0, "normal": True}) == "code 0"
+    assert control.describe_exit({"code": 3, "normal": False}) == "code 3 (crash)"
+    assert control.describe_exit({"signal": "TERM", "normal": True}) == "signal TERM"
+    assert control.describe_exit({"signal": "KILL", "normal": False}) == "signal KILL (crash)"
 
 
 NODES = [
@@ -259,7 +259,7 @@ NODES = [
 
 
 def test_render_status_plain() -> None:
-    assert ctl.render_status(NODES) == (
+    assert control.render_status(NODES) == (
         "PATH          STATE    PID   UPTIME  RESTARTS  LAST EXIT\n"
         "(root)        running        1h 02m  0\n"
         "  db          running  4242  1h 02m  0\n"
@@ -267,7 +267,7 @@ def test_render_status_plain() -> None:
         "    web.api   running  4300  5.5s    2         signal KILL (crash)\n"
         "    web.jobs  stopped                0         code 0"
     )
-    lines = ctl.render_status(NODES).splitlines()
+    lines = control.render_status(NODES).splitlines()
     assert [line.split()[0] for line in lines[1:]] == ["(root)", "db", "web", "web.api", "web.jobs"]
     starts = [line.index(line.split()[1]) for line in lines]  # the STATE column lines up
     assert len(set(starts)) == 1
@@ -276,18 +276,18 @@ def test_render_status_plain() -> None:
 
 
 def test_render_status_colour() -> None:
-    text = ctl.render_status(NODES, colour=True)
+    text = control.render_status(NODES, colour=True)
     assert "\x1b[32mrunning\x1b[0m" in text
     assert "\x1b[2mstopped\x1b[0m" in text
     assert "\x1b[31msignal KILL (crash)\x1b[0m" in text
     plain = [line.replace("\x1b[0m", "") for line in text.splitlines()]
     for code in ("\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[32m"):
         plain = [line.replace(code, "") for line in plain]
-    assert plain == ctl.render_status(NODES).splitlines()  # same layout, only colour added
+    assert plain == control.render_status(NODES).splitlines()  # same layout, only colour added
 
 
 def test_render_header() -> None:
-    assert ctl.render_header({"tree": "tree.toml", "pid": 7, "uptime": 62.0}) == (
+    assert control.render_header({"tree": "tree.toml", "pid": 7, "uptime": 62.0}) == (
         "tree.toml: otree pid 7, up 1m 02s"
     )
 

@@ -18,8 +18,8 @@ from harness import FakeBackend, ManualLoop, Served, short_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otree._codec import encode
-from otree.control import Client, ControlServer, NotRunning, bind_socket, status_payload
+from otree.control.protocol import encode
+from otree.control.server import Client, ControlServer, NotRunning, bind_socket, status_payload
 from otree.errors import ControlError
 
 

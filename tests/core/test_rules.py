@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine
-from otree.core.nodes import SupNode
+from otree.core.node import SupNode
 from otree.core.spec import Backoff, ReadyDelay, ReadyNotify, Service, Supervisor, walk
 from otree.errors import ConfigError
 from otree.testing import HOWS, Simulation, Trace, trees

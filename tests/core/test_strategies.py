@@ -136,7 +136,7 @@ def test_supervisors_strategy_draws_non_root_fields() -> None:
 
 def test_import_otree_does_not_need_hypothesis() -> None:
     code = (
-        "import sys, otree, otree._sim\n"
+        "import sys, otree, otree.testing._simulator\n"
         "assert 'hypothesis' not in sys.modules, 'otree imported hypothesis'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

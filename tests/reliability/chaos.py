@@ -26,7 +26,7 @@ from typing import Any
 
 from conftest import DEADLINE, OtreeProc
 
-from otree._client import Client, NotRunning
+from otree.control.client import Client, NotRunning
 from otree.errors import ControlError
 
 from . import chaostree, procfs

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from conftest import DEADLINE, OtreeProc, marked_pids, pid_alive, wait_until
 
-from otree._client import Client
-from otree.config import load
+from otree.config.loader import load
+from otree.control.client import Client
 from otree.errors import ControlError
 
 from . import chaostree, procfs

@@ -24,8 +24,8 @@ from conftest import DEADLINE, OtreeProc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otree._client import Client
-from otree.cli import run_cli
+from otree.cli.main import run_cli
+from otree.control.client import Client
 
 from . import fuzzdata
 

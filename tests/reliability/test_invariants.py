@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otree.config import loads
+from otree.config.loader import loads
 
 from .invariants import Command, Tree, check_all, check_reexecs
 

@@ -19,7 +19,7 @@ from reloadkit import (
     tree_fixture,  # noqa: F401 (a fixture)
 )
 
-from otree._client import Client
+from otree.control.client import Client
 
 
 def test_a_pending_backoff_restart_and_an_exited_temporary_carry_over(tree: Start) -> None:

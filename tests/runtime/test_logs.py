@@ -6,13 +6,21 @@ import json
 import os
 from pathlib import Path
 
-from otree import logs
-from otree._loop import Loop
+from otree.runtime.loop import Loop
+from otree.runtime.output import (
+    RING_LINES,
+    Console,
+    EventLog,
+    RotatingFile,
+    ServiceOutput,
+    describe_event,
+    prefixes,
+)
 
 
 def test_rotation_keeps_whole_lines_and_n_backups(tmp_path: Path) -> None:
     path = tmp_path / "svc.log"
-    f = logs.RotatingFile(str(path), max_bytes=100, backups=2)
+    f = RotatingFile(str(path), max_bytes=100, backups=2)
     lines = [f"line {i:03d} ".ljust(19, "x") + "\n" for i in range(30)]  # 20 bytes each
     for i in range(0, 30, 3):
         f.write("".join(lines[i : i + 3]).encode())
@@ -33,7 +41,7 @@ def test_rotation_keeps_whole_lines_and_n_backups(tmp_path: Path) -> None:
 
 def test_rotation_without_backups_truncates(tmp_path: Path) -> None:
     path = tmp_path / "svc.log"
-    f = logs.RotatingFile(str(path), max_bytes=10, backups=0)
+    f = RotatingFile(str(path), max_bytes=10, backups=0)
     f.write(b"12345\n")
     f.write(b"abcdef\n")
     f.close()
@@ -43,7 +51,7 @@ def test_rotation_without_backups_truncates(tmp_path: Path) -> None:
 
 def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path: Path) -> None:
     path = tmp_path / "svc.log"
-    f = logs.RotatingFile(str(path), max_bytes=10, backups=3)
+    f = RotatingFile(str(path), max_bytes=10, backups=3)
     f.write(b"ab\n" + b"x" * 25 + b"\ncd\n")
     f.close()
     assert (tmp_path / "svc.log.2").read_text() == "ab\n"
@@ -54,16 +62,16 @@ def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path: Path) -> 
 def test_appends_to_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "svc.log"
     path.write_text("old\n")
-    f = logs.RotatingFile(str(path), max_bytes=0, backups=0)
+    f = RotatingFile(str(path), max_bytes=0, backups=0)
     f.write(b"new\n")
     f.close()
     assert path.read_text() == "old\nnew\n"
 
 
-def make_output(tmp_path: Path, fd: int) -> logs.ServiceOutput:
-    console = logs.Console(None, fd)
-    file = logs.RotatingFile(str(tmp_path / "svc.log"), 0, 0)
-    return logs.ServiceOutput("web.api", console, b"web.api | ", file)
+def make_output(tmp_path: Path, fd: int) -> ServiceOutput:
+    console = Console(None, fd)
+    file = RotatingFile(str(tmp_path / "svc.log"), 0, 0)
+    return ServiceOutput("web.api", console, b"web.api | ", file)
 
 
 def test_lines_are_prefixed_and_partial_lines_wait(tmp_path: Path) -> None:
@@ -94,14 +102,14 @@ def test_two_pipes_keep_their_own_partial_lines(tmp_path: Path) -> None:
 
 def test_ring_buffer_keeps_the_last_thousand_lines(tmp_path: Path) -> None:
     fd = os.open(os.devnull, os.O_WRONLY)
-    output = logs.ServiceOutput("a", logs.Console(None, fd), b"a | ")
+    output = ServiceOutput("a", Console(None, fd), b"a | ")
     for chunk in range(50):
         output.feed(3, b"".join(b"%d\n" % (chunk * 100 + i) for i in range(100)))
     os.close(fd)
     tail = output.tail()
-    assert len(tail) == logs.RING_LINES
+    assert len(tail) == RING_LINES
     assert tail[-1] == b"4999"
-    assert tail[0] == b"%d" % (5000 - logs.RING_LINES)
+    assert tail[0] == b"%d" % (5000 - RING_LINES)
     assert output.tail(3) == [b"4997", b"4998", b"4999"]
     assert output.tail(0) == []
 
@@ -109,7 +117,7 @@ def test_ring_buffer_keeps_the_last_thousand_lines(tmp_path: Path) -> None:
 def test_console_never_blocks_and_says_what_it_dropped() -> None:
     loop = Loop()
     r, w = os.pipe()
-    console = logs.Console(loop, w, limit=64 * 1024)
+    console = Console(loop, w, limit=64 * 1024)
     assert not console.blocking
     line = b"x" * 99 + b"\n"
     for _ in range(2000):  # 200 KB into a pipe nobody reads: must not block
@@ -144,7 +152,7 @@ def test_console_never_blocks_and_says_what_it_dropped() -> None:
 def test_console_keeps_otree_lines_when_full() -> None:
     loop = Loop()
     r, w = os.pipe()
-    console = logs.Console(loop, w, limit=1024)
+    console = Console(loop, w, limit=1024)
     console.write(b"x" * 200_000 + b"\n")  # fills the pipe and the buffer
     console.write(b"child line\n")  # dropped
     console.write(b"otree: a: exit pid 1 code 1 (abnormal)\n", keep=True)
@@ -171,7 +179,7 @@ def test_console_keeps_otree_lines_when_full() -> None:
 def test_console_to_a_regular_file_writes_everything(tmp_path: Path) -> None:
     loop = Loop()
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
-    console = logs.Console(loop, fd, limit=10)
+    console = Console(loop, fd, limit=10)
     assert console.blocking
     for i in range(100):
         console.write(b"%d\n" % i)
@@ -182,14 +190,14 @@ def test_console_to_a_regular_file_writes_everything(tmp_path: Path) -> None:
 
 
 def test_prefixes_are_aligned_and_coloured_only_on_a_tty() -> None:
-    plain = logs.prefixes(["db", "web.api"], tty=False)
+    plain = prefixes(["db", "web.api"], tty=False)
     assert plain == {"db": b"db      | ", "web.api": b"web.api | "}
-    coloured = logs.prefixes(["db"], tty=True)
+    coloured = prefixes(["db"], tty=True)
     assert coloured["db"].startswith(b"\x1b[") and b"db" in coloured["db"]
 
 
 def test_event_log_lines(tmp_path: Path) -> None:
-    log = logs.EventLog(str(tmp_path / "events.jsonl"))
+    log = EventLog(str(tmp_path / "events.jsonl"))
     log.write({"event": "spawn", "path": "web.api", "pid": 42})
     log.close()
     record = json.loads((tmp_path / "events.jsonl").read_text())
@@ -198,7 +206,7 @@ def test_event_log_lines(tmp_path: Path) -> None:
 
 
 def test_describe_event() -> None:
-    d = logs.describe_event
+    d = describe_event
     assert d("spawn", "web.api", {"pid": 12}) == "web.api: spawn pid 12"
     exit_fields = {"pid": 12, "signal": "KILL", "normal": False}
     assert d("exit", "db", exit_fields) == "db: exit pid 12 signal KILL (abnormal)"

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import pid_alive, wait_until
 
-from otree import _loop, _proc
-from otree._loop import Loop
+from otree.runtime import loop as loop_module
+from otree.runtime import posix
+from otree.runtime.loop import Loop
 
 
 def run_loop(loop: Loop, until: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -33,12 +34,12 @@ def run_loop(loop: Loop, until: Callable[[], bool], timeout: float = 10.0) -> No
 
 
 def env() -> dict[str, str]:
-    return _proc.child_env({})
+    return posix.child_env({})
 
 
 def test_exec_failure_names_the_missing_binary() -> None:
-    with pytest.raises(_proc.SpawnError) as info:
-        _proc.spawn(["apii"], env())
+    with pytest.raises(posix.SpawnError) as info:
+        posix.spawn(["apii"], env())
     assert str(info.value) == "No such file or directory: 'apii'"
 
 
@@ -46,44 +47,44 @@ def test_exec_failure_permission_denied(tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o644)
-    with pytest.raises(_proc.SpawnError) as info:
-        _proc.spawn([str(script)], env())
+    with pytest.raises(posix.SpawnError) as info:
+        posix.spawn([str(script)], env())
     assert str(info.value) == f"Permission denied: {str(script)!r}"
 
 
 def test_exec_failure_bad_cwd(tmp_path: Path) -> None:
     missing = str(tmp_path / "nowhere")
-    with pytest.raises(_proc.SpawnError) as info:
-        _proc.spawn(["true"], env(), cwd=missing)
+    with pytest.raises(posix.SpawnError) as info:
+        posix.spawn(["true"], env(), cwd=missing)
     assert str(info.value) == f"No such file or directory: {missing!r}"
 
 
 def test_child_leads_its_own_session_and_group() -> None:
     loop = Loop()
-    pid = _proc.spawn(["sleep", "30"], env())
+    pid = posix.spawn(["sleep", "30"], env())
     statuses: list[int] = []
     try:
         loop.watch_child(pid, statuses.append)
         assert os.getpgid(pid) == pid
         assert os.getsid(pid) == pid
-        assert _proc.send_signal(pid, signal.SIGTERM, loop.pidfd(pid))
+        assert posix.send_signal(pid, signal.SIGTERM, loop.pidfd(pid))
         run_loop(loop, lambda: bool(statuses))
-        assert _proc.describe_status(statuses[0]) == (None, "TERM")
+        assert posix.describe_status(statuses[0]) == (None, "TERM")
     finally:
-        _proc.send_signal(pid, signal.SIGKILL)
+        posix.send_signal(pid, signal.SIGKILL)
         loop.close()
 
 
 def test_exit_code_and_output_pipe() -> None:
     loop = Loop()
-    r, w = _proc.pipe()
-    pid = _proc.spawn(["sh", "-c", "echo out; echo err >&2; exit 7"], env(), output=w)
+    r, w = posix.pipe()
+    pid = posix.spawn(["sh", "-c", "echo out; echo err >&2; exit 7"], env(), output=w)
     os.close(w)
     statuses: list[int] = []
     loop.watch_child(pid, statuses.append)
     run_loop(loop, lambda: bool(statuses))
     loop.close()
-    assert _proc.describe_status(statuses[0]) == (7, None)
+    assert posix.describe_status(statuses[0]) == (7, None)
     os.set_blocking(r, True)
     assert os.read(r, 100) == b"out\nerr\n"
     os.close(r)
@@ -96,31 +97,31 @@ def grandchild_script(pidfile: Path, code: int = 3) -> list[str]:
 def test_leftovers_in_the_group_are_killed_when_the_main_process_exits(tmp_path: Path) -> None:
     loop = Loop()
     pidfile = tmp_path / "grandchild.pid"
-    pid = _proc.spawn(grandchild_script(pidfile), env())
+    pid = posix.spawn(grandchild_script(pidfile), env())
     statuses: list[int] = []
     loop.watch_child(pid, statuses.append, kill_group=True)
     run_loop(loop, lambda: bool(statuses))
     loop.close()
-    assert _proc.describe_status(statuses[0]) == (3, None)
+    assert posix.describe_status(statuses[0]) == (3, None)
     grandchild = int(pidfile.read_text())
     wait_until(lambda: not pid_alive(grandchild), what="the grandchild to die")
 
 
 def test_sigchld_fallback_without_pidfd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(_loop, "_pidfd_open", lambda pid: None)
+    monkeypatch.setattr(loop_module, "_pidfd_open", lambda pid: None)
     loop = Loop()
     pidfile = tmp_path / "grandchild.pid"
     statuses: dict[int, int] = {}
-    first = _proc.spawn(["sh", "-c", "exit 5"], env())
+    first = posix.spawn(["sh", "-c", "exit 5"], env())
     loop.watch_child(first, lambda s: statuses.__setitem__(first, s))
-    second = _proc.spawn(grandchild_script(pidfile, 4), env())
+    second = posix.spawn(grandchild_script(pidfile, 4), env())
     loop.watch_child(second, lambda s: statuses.__setitem__(second, s), kill_group=True)
     try:
         run_loop(loop, lambda: len(statuses) == 2)
     finally:
         loop.close()
-    assert _proc.describe_status(statuses[first]) == (5, None)
-    assert _proc.describe_status(statuses[second]) == (4, None)
+    assert posix.describe_status(statuses[first]) == (5, None)
+    assert posix.describe_status(statuses[second]) == (4, None)
     grandchild = int(pidfile.read_text())
     wait_until(lambda: not pid_alive(grandchild), what="the grandchild to die")
 
@@ -194,5 +195,5 @@ def test_readers_and_writers_share_an_fd() -> None:
 
 def test_child_env_drops_an_inherited_notify_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
-    assert "NOTIFY_SOCKET" not in _proc.child_env({"A": "1"})
-    assert _proc.child_env({"A": "1"}, "/tmp/x.sock")["NOTIFY_SOCKET"] == "/tmp/x.sock"
+    assert "NOTIFY_SOCKET" not in posix.child_env({"A": "1"})
+    assert posix.child_env({"A": "1"}, "/tmp/x.sock")["NOTIFY_SOCKET"] == "/tmp/x.sock"

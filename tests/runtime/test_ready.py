@@ -8,9 +8,9 @@ from pathlib import Path
 
 from test_plumbing import run_loop
 
-from otree import _proc, _ready
-from otree._loop import Loop
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
+from otree.runtime import posix, probes
+from otree.runtime.loop import Loop
 
 
 class Answers:
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def test_delay() -> None:
     loop, answers = Loop(), Answers()
-    probe = _ready.DelayProbe(loop, ReadyDelay(delay=0.05), answers.on_ready, answers.on_failed)
+    probe = probes.DelayProbe(loop, ReadyDelay(delay=0.05), answers.on_ready, answers.on_failed)
     start = loop.clock()
     probe.start()
     run_loop(loop, lambda: answers.answered)
@@ -50,7 +50,7 @@ def test_tcp_retries_until_something_listens() -> None:
     loop, answers = Loop(), Answers()
     port = free_port()
     spec = ReadyTcp(tcp=f"127.0.0.1:{port}")
-    probe = _ready.TcpProbe(loop, spec, answers.on_ready, answers.on_failed)
+    probe = probes.TcpProbe(loop, spec, answers.on_ready, answers.on_failed)
     probe.start()
     server = socket.socket()
     attempts: list[bool] = []
@@ -70,7 +70,7 @@ def test_tcp_retries_until_something_listens() -> None:
 
 def test_tcp_cancel_stops_the_attempts() -> None:
     loop, answers = Loop(), Answers()
-    probe = _ready.TcpProbe(
+    probe = probes.TcpProbe(
         loop, ReadyTcp(tcp=f"127.0.0.1:{free_port()}"), answers.on_ready, answers.on_failed
     )
     probe.start()
@@ -85,7 +85,7 @@ def test_tcp_cancel_stops_the_attempts() -> None:
 def test_tcp_unresolvable_host_fails() -> None:
     loop, answers = Loop(), Answers()
     spec = ReadyTcp(tcp="no-such-host.invalid:80")
-    _ready.TcpProbe(loop, spec, answers.on_ready, answers.on_failed).start()
+    probes.TcpProbe(loop, spec, answers.on_ready, answers.on_failed).start()
     run_loop(loop, lambda: answers.answered)
     assert answers.failed and "cannot resolve 'no-such-host.invalid'" in answers.failed[0]
     loop.close()
@@ -94,7 +94,7 @@ def test_tcp_unresolvable_host_fails() -> None:
 def test_notify_ready(tmp_path: Path) -> None:
     loop, answers = Loop(), Answers()
     path = str(tmp_path / "n.sock")
-    probe = _ready.NotifyProbe(loop, path, answers.on_ready, answers.on_failed)
+    probe = probes.NotifyProbe(loop, path, answers.on_ready, answers.on_failed)
     probe.start()
     client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
@@ -110,9 +110,9 @@ def test_notify_ready(tmp_path: Path) -> None:
     loop.close()
 
 
-def cmd_probe(loop: Loop, spec: ReadyCmd, answers: Answers) -> _ready.CmdProbe:
-    env = _proc.child_env({})
-    return _ready.CmdProbe(loop, spec, env, None, answers.on_ready, answers.on_failed)
+def cmd_probe(loop: Loop, spec: ReadyCmd, answers: Answers) -> probes.CmdProbe:
+    env = posix.child_env({})
+    return probes.CmdProbe(loop, spec, env, None, answers.on_ready, answers.on_failed)
 
 
 def test_cmd_runs_until_it_succeeds(tmp_path: Path) -> None:

@@ -23,17 +23,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from otree import _proc, logs, reexec
-from otree._loop import Loop, Timer
-from otree._services import Processes
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
 from otree.core.spec import Service, Supervisor, check_tree, walk
 from otree.errors import ConfigError, OtreeError
+from otree.reload import reloader
+from otree.runtime import output, posix
+from otree.runtime.loop import Loop, Timer
+from otree.runtime.processes import Processes
 
 if TYPE_CHECKING:
-    from otree.control import ControlServer
+    from otree.control.server import ControlServer
 
 ReplyCallback = Callable[[act.Reply], None]
 
@@ -63,7 +64,7 @@ class Runtime:
         socket: str | None = None,
         tree_source: str | None = None,
         reexec_argv: list[str] | None = None,
-        handoff: reexec.Handoff | None = None,
+        handoff: reloader.Handoff | None = None,
     ) -> None:
         self.tree = tree
         self.engine = Engine(tree, rng)
@@ -78,33 +79,33 @@ class Runtime:
         self._requests = itertools.count(1)
         self._interrupts = 0
         self._stderr_lines: set[str] = set()
-        self.console = logs.Console(self.loop, console)
-        self._stderr_is_console = logs.same_file(console, 2)
-        self.event_log: logs.EventLog | None = None
-        self.outputs: dict[str, logs.ServiceOutput] = {}
+        self.console = output.Console(self.loop, console)
+        self._stderr_is_console = output.same_file(console, 2)
+        self.event_log: output.EventLog | None = None
+        self.outputs: dict[str, output.ServiceOutput] = {}
         try:
             if events is not None:
-                self.event_log = logs.EventLog(events)
+                self.event_log = output.EventLog(events)
             services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
-            _proc.raise_fd_limit(4 * len(services) + 64)
+            posix.raise_fd_limit(4 * len(services) + 64)
             colour = self.console.tty and not os.environ.get("NO_COLOR")
-            prefixes = logs.prefixes([p for p, _ in services], colour)
+            prefixes = output.prefixes([p for p, _ in services], colour)
             for path, svc in services:
-                self.outputs[path] = logs.ServiceOutput(
+                self.outputs[path] = output.ServiceOutput(
                     path, self.console, prefixes[path], _log_file(path, svc, log_dir)
                 )
         except OSError as exc:
             self._close_files()
             raise OtreeError(f"cannot open {exc.filename}: {exc.strerror}") from None
         self.processes = Processes(self.loop, self._feed, self.console, self.outputs)
-        self.reloader = reexec.Reloader(
+        self.reloader = reloader.Reloader(
             self, argv=reexec_argv, tree_source=tree_source, handoff=handoff
         )
         self._fault = self.reloader.fault  # test-only (OTREE_TEST_FAULT); None otherwise
-        # control plane (otree.control): listening before the tree starts
+        # control plane (otree.control.server): listening before the tree starts
         self.control: ControlServer | None = None
         if socket is not None:
-            from otree.control import ControlServer, tree_info
+            from otree.control.server import ControlServer, tree_info
 
             inherited = None
             if handoff is not None and handoff.control_fd is not None:  # kept across the exec
@@ -141,7 +142,7 @@ class Runtime:
     def command(self, name: str, path: str = "", on_reply: ReplyCallback | None = None) -> None:
         """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer.
 
-        ``reload`` is the runtime's own: it re-execs otree (``otree.reexec``)."""
+        ``reload`` is the runtime's own: it re-execs otree (``otree.reload.reloader``)."""
         if name == "reload":
             self.reloader.request("reload", on_reply)
             return
@@ -155,7 +156,7 @@ class Runtime:
         """Every node in start order, root first (``started_at`` is ``loop.clock()`` time)."""
         return self.engine.status(self.loop.clock())
 
-    def tail(self, path: str, n: int = logs.RING_LINES) -> list[bytes]:
+    def tail(self, path: str, n: int = output.RING_LINES) -> list[bytes]:
         """The last ``n`` output lines of service ``path`` (KeyError if no such service)."""
         return self.outputs[path].tail(n)
 
@@ -196,10 +197,10 @@ class Runtime:
         loop.on_signal(signal.SIGTERM, self._on_term)
         loop.on_signal(signal.SIGINT, self._on_int)
         loop.on_signal(signal.SIGHUP, lambda _: self.reloader.request("SIGHUP", None))
-        reexec.unblock_signals()  # held back across a re-exec: delivered now
+        reloader.unblock_signals()  # held back across a re-exec: delivered now
         if self.subreaper or os.getpid() == 1:
             if self.subreaper:
-                _proc.set_subreaper()
+                posix.set_subreaper()
             loop.enable_sigchld()
         elif not hasattr(os, "pidfd_open"):
             loop.enable_sigchld()
@@ -228,9 +229,9 @@ class Runtime:
                 event = queue.popleft()
                 if self._fault is not None and self._fault.hits(event):
                     self._fault = None
-                    os.environ.pop(reexec.ENV_FAULT, None)
+                    os.environ.pop(reloader.ENV_FAULT, None)
                     queue.appendleft(event)  # not handled: in flight across the re-exec
-                    raise reexec.InjectedFault(f"{reexec.ENV_FAULT}: {event!r}")
+                    raise reloader.InjectedFault(f"{reloader.ENV_FAULT}: {event!r}")
                 for action in self.engine.handle(event, self.loop.clock()):
                     self._do(action)
         finally:
@@ -242,7 +243,7 @@ class Runtime:
         elif isinstance(action, act.Report):
             self._report(action)
         elif isinstance(action, act.Signal):
-            self.processes.signal(action.pid, _proc.signal_number(action.signal))
+            self.processes.signal(action.pid, posix.signal_number(action.signal))
         elif isinstance(action, act.Kill):
             self.processes.signal(action.pid, signal.SIGKILL)
         elif isinstance(action, act.SetTimer):
@@ -259,7 +260,7 @@ class Runtime:
             self.exit_code = action.code
             self.exit_message = action.message
             if self.reloader.guard_message is not None:
-                self.exit_code = reexec.EXIT_REEXEC
+                self.exit_code = reloader.EXIT_REEXEC
                 self.exit_message = self.reloader.guard_message
             self.loop.stop()
 
@@ -280,7 +281,7 @@ class Runtime:
         report = self.reloader.on_report(report)
         if self.event_log is not None:
             self.event_log.write(report.as_dict())
-        text = logs.describe_event(report.event, report.path, report.fields)
+        text = output.describe_event(report.event, report.path, report.fields)
         pid = report.fields.get("pid", -1)
         probing = self.processes.probing
         if report.event == "spawn" and pid in probing:
@@ -299,7 +300,7 @@ class Runtime:
         if text not in self._stderr_lines:
             self._stderr_lines.add(text)
             self.console.flush()
-            logs.stderr_line(text)
+            output.stderr_line(text)
 
     # --- the end ---------------------------------------------------------------
 
@@ -318,14 +319,14 @@ class Runtime:
         self.loop.close()
 
     def _close_files(self) -> None:
-        for output in self.outputs.values():
-            output.close()
+        for out in self.outputs.values():
+            out.close()
         if self.event_log is not None:
             self.event_log.close()
         self.console.close()
 
 
-def _log_file(path: str, svc: Service, log_dir: str | None) -> logs.RotatingFile | None:
+def _log_file(path: str, svc: Service, log_dir: str | None) -> output.RotatingFile | None:
     spec = svc.log
     file = spec.file if spec is not None else None
     if file is None and log_dir is not None:
@@ -333,8 +334,8 @@ def _log_file(path: str, svc: Service, log_dir: str | None) -> logs.RotatingFile
     if file is None:
         return None
     if spec is None:
-        return logs.RotatingFile(file, 10 * 1024 * 1024, 3)
-    return logs.RotatingFile(file, spec.max_bytes, spec.backups)
+        return output.RotatingFile(file, 10 * 1024 * 1024, 3)
+    return output.RotatingFile(file, spec.max_bytes, spec.backups)
 
 
 def run(
@@ -358,9 +359,9 @@ def run(
         runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper, socket=socket)
     except ConfigError as exc:
         for issue in exc.issues:
-            logs.stderr_line(str(issue))
+            output.stderr_line(str(issue))
         return 2
     except OtreeError as exc:
-        logs.stderr_line(str(exc))
+        output.stderr_line(str(exc))
         return 2
     return runtime.run()

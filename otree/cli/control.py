@@ -20,10 +20,10 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from otree import logs
-from otree._client import Client, NotRunning, find_running
-from otree._sockpath import default_socket, socket_dir
+from otree.control.client import Client, NotRunning, find_running
+from otree.control.sockets import default_socket, socket_dir
 from otree.errors import ControlError
+from otree.runtime import output
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -42,7 +42,7 @@ _STATE_COLOURS = {
 
 
 def _fail(message: str, code: int) -> int:
-    logs.stderr_line(message)
+    output.stderr_line(message)
     return code
 
 
@@ -246,9 +246,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
             raise
         except ControlError as exc:  # refused: an invalid file prints one line per issue
             first, *rest = str(exc).splitlines() or ["refused"]
-            logs.stderr_line(f"reload refused: {first}")
+            output.stderr_line(f"reload refused: {first}")
             for line in rest:
-                logs.stderr_line(line)
+                output.stderr_line(line)
             return EXIT_REFUSED
     print(render_reload(reply))
     return EXIT_OK
@@ -284,7 +284,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         ]
         prefix: dict[str, str] = {}
         if args.path not in services:  # several services: each line says whose it is
-            prefix = {p: b.decode() for p, b in logs.prefixes(services, _colour_on(out)).items()}
+            prefix = {p: b.decode() for p, b in output.prefixes(services, _colour_on(out)).items()}
         for message in _log_messages(client, args):
             if "line" in message:
                 path = str(message.get("path", ""))
@@ -293,7 +293,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                     out.flush()
             elif "dropped" in message:
                 out.flush()
-                logs.stderr_line(
+                output.stderr_line(
                     f"{message['dropped']} lines of {message.get('path')} skipped"
                     " (this reader fell behind)"
                 )

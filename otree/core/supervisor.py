@@ -1,6 +1,6 @@
 """One supervisor's state machine: plans, mailbox, restart decisions by strategy.
 
-See ``otree.core.nodes`` for the protocol between a node and its parent and
+See ``otree.core.node`` for the protocol between a node and its parent and
 for how a supervisor works through its plans (R38).
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Union
 from otree.core import actions as act
 from otree.core.intensity import RestartWindow
 from otree.core.rules import AUTO_SHUTDOWN_FIRES, GROUP, RESTART_AFTER
-from otree.core.service_node import (
+from otree.core.service import (
     DEAD,
     EXITED,
     RESTARTING,

@@ -16,11 +16,11 @@ Loading goes in three steps, and every step reports *all* its problems:
 3. cross-field rules: :func:`otree.core.spec.check_tree`.
 
 Each problem becomes an :class:`~otree.errors.Issue` with the file, the line
-found by :mod:`otree._keylines` and the key path; one :class:`ConfigError`
+found by :mod:`otree.config.keylines` and the key path; one :class:`ConfigError`
 carries them all, in line order.
 
 Python trees (``file.py:attr``, ``module:attr``) are loaded by
-:mod:`otree._pytree`; :func:`load_tree` picks the right loader.
+:mod:`otree.config.pytree`; :func:`load_tree` picks the right loader.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
-from otree._keylines import KeyLines, Keys
-from otree._pytree import load_target
+from otree.config.keylines import KeyLines, Keys
+from otree.config.pytree import load_target
 from otree.core.spec import (
     RESERVED_NAMES,
     ROOT_FIELDS,

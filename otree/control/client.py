@@ -1,4 +1,4 @@
-"""The blocking client of the control socket, for the CLI (``otree.ctl``)."""
+"""The blocking client of the control socket, for the CLI (``otree.cli.control``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from otree._codec import MAX_REPLY, Decoder, ProtocolError, encode
-from otree._sockpath import socket_dir
+from otree.control.protocol import MAX_REPLY, Decoder, ProtocolError, encode
+from otree.control.sockets import socket_dir
 from otree.errors import ControlError
 
 _RECV = 64 * 1024

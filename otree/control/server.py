@@ -1,12 +1,12 @@
 """The control socket: where ``otree status|start|stop|restart|logs|shutdown|reload`` meet a tree.
 
 A Unix stream socket, mode 0600, speaking the JSON-lines protocol of
-``otree._codec``. The server lives in the runtime's loop: accepting, reading
+``otree.control.protocol``. The server lives in the runtime's loop: accepting, reading
 and writing never block, each client's unsent output is bounded (a client
 that stops reading while replies pile up is dropped; lines it follows are
 skipped and counted instead), and a bad request costs its sender an error
-reply, never the server. The client (``otree._client``) is plain blocking
-code for the CLI; where the socket lives is ``otree._sockpath``'s business.
+reply, never the server. The client (``otree.control.client``) is plain blocking
+code for the CLI; where the socket lives is ``otree.control.sockets``'s business.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from otree._client import Client, NotRunning, connect, find_running
-from otree._codec import (
+from otree.control.client import Client, NotRunning, connect, find_running
+from otree.control.logview import LogView
+from otree.control.protocol import (
     MAX_REQUEST,
     Decoder,
     ProtocolError,
@@ -30,8 +31,7 @@ from otree._codec import (
     ok_reply,
     parse_request,
 )
-from otree._logtail import LogView
-from otree._sockpath import (
+from otree.control.sockets import (
     bind_socket,
     default_socket,
     ensure_private_dir,
@@ -42,7 +42,7 @@ from otree._sockpath import (
 )
 from otree.core.actions import Reply
 from otree.core.engine import NodeStatus
-from otree.logs import ServiceOutput
+from otree.runtime.output import ServiceOutput
 
 __all__ = [
     "Backend",
@@ -80,7 +80,7 @@ class LoopLike(Protocol):
 
 
 class Backend(Protocol):
-    """What the server needs from the runtime (``otree.runtime.Runtime`` is one)."""
+    """What the server needs from the runtime (``otree.runtime.driver.Runtime`` is one)."""
 
     @property
     def outputs(self) -> Mapping[str, ServiceOutput]: ...
@@ -403,7 +403,7 @@ class ControlServer:
     def handoff_waiting(self) -> list[tuple[int, int]]:
         """For a re-exec, before ``handoff()``: ``(fd, request id)`` of each client waiting for
         the answer to ``reload``, as an inheritable duplicate of its connection. The new image
-        answers on it (``otree.reexec``) once the reloaded tree is ready."""
+        answers on it (``otree.reload.reloader``) once the reloaded tree is ready."""
         out = []
         for conn, rid in self._reloads:
             if self._conns.get(conn.fd) is conn:

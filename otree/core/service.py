@@ -1,6 +1,6 @@
 """One service's state machine, the states every node goes through, and their base.
 
-See ``otree.core.nodes`` for the protocol between a node and its parent.
+See ``otree.core.node`` for the protocol between a node and its parent.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service, Supervisor
 
 if TYPE_CHECKING:
     from otree.core.engine import Engine
-    from otree.core.supervisor_node import SupNode
+    from otree.core.supervisor import SupNode
 
 # node states
 STOPPED = "stopped"  # not running: never started, stopped by otree, or gave up

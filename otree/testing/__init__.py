@@ -13,7 +13,9 @@ See docs/testing.md for a guide.
 
 from __future__ import annotations
 
-from otree._sim import (
+from typing import TYPE_CHECKING, Any
+
+from otree.testing._simulator import (
     FAIL_START_REASON,
     HOWS,
     EngineFactory,
@@ -22,18 +24,46 @@ from otree._sim import (
     Trace,
     simulate,
 )
-from otree._strategies import (
-    backoffs,
-    crash_schedules,
-    logs,
-    names,
-    readies,
-    service_paths,
-    services,
-    shutdowns,
-    supervisors,
-    trees,
+
+if TYPE_CHECKING:
+    from otree.testing._strategies import (
+        backoffs,
+        crash_schedules,
+        logs,
+        names,
+        readies,
+        service_paths,
+        services,
+        shutdowns,
+        supervisors,
+        trees,
+    )
+
+# The strategies need hypothesis (the ``test`` extra); the simulator does not, so
+# they load on first use (PEP 562).
+_STRATEGIES = frozenset(
+    {
+        "backoffs",
+        "crash_schedules",
+        "logs",
+        "names",
+        "readies",
+        "service_paths",
+        "services",
+        "shutdowns",
+        "supervisors",
+        "trees",
+    }
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STRATEGIES:
+        from otree.testing import _strategies
+
+        return getattr(_strategies, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FAIL_START_REASON",

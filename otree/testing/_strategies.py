@@ -18,7 +18,6 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from otree._sim import HOWS
 from otree.core.spec import (
     RESERVED_NAMES,
     STOP_SIGNALS,
@@ -35,6 +34,7 @@ from otree.core.spec import (
     Supervisor,
     walk,
 )
+from otree.testing._simulator import HOWS
 
 _NICE_NAMES = ("db", "web", "api", "worker", "cache", "queue", "job", "w1", "w2", "w3", "a", "b")
 _TARGET_RE = r"[a-z]{1,5}(\.[a-z]{1,5})?:[a-z_]{1,6}"

@@ -17,9 +17,9 @@ import signal
 import socket
 from collections.abc import Callable, Mapping
 
-from otree import _proc
-from otree._loop import Loop, Timer
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
+from otree.runtime import posix
+from otree.runtime.loop import Loop, Timer
 
 TCP_RETRY = 0.05
 
@@ -208,8 +208,8 @@ class CmdProbe(Probe):
         if self.done:
             return
         try:
-            pid = _proc.spawn(self.argv, self.env, self.cwd)
-        except _proc.SpawnError as exc:
+            pid = posix.spawn(self.argv, self.env, self.cwd)
+        except posix.SpawnError as exc:
             self._failed(f"ready cmd: {exc}")
             return
         self._pid = pid
@@ -231,4 +231,4 @@ class CmdProbe(Probe):
             self._timer = None
         if self._pid is not None:
             # still watched: the loop reaps it (and its group) once it is gone
-            _proc.send_signal(self._pid, signal.SIGKILL)
+            posix.send_signal(self._pid, signal.SIGKILL)

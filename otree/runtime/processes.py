@@ -17,10 +17,11 @@ import signal
 import sys
 from collections.abc import Callable
 
-from otree import _proc, _ready, logs
-from otree._loop import Loop
 from otree.core import events as ev
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyNotify, ReadyTcp, Service, service_argv
+from otree.runtime import posix, probes
+from otree.runtime.loop import Loop
+from otree.runtime.output import READ_SIZE, Console, ServiceOutput
 
 Feed = Callable[[ev.Event], None]
 
@@ -30,12 +31,12 @@ class Process:
 
     __slots__ = ("output", "path", "pid", "pipe", "probe")
 
-    def __init__(self, path: str, pid: int, pipe: int, output: logs.ServiceOutput) -> None:
+    def __init__(self, path: str, pid: int, pipe: int, output: ServiceOutput) -> None:
         self.path = path
         self.pid = pid
         self.pipe = pipe
         self.output = output
-        self.probe: _ready.Probe | None = None
+        self.probe: probes.Probe | None = None
 
 
 class Processes:
@@ -45,15 +46,15 @@ class Processes:
         self,
         loop: Loop,
         feed: Feed,
-        console: logs.Console,
-        outputs: dict[str, logs.ServiceOutput],
+        console: Console,
+        outputs: dict[str, ServiceOutput],
     ) -> None:
         self.loop = loop
         self.feed = feed
         self.console = console
         self.outputs = outputs
         self.procs: dict[int, Process] = {}
-        self.pipes: dict[int, logs.ServiceOutput] = {}
+        self.pipes: dict[int, ServiceOutput] = {}
         #: PIDs whose readiness check runs (shown as 'waiting until ready' on the console)
         self.probing: dict[int, str] = {}
         self._notify_dir: str | None = None
@@ -64,19 +65,19 @@ class Processes:
     def spawn(self, path: str, spec: Service) -> None:
         """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
         output = self._output(path)
-        notify: _ready.NotifyProbe | None = None
+        notify: probes.NotifyProbe | None = None
         if isinstance(spec.ready, ReadyNotify):
             try:
                 notify = self._notify_probe(path)
             except OSError as exc:
                 self.feed(ev.SpawnFailed(path, f"cannot create the notify socket: {exc}"))
                 return
-        env = _proc.child_env(spec.environ, notify.path if notify else None)
+        env = posix.child_env(spec.environ, notify.path if notify else None)
         argv = service_argv(spec, sys.executable)
-        r, w = _proc.pipe()
+        r, w = posix.pipe()
         try:
-            pid = _proc.spawn(argv, env, spec.cwd, output=w)
-        except _proc.SpawnError as exc:
+            pid = posix.spawn(argv, env, spec.cwd, output=w)
+        except posix.SpawnError as exc:
             os.close(r)
             if notify is not None:
                 notify.cancel()
@@ -106,19 +107,19 @@ class Processes:
             return  # already gone: its Exited is on the way or was handled
         if proc.probe is not None:
             proc.probe.cancel()
-        _proc.send_signal(pid, signum, self.loop.pidfd(pid))
+        posix.send_signal(pid, signum, self.loop.pidfd(pid))
 
     def kill_all(self) -> None:
         """SIGKILL every process group still alive (last resort)."""
         for pid in list(self.procs):
-            _proc.send_signal(pid, signal.SIGKILL)
+            posix.send_signal(pid, signal.SIGKILL)
 
     def close(self) -> None:
         """Kill and reap what is left (normally nothing), drain and close every pipe."""
         for pid, proc in list(self.procs.items()):
             if proc.probe is not None:
                 proc.probe.cancel()
-            _proc.send_signal(pid, signal.SIGKILL)
+            posix.send_signal(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.procs.clear()
@@ -134,7 +135,7 @@ class Processes:
                 os.rmdir(self._notify_dir)
             self._notify_dir = None
 
-    # --- self-reload (otree.reexec) ---------------------------------------------------
+    # --- self-reload (otree.reload.reloader) ---------------------------------------------------
 
     def handoff(self) -> tuple[list[tuple[str, int | None, int, bytes]], list[int]]:
         """Before ``os.execv``: every open output pipe as ``(path, main pid or None, fd,
@@ -176,17 +177,15 @@ class Processes:
             self.procs[pid] = proc
             self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
 
-    def _output(self, path: str) -> logs.ServiceOutput:
+    def _output(self, path: str) -> ServiceOutput:
         output = self.outputs.get(path)
         if output is None:  # a service the tree did not have at start (a reload, later)
-            output = self.outputs[path] = logs.ServiceOutput(
-                path, self.console, f"{path} | ".encode()
-            )
+            output = self.outputs[path] = ServiceOutput(path, self.console, f"{path} | ".encode())
         return output
 
     # --- probes -----------------------------------------------------------------
 
-    def _probe(self, proc: Process, spec: Service, env: dict[str, str]) -> _ready.Probe:
+    def _probe(self, proc: Process, spec: Service, env: dict[str, str]) -> probes.Probe:
         path, pid = proc.path, proc.pid
 
         def ready() -> None:
@@ -197,13 +196,13 @@ class Processes:
 
         ready_spec = spec.ready
         if isinstance(ready_spec, ReadyDelay):
-            return _ready.DelayProbe(self.loop, ready_spec, ready, failed)
+            return probes.DelayProbe(self.loop, ready_spec, ready, failed)
         if isinstance(ready_spec, ReadyTcp):
-            return _ready.TcpProbe(self.loop, ready_spec, ready, failed)
+            return probes.TcpProbe(self.loop, ready_spec, ready, failed)
         assert isinstance(ready_spec, ReadyCmd)
-        return _ready.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
+        return probes.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
 
-    def _notify_probe(self, path: str) -> _ready.NotifyProbe:
+    def _notify_probe(self, path: str) -> probes.NotifyProbe:
         if self._notify_dir is None:
             import tempfile  # only with notify services: it is slow to import
 
@@ -212,7 +211,7 @@ class Processes:
                 base = None
             self._notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
         sock_path = os.path.join(self._notify_dir, f"{next(self._notify_seq)}.sock")
-        probe: _ready.NotifyProbe
+        probe: probes.NotifyProbe
 
         def ready() -> None:
             self.feed(ev.Ready(path, probe.pid))
@@ -220,7 +219,7 @@ class Processes:
         def failed(reason: str) -> None:
             self.feed(ev.ReadyFailed(path, probe.pid, reason))
 
-        probe = _ready.NotifyProbe(self.loop, sock_path, ready, failed)
+        probe = probes.NotifyProbe(self.loop, sock_path, ready, failed)
         return probe
 
     # --- output and exits ----------------------------------------------------------
@@ -234,12 +233,12 @@ class Processes:
         if output is not None:
             self._pull(fd, output, rounds=16, until_short=False)
 
-    def _pull(self, fd: int, output: logs.ServiceOutput, rounds: int, until_short: bool) -> None:
+    def _pull(self, fd: int, output: ServiceOutput, rounds: int, until_short: bool) -> None:
         """Read up to ``rounds`` chunks of ``fd`` into ``output`` (stop early at a short read
         when ``until_short``); close the pipe at its end."""
         for _ in range(rounds):
             try:
-                data = os.read(fd, logs.READ_SIZE)
+                data = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 return
             except OSError:
@@ -248,7 +247,7 @@ class Processes:
                 self._close_pipe(fd)
                 return
             output.feed(fd, data)
-            if until_short and len(data) < logs.READ_SIZE:
+            if until_short and len(data) < READ_SIZE:
                 return
 
     def _close_pipe(self, fd: int) -> None:
@@ -263,5 +262,5 @@ class Processes:
         if proc.probe is not None:
             proc.probe.cancel()
         self._drain(proc.pipe)
-        code, sig = _proc.describe_status(status)
+        code, sig = posix.describe_status(status)
         self.feed(ev.Exited(proc.path, proc.pid, code, sig))

@@ -21,7 +21,7 @@ The machines live in ``service_node`` (the states, ``NodeBase``,
 
 from __future__ import annotations
 
-from otree.core.service_node import (
+from otree.core.service import (
     ALIVE,
     DEAD,
     EXITED,
@@ -34,7 +34,7 @@ from otree.core.service_node import (
     ServiceNode,
     Step,
 )
-from otree.core.supervisor_node import Child, SupNode
+from otree.core.supervisor import Child, SupNode
 
 __all__ = [
     "ALIVE",

@@ -10,8 +10,8 @@ busy: at most ``QUIET_WAIT`` seconds, else it is refused as busy), then
 checks the loop guard (a fourth re-exec within ``GUARD_WINDOW`` seconds stops
 the tree in order and ``otree run`` exits 4). A fatal error cannot wait: it
 re-execs at once, and the new image restarts whatever was caught mid-start
-or mid-stop. The handoff (:mod:`otree._handoff`): the engine snapshot
-(:func:`otree.core.handoff.snapshot`), the running tree, every output pipe
+or mid-stop. The handoff (:mod:`otree.reload.document`): the engine snapshot
+(:func:`otree.core.snapshot.snapshot`), the running tree, every output pipe
 with its unfinished last line and the PID writing it, exits seen but not yet
 handled, the control socket, the clients waiting for ``reload``'s answer,
 every other client with no command in flight (what it had yet to receive,
@@ -28,7 +28,7 @@ was running), builds the runtime on the inherited control socket, watches
 every inherited PID again (a child that died meanwhile is a zombie of ours:
 its exit is seen at once), refills the ring buffers, serves the handed-over
 clients again, re-registers the pipes, unblocks the signals and
-feeds :func:`otree.core.handoff.resume`'s actions: ``reexec``, an ``adopt``
+feeds :func:`otree.core.snapshot.resume`'s actions: ``reexec``, an ``adopt``
 per kept child, stops, starts, ``tree_ready``. Then the waiting ``otree
 reload`` clients get their answer.
 """
@@ -43,21 +43,21 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from otree import logs
-from otree._codec import encode, error_reply, ok_reply
+from otree.control.protocol import encode, error_reply, ok_reply
 from otree.core import actions as act
 from otree.core import events as ev
-from otree.core import handoff as core_handoff
-from otree.core.nodes import EXITED, RESTARTING, RUNNING, STARTING, STOPPED, SupNode
+from otree.core import snapshot as core_snapshot
+from otree.core.node import EXITED, RESTARTING, RUNNING, STARTING, STOPPED, SupNode
 from otree.errors import ConfigError, OtreeError, ReexecError
+from otree.runtime.output import stderr_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from otree._handoff import ENV_FAULT, Handoff, InjectedFault
-    from otree.control import HandedClient
+    from otree.control.server import HandedClient
     from otree.core.spec import Supervisor
-    from otree.runtime import Runtime
+    from otree.reload.document import ENV_FAULT, Handoff, InjectedFault
+    from otree.runtime.driver import Runtime
 
     ReplyCallback = Callable[[act.Reply], None]
 
@@ -106,9 +106,9 @@ _HANDOFF_ENV = ("OTREE_HANDOFF_FD", "OTREE_TEST_FAULT")
 
 def __getattr__(name: str) -> object:
     if name in ("ENV_FAULT", "Handoff", "InjectedFault"):
-        from otree import _handoff
+        from otree.reload import document
 
-        return getattr(_handoff, name)
+        return getattr(document, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -116,18 +116,18 @@ def inherited() -> Handoff | None:
     """The handoff of the image before, if this process is a re-exec (see ``_handoff``)."""
     if _HANDOFF_ENV[0] not in os.environ:
         return None
-    from otree import _handoff
+    from otree.reload import document
 
-    return _handoff.read_inherited()
+    return document.read_inherited()
 
 
 def give_up(message: str) -> int:
     """A re-exec cannot be completed: say why, stop every child of ours, return 4."""
-    logs.stderr_line(f"cannot take over after the re-exec: {message}")
-    logs.stderr_line("stopping the children left running (they are not orphaned)")
-    from otree import _handoff
+    stderr_line(f"cannot take over after the re-exec: {message}")
+    stderr_line("stopping the children left running (they are not orphaned)")
+    from otree.reload import document
 
-    _handoff.stop_children()
+    document.stop_children()
     return EXIT_REEXEC
 
 
@@ -163,9 +163,9 @@ class Reloader:
         self.history: list[float] = list(handoff.history) if handoff else []
         self.fault = None
         if _HANDOFF_ENV[1] in os.environ:
-            from otree import _handoff
+            from otree.reload import document
 
-            self.fault = _handoff.FaultHook.from_env()
+            self.fault = document.FaultHook.from_env()
         #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
         self.guard_message: str | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
@@ -204,7 +204,7 @@ class Reloader:
                 " run it with 'otree run TREE' to reload it"
             )
         if self.tree_source is not None:
-            from otree.config import load_tree
+            from otree.config.loader import load_tree
 
             try:
                 load_tree(self.tree_source)
@@ -219,9 +219,9 @@ class Reloader:
                 on_reply(act.Reply(0, False, error))
             else:
                 first, _, rest = error.partition("\n")
-                logs.stderr_line(f"reload ({reason}) refused: {first}")
+                stderr_line(f"reload ({reason}) refused: {first}")
                 for line in rest.splitlines():
-                    logs.stderr_line(line)
+                    stderr_line(line)
 
     def _when_quiet(self) -> None:
         if not self._waiters:
@@ -305,7 +305,7 @@ class Reloader:
         reason = _clip(f"fatal: {type(exc).__name__}: {exc}")
         now = time.monotonic()
         recent = [t for t in self.history if now - t < GUARD_WINDOW]
-        logs.stderr_line(f"internal error; re-executing to recover ({reason})")
+        stderr_line(f"internal error; re-executing to recover ({reason})")
         if len(recent) >= GUARD_COUNT:
             self._trip(reason, len(recent) + 1)
             return True
@@ -320,8 +320,8 @@ class Reloader:
     # --- old image: the exec ---------------------------------------------------------
 
     def _exec(self, reason: str, history: list[float]) -> None:
-        from otree import _handoff
-        from otree._handoff import Handoff
+        from otree.reload import document
+        from otree.reload.document import Handoff
 
         rt = self.rt
         assert self.argv is not None
@@ -329,9 +329,9 @@ class Reloader:
         exits = [e for e in rt._queue if isinstance(e, ev.Exited)]
         h = Handoff(
             reason=reason,
-            engine=core_handoff.snapshot(rt.engine),
+            engine=core_snapshot.snapshot(rt.engine),
             tree=rt.tree,
-            procs=[_handoff.Inherited(p, pid, fd, part) for p, pid, fd, part in pipes],
+            procs=[document.Inherited(p, pid, fd, part) for p, pid, fd, part in pipes],
             exits=exits,
             strays=strays,
             history=history,
@@ -350,7 +350,7 @@ class Reloader:
         memfd = -1
         old_mask: set[int | signal.Signals] | None = None
         try:
-            memfd = _handoff.write_fd(_handoff.to_data(h))
+            memfd = document.write_fd(document.to_data(h))
             for fd in fds:
                 os.set_inheritable(fd, True)
             rt.console.flush()
@@ -358,10 +358,10 @@ class Reloader:
                 with contextlib.suppress(Exception):
                     stream.flush()
             old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
-            os.environ[_handoff.ENV_FD] = str(memfd)
+            os.environ[document.ENV_FD] = str(memfd)
             os.execv(self.argv[0], self.argv)
         except BaseException as exc:
-            os.environ.pop(_handoff.ENV_FD, None)
+            os.environ.pop(document.ENV_FD, None)
             if old_mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             if memfd >= 0:
@@ -377,7 +377,7 @@ class Reloader:
             raise
 
     def _restore_control(self, fd: int) -> None:
-        from otree.control import ControlServer
+        from otree.control.server import ControlServer
 
         old = self.rt.control
         assert old is not None
@@ -401,9 +401,9 @@ class Reloader:
         h = self.handoff
         assert h is not None
         rt = self.rt
-        from otree import _handoff
+        from otree.reload import document
 
-        _handoff.hold_for_tests()
+        document.hold_for_tests()
         for fd, _ in h.waiting:
             with contextlib.suppress(OSError):
                 os.set_inheritable(fd, False)
@@ -436,7 +436,7 @@ class Reloader:
         for pid in live - set(known):  # started, but the engine never heard of it: not ours
             rt.processes.signal(pid, signal.SIGKILL)
         try:
-            actions = core_handoff.resume(rt.engine, h.engine, rt.loop.clock(), h.reason)
+            actions = core_snapshot.resume(rt.engine, h.engine, rt.loop.clock(), h.reason)
         except (KeyError, TypeError, ValueError) as exc:
             raise ReexecError(f"the engine snapshot cannot be used ({exc!r})") from None
         # exits seen before the exec, then any process lost track of (an exit whose
@@ -500,8 +500,8 @@ def keep_running_tree(h: Handoff, exc: OtreeError) -> Supervisor:
     """The re-read tree cannot be used in the new image: say why, keep the one that ran."""
     issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
     for line in issues:
-        logs.stderr_line(line)
-    logs.stderr_line("the tree file is invalid now; keeping the tree that was running")
+        stderr_line(line)
+    stderr_line("the tree file is invalid now; keeping the tree that was running")
     h.config_errors = issues
     return h.tree
 

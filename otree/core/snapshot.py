@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from otree.core import actions as act
-from otree.core.nodes import (
+from otree.core.node import (
     EXITED,
     RESTARTING,
     RUNNING,

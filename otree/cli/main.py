@@ -1,4 +1,4 @@
-"""The ``otree`` command: ``run`` and ``check``; the control commands are ``otree.ctl``'s.
+"""The ``otree`` command: ``run`` and ``check``; the control commands are ``otree.cli.control``'s.
 
 Exit codes of ``otree run``: 0 shutdown (requested or automatic), 1 the root
 gave up, 2 bad input (nothing starts), 3 the initial start failed, 4 the
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from otree.errors import ConfigError, OtreeError
-from otree.logs import stderr_line
+from otree.runtime.output import stderr_line
 
 EXIT_USAGE = 2
 EXIT_BUG = 70
@@ -67,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _load(arg: str) -> object:
-    from otree.config import load_tree
+    from otree.config.loader import load_tree
 
     return load_tree(arg)
 
@@ -79,25 +79,25 @@ def _print_issues(exc: ConfigError) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from otree import reexec
-    from otree.control import run_socket
+    from otree.control.server import run_socket
     from otree.core.spec import Supervisor
     from otree.errors import ReexecError
-    from otree.runtime import Runtime
+    from otree.reload import reloader
+    from otree.runtime.driver import Runtime
 
     # only an otree that is its process's own command line can re-exec itself
     own = bool(getattr(args, "own_process", False))
     try:
-        handoff = reexec.inherited() if own else None  # set when otree re-executed itself
+        handoff = reloader.inherited() if own else None  # set when otree re-executed itself
     except ReexecError as exc:
-        return reexec.give_up(str(exc))
+        return reloader.give_up(str(exc))
     try:
         try:
             tree = _load(args.tree)
         except ConfigError as exc:
             if handoff is None:
                 raise
-            tree = reexec.keep_running_tree(handoff, exc)
+            tree = reloader.keep_running_tree(handoff, exc)
         assert isinstance(tree, Supervisor)
         runtime = Runtime(
             tree,
@@ -106,14 +106,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             subreaper=args.subreaper,
             socket=run_socket(args.tree, args.socket),  # control plane
             tree_source=args.tree,
-            reexec_argv=reexec.exec_argv() if own else None,
+            reexec_argv=reloader.exec_argv() if own else None,
             handoff=handoff,
         )
     except ConfigError as exc:
         return _print_issues(exc)
     except OtreeError as exc:
         if handoff is not None:
-            return reexec.give_up(str(exc))
+            return reloader.give_up(str(exc))
         stderr_line(str(exc))
         return EXIT_USAGE
     except Exception:
@@ -122,13 +122,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         import traceback
 
         traceback.print_exc()
-        return reexec.give_up("an internal error while taking over (traceback above)")
+        return reloader.give_up("an internal error while taking over (traceback above)")
     return runtime.run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from otree.config.render import render_tree
     from otree.core.spec import Supervisor
-    from otree.render import render_tree
 
     try:
         tree = _load(args.tree)
@@ -160,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
     check.set_defaults(func=cmd_check)
 
-    from otree import ctl  # control plane: status, start, stop, restart, logs, shutdown
+    from otree.cli import control  # control plane: status, start, stop, restart, logs, shutdown
 
-    ctl.add_commands(sub)
+    control.add_commands(sub)
     return parser
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from otree.control import HandedClient
+from otree.control.server import HandedClient
 from otree.core import events as ev
 from otree.core.spec import (
     READY_KINDS,

@@ -1,0 +1,4 @@
+"""Tree sources -> specs: TOML files (file, line and key path in every error) and Python trees.
+
+Loading starts nothing.
+"""

@@ -1,0 +1,1 @@
+"""The control socket: sans-IO protocol, the server in the loop, the client, socket placement."""

@@ -1,0 +1,1 @@
+"""Self-reload across ``os.execv``: the handoff document and both images' halves."""

@@ -1,0 +1,1 @@
+"""The only code that forks, execs, waits and signals: it carries out the engine's actions."""

@@ -1,10 +1,34 @@
-"""otree's error types: one base, translated to messages at the boundary."""
+"""otree's error types, one base translated to messages at the boundary; and its exit codes."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 import attrs
+
+
+class ExitCode(enum.IntEnum):
+    """Every exit code otree uses: ``otree run``'s, and the client commands' (the one table).
+
+    ``otree run``: ``OK`` after a requested or automatic shutdown, ``GAVE_UP``
+    when the root gave up, ``USAGE`` for bad input (nothing starts),
+    ``START_FAILED`` when the initial start failed, ``REEXEC`` when the re-exec
+    guard tripped or a re-exec could not be completed, ``BUG`` for a bug in
+    otree (a traceback and a request to report it), ``BROKEN_PIPE`` when its
+    stdout was closed. A client command: ``OK`` done, ``REFUSED`` the tree
+    refused the request, ``USAGE`` bad arguments, ``NOT_RUNNING`` no tree answers.
+    """
+
+    OK = 0
+    GAVE_UP = 1
+    REFUSED = 1
+    USAGE = 2
+    START_FAILED = 3
+    NOT_RUNNING = 3
+    REEXEC = 4
+    BUG = 70
+    BROKEN_PIPE = 141
 
 
 class OtreeError(Exception):

@@ -17,7 +17,7 @@ from otree.core.spec import (
     check_tree,
 )
 from otree.errors import ConfigError, OtreeError
-from otree.runtime.driver import run
+from otree.launch import run
 
 
 def load(path: str) -> Supervisor:

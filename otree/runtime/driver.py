@@ -18,7 +18,6 @@ import itertools
 import os
 import random
 import signal
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -26,8 +25,8 @@ from typing import TYPE_CHECKING
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
-from otree.core.spec import Service, Supervisor, check_tree, walk
-from otree.errors import ConfigError, OtreeError
+from otree.core.spec import Service, Supervisor, walk
+from otree.errors import OtreeError
 from otree.reload import reloader
 from otree.runtime import output, posix
 from otree.runtime.loop import Loop, Timer
@@ -336,32 +335,3 @@ def _log_file(path: str, svc: Service, log_dir: str | None) -> output.RotatingFi
     if spec is None:
         return output.RotatingFile(file, 10 * 1024 * 1024, 3)
     return output.RotatingFile(file, spec.max_bytes, spec.backups)
-
-
-def run(
-    tree: Supervisor,
-    *,
-    events: str | None = None,
-    log_dir: str | None = None,
-    socket: str | None = None,
-    subreaper: bool = False,
-) -> int:
-    """Run ``tree`` in the foreground until it stops; return ``otree run``'s exit code.
-
-    An invalid tree prints its issues to stderr and returns 2 (nothing starts).
-    ``socket`` names the control socket (default: ``$OTREE_SOCKET``; neither: no socket).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        raise OtreeError("otree.run() must be called from the main thread (it handles signals)")
-    socket = socket or os.environ.get("OTREE_SOCKET") or None
-    try:
-        check_tree(tree)
-        runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper, socket=socket)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            output.stderr_line(str(issue))
-        return 2
-    except OtreeError as exc:
-        output.stderr_line(str(exc))
-        return 2
-    return runtime.run()

@@ -396,7 +396,7 @@ def test_python_run_serves_the_socket(tmp_path: Path, sock: str) -> None:
     script.write_text(
         "import sys\n"
         "from otree.core.spec import Service, Supervisor\n"
-        "from otree.runtime.driver import run\n"
+        "from otree.launch import run\n"
         "tree = Supervisor('root', children=[Service('x', cmd=['sleep', '600'])])\n"
         "raise SystemExit(run(tree, socket=sys.argv[1]))\n"
     )

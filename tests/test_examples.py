@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import OtreeProc, pid_alive, wait_until
-from runtime.treefiles import free_port
+from support.treefiles import free_port
 
 Run = Callable[..., OtreeProc]
 

@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from conftest import DEADLINE, OtreeProc
+from support import procfs
 
 from otree.control.client import Client, NotRunning
 from otree.errors import ControlError
 
-from . import chaostree, procfs
+from . import chaostree
 from .invariants import Command
 
 #: a zombie child of otree must be reaped within this many seconds

@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 from conftest import DEADLINE, OtreeProc, marked_pids, pid_alive, wait_until
+from support import procfs
 
 from otree.config.loader import load
 from otree.control.client import Client
 from otree.errors import ControlError
 
-from . import chaostree, procfs
+from . import chaostree
 from .chaos import Chaos, otree_cli, status, wait_quiet
 from .invariants import Tree, check_all, live_services
 

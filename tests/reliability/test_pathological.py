@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import OtreeProc, pid_alive, wait_until
+from support import procfs
 
-from . import procfs
 from .chaos import otree_cli, status
 
 RunOtree = Callable[..., OtreeProc]

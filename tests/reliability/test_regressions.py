@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import OtreeProc, wait_until
+from support import procfs
 
-from . import procfs
 from .chaos import otree_cli, status
 
 RunOtree = Callable[..., OtreeProc]

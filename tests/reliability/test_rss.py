@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEADLINE, OtreeProc
-
-from . import procfs
+from support import procfs
 
 RunOtree = Callable[..., OtreeProc]
 #: allowed growth of otree's RSS between the warm-up and the end

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import OtreeProc, wait_until
-from treefiles import argv, prog, write_tree
+from support.treefiles import argv, prog, write_tree
 
 Run = Callable[..., OtreeProc]
 

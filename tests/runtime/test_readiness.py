@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import OtreeProc, pid_alive
-from treefiles import argv, free_port, prog, write_tree
+from support.treefiles import argv, free_port, prog, write_tree
 
 Run = Callable[..., OtreeProc]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import OtreeProc, pid_alive, wait_until
-from treefiles import prog, write_tree
+from support.treefiles import prog, write_tree
 
 Run = Callable[..., OtreeProc]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import DEADLINE, OtreeProc, pid_alive, wait_until
-from harness import short_dir
+from support.harness import short_dir
 
 RunOtree = Callable[..., OtreeProc]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Served, short_dir
+from support.harness import Served, short_dir
 
 from otree.cli import control
 from otree.cli.main import run_cli

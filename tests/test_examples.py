@@ -9,8 +9,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import OtreeProc, pid_alive, wait_until
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
 from support.treefiles import free_port
+from support.waits import wait_until
 
 Run = Callable[..., OtreeProc]
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEADLINE, OtreeProc, pid_alive, wait_until
 from support.harness import short_dir
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
+from support.waits import DEADLINE, wait_until
 
 RunOtree = Callable[..., OtreeProc]
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import OtreeProc
+from support.otreeproc import OtreeProc
 
 import otree
 from otree.cli import main

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.harness import FakeBackend, ManualLoop, Served, short_dir
+from support.waits import wait_until
 
 from otree.control.protocol import encode
 from otree.control.server import Client, ControlServer, NotRunning, bind_socket, status_payload

@@ -1,1 +1,1 @@
-"""The reliability suite (a package, so that its conftest does not shadow ``tests/conftest``)."""
+"""The reliability suite (a package: its helper modules are imported relatively)."""

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import DEADLINE, OtreeProc
 from support import procfs
+from support.otreeproc import OtreeProc
+from support.waits import DEADLINE
 
 from otree.control.client import Client, NotRunning
 from otree.errors import ControlError

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEADLINE, OtreeProc, marked_pids, pid_alive, wait_until
 from support import procfs
+from support.leaks import marked_pids
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
+from support.waits import DEADLINE, wait_until
 
 from otree.config.loader import load
 from otree.control.client import Client

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DEADLINE, OtreeProc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.otreeproc import OtreeProc
+from support.waits import DEADLINE
 
 from otree.cli.main import run_cli
 from otree.control.client import Client

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import OtreeProc, pid_alive, wait_until
 from support import procfs
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
+from support.waits import wait_until
 
 from .chaos import otree_cli, status
 

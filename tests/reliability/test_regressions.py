@@ -6,8 +6,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import OtreeProc, wait_until
 from support import procfs
+from support.otreeproc import OtreeProc
+from support.waits import wait_until
 
 from .chaos import otree_cli, status
 

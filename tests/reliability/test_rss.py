@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DEADLINE, OtreeProc
 from support import procfs
+from support.otreeproc import OtreeProc
+from support.waits import DEADLINE
 
 RunOtree = Callable[..., OtreeProc]
 #: allowed growth of otree's RSS between the warm-up and the end

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEADLINE, OtreeProc
+from support.otreeproc import OtreeProc
+from support.waits import DEADLINE
 
 Start = Callable[..., OtreeProc]
 

@@ -7,7 +7,6 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import OtreeProc, pid_alive, wait_until
 from reloadkit import (
     Start,
     ctl,
@@ -19,6 +18,9 @@ from reloadkit import (
     status,
     tree_fixture,  # noqa: F401 (a fixture)
 )
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
+from support.waits import wait_until
 
 SLEEP = 'cmd = "sleep 60"'
 TREE = f"""\

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import DEADLINE, pid_alive, wait_until
 from reloadkit import (
     Start,
     ctl,
@@ -18,6 +17,8 @@ from reloadkit import (
     sock_fixture,  # noqa: F401 (a fixture)
     tree_fixture,  # noqa: F401 (a fixture)
 )
+from support.procfs import pid_alive
+from support.waits import DEADLINE, wait_until
 
 SLEEP = 'cmd = "sleep 60"'
 TREE = f"[a]\n{SLEEP}\n[b]\n{SLEEP}\n[c]\n{SLEEP}\n"

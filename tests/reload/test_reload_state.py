@@ -7,7 +7,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-from conftest import wait_until
 from reloadkit import (
     Start,
     ctl,
@@ -18,6 +17,7 @@ from reloadkit import (
     status,
     tree_fixture,  # noqa: F401 (a fixture)
 )
+from support.waits import wait_until
 
 from otree.control.client import Client
 

@@ -9,7 +9,6 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import OtreeProc, wait_until
 from reloadkit import (
     Start,
     ctl,
@@ -20,6 +19,8 @@ from reloadkit import (
     sock_fixture,  # noqa: F401 (a fixture)
     tree_fixture,  # noqa: F401 (a fixture)
 )
+from support.otreeproc import OtreeProc
+from support.waits import wait_until
 
 
 def zombie_children(pid: int) -> list[int]:

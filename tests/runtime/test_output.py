@@ -7,8 +7,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import OtreeProc, wait_until
+from support.otreeproc import OtreeProc
 from support.treefiles import argv, prog, write_tree
+from support.waits import wait_until
 
 Run = Callable[..., OtreeProc]
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import pid_alive, wait_until
+from support.procfs import pid_alive
+from support.waits import wait_until
 
 from otree.runtime import loop as loop_module
 from otree.runtime import posix

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import OtreeProc, pid_alive
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
 from support.treefiles import argv, free_port, prog, write_tree
 
 Run = Callable[..., OtreeProc]

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import OtreeProc, pid_alive, wait_until
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
 from support.treefiles import prog, write_tree
+from support.waits import wait_until
 
 Run = Callable[..., OtreeProc]
 

@@ -1,4 +1,5 @@
-"""What /proc says about otree and its children: states, groups, CPU time, RSS; careful kills."""
+"""What /proc says about otree and its children: states, parents, groups, CPU time, RSS;
+careful kills."""
 
 from __future__ import annotations
 
@@ -36,6 +37,47 @@ def stat(pid: int) -> Stat | None:
         cpu_ticks=int(fields[11]) + int(fields[12]),
         start=int(fields[19]),
     )
+
+
+def state(pid: int) -> str | None:
+    """The state letter of ``pid`` (``Z`` for a zombie), None if it is gone."""
+    st = stat(pid)
+    return None if st is None else st.state
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent PID of ``pid``, None if it is gone."""
+    st = stat(pid)
+    return None if st is None else st.ppid
+
+
+def pid_alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    return state(pid) not in (None, "Z", "X")
+
+
+def cmdline(pid: int) -> str:
+    """The command line of ``pid`` as one string, ``?`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def pids() -> list[int]:
+    """Every PID ``/proc`` lists right now."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def children_in_state(parent: int, zombies: bool) -> list[int]:
+    """The children of ``parent`` that are zombies (``zombies``) or not, by a scan of /proc."""
+    out = []
+    for pid in pids():
+        st = stat(pid)
+        if st is not None and st.ppid == parent and (st.state == "Z") == zombies:
+            out.append(pid)
+    return out
 
 
 def children(pid: int) -> list[int]:

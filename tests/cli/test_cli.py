@@ -8,11 +8,12 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support.cli import otree_cli as ctl
+from support.cli import status
 from support.harness import short_dir
 from support.otreeproc import OtreeProc
 from support.procfs import pid_alive
@@ -33,33 +34,6 @@ cmd = ["sh", "-c", "echo cache up; exec sleep 600"]
 [web.api]
 cmd = ["sh", "-c", "echo api up; exec sleep 600"]
 """
-
-
-def ctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
-    """Run ``python -m otree ARGS`` to completion; returns the CompletedProcess."""
-    full_env = {k: v for k, v in os.environ.items() if k != "OTREE_SOCKET"}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "otree", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def status(sock: str) -> dict[str, dict[str, Any]]:
-    r = ctl("status", "--json", "--socket", sock)
-    assert r.returncode == 0, r.stderr
-    return {n["path"]: n for n in json.loads(r.stdout)["nodes"]}
-
-
-@pytest.fixture
-def sock() -> Iterator[str]:
-    with short_dir() as d:
-        yield os.path.join(d, "ctl.sock")
 
 
 @pytest.fixture

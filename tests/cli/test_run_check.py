@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.cli import otree_cli
 from support.otreeproc import OtreeProc
 
 import otree
@@ -35,17 +36,6 @@ PY_TREE = """from otree import Service, Supervisor
 
 tree = Supervisor("root", children=[Service("db", cmd=["sleep", "60"])])
 """
-
-
-def otree_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "otree", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_check_prints_the_tree(tmp_path: Path) -> None:

@@ -13,11 +13,8 @@ Four threads beside the killer (the caller's thread) for a bounded time:
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from support import procfs
+from support.cli import otree_cli
 from support.otreeproc import OtreeProc
 from support.waits import DEADLINE
 
@@ -40,18 +38,6 @@ ZOMBIE_GRACE = 5.0
 REFUSALS = ("is already running", "is restarting", "is not running", "cannot start")
 #: transitional states; the tree is quiet when no node is in one
 BUSY_STATES = frozenset({"starting", "stopping", "restarting", "dead"})
-
-
-def otree_cli(*args: str, timeout: float = DEADLINE * 2) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "OTREE_SOCKET"}
-    return subprocess.run(
-        [sys.executable, "-m", "otree", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def status(sock: str) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from support import procfs
+from support.cli import otree_cli
 from support.leaks import marked_pids
 from support.otreeproc import OtreeProc
 from support.procfs import pid_alive
@@ -29,7 +30,7 @@ from otree.control.client import Client
 from otree.errors import ControlError
 
 from . import chaostree
-from .chaos import Chaos, otree_cli, status, wait_quiet
+from .chaos import Chaos, status, wait_quiet
 from .invariants import Tree, check_all, live_services
 
 RunOtree = Callable[..., OtreeProc]

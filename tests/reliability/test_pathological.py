@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 from support import procfs
+from support.cli import otree_cli
 from support.otreeproc import OtreeProc
 from support.procfs import pid_alive
 from support.waits import wait_until
 
-from .chaos import otree_cli, status
+from .chaos import status
 
 RunOtree = Callable[..., OtreeProc]
 

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from support import procfs
+from support.cli import otree_cli
 from support.otreeproc import OtreeProc
 from support.waits import wait_until
 
-from .chaos import otree_cli, status
+from .chaos import status
 
 RunOtree = Callable[..., OtreeProc]
 

@@ -11,15 +11,13 @@ from reloadkit import (
     Start,
     ctl,
     pids,
-    prog,
     reload,
     since_reexec,
-    sock_fixture,  # noqa: F401 (a fixture)
     status,
-    tree_fixture,  # noqa: F401 (a fixture)
 )
 from support.otreeproc import OtreeProc
 from support.procfs import pid_alive
+from support.treefiles import prog
 from support.waits import wait_until
 
 SLEEP = 'cmd = "sleep 60"'
@@ -183,7 +181,7 @@ def test_the_loop_guard_trips_on_the_fourth_reexec_within_60s(tree: Start) -> No
 
 def test_a_chatty_child_loses_no_line_across_three_reloads(tree: Start, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    run = tree(f"[chatty]\ncmd = {prog('chatty')}\n[a]\n{SLEEP}\n", "--log-dir", str(logs))
+    run = tree(f"[chatty]\ncmd = {prog('split_lines')}\n[a]\n{SLEEP}\n", "--log-dir", str(logs))
     chatty = pids(run)["chatty"]
     for i in range(1, 4):
         reload(run, run.sock, i)  # type: ignore[attr-defined]

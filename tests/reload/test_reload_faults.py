@@ -12,12 +12,10 @@ from reloadkit import (
     Start,
     ctl,
     pids,
-    proc_state,
     since_reexec,
-    sock_fixture,  # noqa: F401 (a fixture)
-    tree_fixture,  # noqa: F401 (a fixture)
+    status,
 )
-from support.procfs import pid_alive
+from support.procfs import live_children, pid_alive, proc_state
 from support.waits import DEADLINE, wait_until
 
 SLEEP = 'cmd = "sleep 60"'
@@ -72,35 +70,12 @@ def test_a_fault_mid_restart_restarts_what_was_in_flight(tree: Start) -> None:
         ("tree_ready", ""),
     ]
     assert len(run.find("restart", "", child="b")) == 1
-    states = {p: n["state"] for p, n in _status(run.sock).items()}  # type: ignore[attr-defined]
+    states = {p: n["state"] for p, n in status(run).items()}
     assert states == {"": "running", "a": "running", "b": "running", "c": "running"}
     after = pids(run)
     assert after["a"] == before["a"] and after["c"] == before["c"]
     # the process spawned before the exec is gone (killed at adoption, reaped): a, b, c only
-    wait_until(lambda: sorted(_children(run.pid)) == sorted(after.values()), what="a, b, c")
-
-
-def _children(otree_pid: int) -> list[int]:
-    """The children of otree (its services' main processes)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == otree_pid and fields[0] != "Z":
-                found.append(int(entry))
-    return found
-
-
-def _status(path: str) -> dict[str, dict[str, object]]:
-    import json
-
-    r = ctl("status", "--json", sock=path)
-    assert r.returncode == 0, r.stderr
-    return {n["path"]: n for n in json.loads(r.stdout)["nodes"]}
+    wait_until(lambda: sorted(live_children(run.pid)) == sorted(after.values()), what="a, b, c")
 
 
 def test_a_child_killed_during_the_exec_is_restarted(tree: Start, tmp_path: Path) -> None:
@@ -205,7 +180,7 @@ def test_a_fault_during_the_initial_start_adopts_and_starts_the_rest(tree: Start
     ]
     assert not run.find("restart")
     after = pids(run)
-    wait_until(lambda: sorted(_children(run.pid)) == sorted(after.values()), what="a, s.b, s.c")
+    wait_until(lambda: sorted(live_children(run.pid)) == sorted(after.values()), what="a, s.b, s.c")
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
 

@@ -13,9 +13,7 @@ from reloadkit import (
     pids,
     reload,
     since_reexec,
-    sock_fixture,  # noqa: F401 (a fixture)
     status,
-    tree_fixture,  # noqa: F401 (a fixture)
 )
 from support.waits import wait_until
 

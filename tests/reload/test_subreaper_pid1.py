@@ -12,23 +12,12 @@ from pathlib import Path
 from reloadkit import (
     Start,
     ctl,
-    parent_of,
-    proc_state,
-    prog,
     reload,
-    sock_fixture,  # noqa: F401 (a fixture)
-    tree_fixture,  # noqa: F401 (a fixture)
 )
 from support.otreeproc import OtreeProc
+from support.procfs import parent_of, proc_state, zombie_children
+from support.treefiles import prog
 from support.waits import wait_until
-
-
-def zombie_children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and parent_of(int(entry)) == pid and proc_state(int(entry)) == "Z":
-            out.append(int(entry))
-    return out
 
 
 def test_a_double_forked_orphan_is_reaped_by_the_subreaper_before_and_after_a_reload(

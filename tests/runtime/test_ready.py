@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+from support.treefiles import free_port
 from test_plumbing import run_loop
 
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
@@ -27,12 +28,6 @@ class Answers:
     @property
     def answered(self) -> bool:
         return bool(self.ready or self.failed)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_delay() -> None:

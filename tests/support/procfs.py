@@ -39,7 +39,7 @@ def stat(pid: int) -> Stat | None:
     )
 
 
-def state(pid: int) -> str | None:
+def proc_state(pid: int) -> str | None:
     """The state letter of ``pid`` (``Z`` for a zombie), None if it is gone."""
     st = stat(pid)
     return None if st is None else st.state
@@ -53,7 +53,7 @@ def parent_of(pid: int) -> int | None:
 
 def pid_alive(pid: int) -> bool:
     """``pid`` exists and is not a zombie."""
-    return state(pid) not in (None, "Z", "X")
+    return proc_state(pid) not in (None, "Z", "X")
 
 
 def cmdline(pid: int) -> str:
@@ -70,12 +70,21 @@ def pids() -> list[int]:
     return [int(e) for e in os.listdir("/proc") if e.isdigit()]
 
 
-def children_in_state(parent: int, zombies: bool) -> list[int]:
-    """The children of ``parent`` that are zombies (``zombies``) or not, by a scan of /proc."""
+def live_children(parent: int) -> list[int]:
+    """The children of ``parent`` that are not zombies, by a scan of every stat in /proc."""
+    return _children_where(parent, zombie=False)
+
+
+def zombie_children(parent: int) -> list[int]:
+    """The children of ``parent`` that are zombies, by a scan of every stat in /proc."""
+    return _children_where(parent, zombie=True)
+
+
+def _children_where(parent: int, zombie: bool) -> list[int]:
     out = []
     for pid in pids():
         st = stat(pid)
-        if st is not None and st.ppid == parent and (st.state == "Z") == zombies:
+        if st is not None and st.ppid == parent and (st.state == "Z") == zombie:
             out.append(pid)
     return out
 

@@ -1,4 +1,8 @@
-"""Small programs the runtime tests run as services: ``python prog.py NAME ARGS...``."""
+"""The child program the tests run as services: ``python prog.py MODE ARGS...``.
+
+Each mode is one small behaviour (listen, notify, flood stdout, ignore TERM, orphan a
+grandchild ...); ``support.treefiles.prog(MODE, ...)`` gives the TOML ``cmd`` for it.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +54,65 @@ def ignore_term() -> None:
     """Ignore SIGTERM (say so on stdout), then wait."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("ignoring TERM", flush=True)
+    time.sleep(120)
+
+
+def split_lines() -> None:
+    """Write numbered lines, each in two writes, until TERM; then ``done N`` and exit 0."""
+    stop = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    i = 0
+    while not stop:
+        line = b"line %08d\n" % i
+        os.write(1, line[:7])  # a line cut in two: the unfinished half may cross a re-exec
+        os.write(1, line[7:])
+        i += 1
+        if i % 20 == 0:
+            time.sleep(0.001)
+    os.write(1, b"done %d\n" % i)
+
+
+def orphan(pidfile: str, linger: str) -> None:
+    """Double-fork a grandchild that leaves the process group, writes its PID to PIDFILE,
+    lives LINGER seconds and exits; the service itself exits 0 at once."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pidfile + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            time.sleep(float(linger))
+            os._exit(0)
+        os._exit(0)
+    os.wait()
+
+
+def reaped(pidfile: str) -> None:
+    """Wait for PIDFILE (an orphan's PID), then until that process is gone from /proc:
+    print ``reaped PID``, or ``zombie PID`` if it is still a zombie 10 s after it exited."""
+    while not os.path.exists(pidfile):
+        time.sleep(0.01)
+    with open(pidfile) as f:
+        pid = int(f.read())
+    since = None
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except OSError:
+            print(f"reaped {pid}", flush=True)
+            break
+        if state == "Z":
+            since = since or time.monotonic()
+            if time.monotonic() - since > 10:
+                print(f"zombie {pid}", flush=True)
+                break
+        time.sleep(0.01)
     time.sleep(120)
 
 

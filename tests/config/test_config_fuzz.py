@@ -7,12 +7,11 @@ every key exactly where the generator wrote it.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.treefiles import toml_key, toml_value
 
 from otree.config.keylines import KeyLines
 from otree.config.loader import loads
@@ -102,41 +101,6 @@ def with_children(node: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, A
 #: trees that are often valid, so that the success path is exercised too
 plausible_roots = with_children(st.recursive(services, with_children, max_leaves=8))
 tables = st.one_of(wild_tables, plausible_roots)
-
-
-def toml_string(text: str) -> str:
-    out = []
-    for c in text:
-        if ord(c) < 0x20 or ord(c) == 0x7F:
-            out.append(f"\\u{ord(c):04x}")
-        elif c in '"\\':
-            out.append("\\" + c)
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
-
-
-def toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    assert isinstance(value, dict)
-    return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
 
 
 def serialize(doc: dict[str, Any], draw: st.DataObject) -> tuple[str, dict[tuple[str, ...], int]]:

@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import pytest
+from support.specs import svc
 
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import snapshot
 from otree.core.engine import Engine
-from otree.core.spec import Backoff, ReadyNotify, Service, Supervisor
+from otree.core.spec import Backoff, ReadyNotify, Supervisor
 from otree.errors import ReexecError
 
 
@@ -73,10 +74,6 @@ class World:
 
     def events(self, *names: str) -> list[tuple[str, str]]:
         return [(e["event"], e["path"]) for e in self.log if not names or e["event"] in names]
-
-
-def svc(name: str, cmd: str = "run", **kw: Any) -> Service:
-    return Service(name, cmd=cmd, **kw)
 
 
 def test_unchanged_tree_adopts_every_child_with_the_same_pid() -> None:

@@ -29,6 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 from model import Entry, Model
+from support.specs import svc
 
 from otree.core.spec import Backoff, Restart, Service, Supervisor, walk
 from otree.testing import Simulation, Trace, crash_schedules, simulate, supervisors
@@ -245,10 +246,6 @@ TestEngineVsModel = EngineVsModel.TestCase
 
 
 # --- targeted checks of the model itself (so a wrong model is caught too) ---
-
-
-def svc(name: str, **kw: Any) -> Service:
-    return Service(name, cmd="x", **kw)
 
 
 def test_model_one_for_all_with_a_temporary_bystander() -> None:

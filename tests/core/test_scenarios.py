@@ -7,14 +7,10 @@ passes inside a decision (DESIGN.md "Backoff", "Stop", R10, R12, R26, R28).
 
 from __future__ import annotations
 
-from typing import Any
+from support.specs import svc
 
-from otree.core.spec import Backoff, ReadyDelay, Service, Supervisor
+from otree.core.spec import Backoff, ReadyDelay, Supervisor
 from otree.testing import Simulation, Trace, simulate
-
-
-def svc(name: str, **kw: Any) -> Service:
-    return Service(name, cmd="x", **kw)
 
 
 def steps(trace: Trace, since: float = 0.0) -> list[tuple[float, str, str]]:

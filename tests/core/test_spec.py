@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.specs import svc
 
 from otree.core.spec import (
     RESERVED_NAMES,
@@ -43,10 +44,6 @@ def issues(make: Any) -> list[str]:
 
 def tree_issues(root: Supervisor) -> list[str]:
     return issues(lambda: check_tree(root))
-
-
-def svc(name: str, **kw: Any) -> Service:
-    return Service(name, cmd="x", **kw)
 
 
 # --- R1 defaults (adapted) ------------------------------------------------------------

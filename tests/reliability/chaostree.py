@@ -18,8 +18,9 @@ so that clustered kills make them give up and escalate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+
+from support.treefiles import toml_value
 
 SERVICE_KINDS: dict[str, dict[str, object]] = {
     "sleeper": {"cmd": ["sleep", "600"]},
@@ -60,12 +61,6 @@ DEPTH2 = {
 ROOT_INTENSITY = 1_000_000
 DEPTH1_LIMITS = (12, 1.0)  # intensity, period
 DEPTH2_LIMITS = (4, 1.0)
-
-
-def _value(v: object) -> str:
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
-    return json.dumps(v)
 
 
 def layout() -> list[tuple[str, str]]:
@@ -141,5 +136,5 @@ def render(gen: Mapping[str, int] | None = None) -> str:
         fields = service_fields(path)
         fields["env"] = {"GEN": str(gen.get(path, 0))}
         for key, value in fields.items():
-            lines.append(f"{key} = {_value(value)}")
+            lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from hypothesis import strategies as st
+from support.treefiles import to_toml
 
 from . import chaostree
 
@@ -40,43 +40,6 @@ documents: st.SearchStrategy[dict[str, Any]] = st.recursive(
     lambda inner: st.dictionaries(st.sampled_from(KEYS), st.one_of(scalars, inner), max_size=5),
     max_leaves=30,
 )
-
-
-def toml_str(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)  # a JSON string is a TOML basic string
-
-
-def toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else toml_str(k)
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        if v != v:
-            return "nan"
-        if v in (float("inf"), float("-inf")):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return toml_str(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    return "{" + ", ".join(f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
-
-
-def to_toml(doc: dict[str, Any], prefix: str = "") -> str:
-    """Scalars first, then each sub-table under its own ``[header]``; some inline."""
-    out = [f"{toml_key(k)} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            path = f"{prefix}.{toml_key(k)}" if prefix else toml_key(k)
-            out.append(f"\n[{path}]")
-            out.append(to_toml(v, path))
-    return "\n".join(out)
 
 
 @st.composite

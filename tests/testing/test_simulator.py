@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from support.specs import FAST, svc
 
 from otree.core import actions as act
 from otree.core import events as ev
@@ -31,14 +32,6 @@ from otree.testing import (
     simulate,
     trees,
 )
-
-#: for find(): any example will do, no need to shrink it
-NO_SHRINK = settings(database=None, max_examples=5000, phases=[Phase.generate])
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def svc(name: str, **kw: Any) -> Service:
-    return Service(name, cmd="x", **kw)
 
 
 def lifecycle(trace: Trace) -> list[tuple[float, str, str]]:

@@ -9,8 +9,9 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import find, given
 from hypothesis import strategies as st
+from support.specs import FAST, NO_SHRINK, svc
 
 from otree.core.spec import (
     SERVICE_FIELDS,
@@ -25,14 +26,6 @@ from otree.core.spec import (
     walk,
 )
 from otree.testing import HOWS, crash_schedules, service_paths, services, supervisors, trees
-
-#: for find(): any example will do, no need to shrink it
-NO_SHRINK = settings(database=None, max_examples=5000, phases=[Phase.generate])
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def svc(name: str, **kw: Any) -> Service:
-    return Service(name, cmd="x", **kw)
 
 
 @FAST

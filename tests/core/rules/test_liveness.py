@@ -1,0 +1,87 @@
+"""Liveness under random schedules: every request is answered and the tree always comes
+down.
+
+The helpers are in ``tests/support/rules.py``.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.rules import (
+    engine_of,
+)
+
+from otree.core.node import SupNode
+from otree.core.spec import Service, Supervisor, walk
+from otree.testing import HOWS, Simulation, trees
+
+
+def idle_supervisors_are_settled(sim: Simulation) -> None:
+    """A running supervisor with nothing to do has no exit or request left waiting, and
+    each child is up, down, or waiting for a restart timer that is set."""
+    engine = engine_of(sim)
+    for node in engine.nodes.values():
+        if not isinstance(node, SupNode) or node.state != "running" or node.busy:
+            continue
+        assert not node.mailbox, (node.path, node.mailbox)
+        for c in node.children:
+            # a child supervisor may be stopping on its own (it gave up or shuts down)
+            ok = ("running", "stopped", "exited", "restarting")
+            assert c.state in ok or (c.kind == "supervisor" and c.state == "stopping"), c.path
+            if c.state == "restarting":
+                assert c.restart_key in node.timers, c.path
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(tree=trees(), data=st.data())
+def test_every_request_is_answered_and_the_tree_always_comes_down(
+    tree: Supervisor, data: st.DataObject
+) -> None:
+    """Whatever happens (crashes, hangs, failed starts, commands at any moment), every
+    request gets exactly one reply, an idle supervisor never has a child stuck, and
+    shutdown followed by kill_all always brings the tree down with no process left."""
+    sim = Simulation(tree, start=False)
+    services = [p for p, n in walk(tree) if isinstance(n, Service)]
+    paths = [p for p, _ in walk(tree)]
+    for path in data.draw(st.lists(st.sampled_from(services), max_size=2)):
+        sim.inject(path, data.draw(st.sampled_from(["fail_start", "hang_on_stop"])))
+    sim.start()
+    sent = 0
+
+    def command(name: str, path: str = "") -> None:
+        nonlocal sent
+        if not sim.done:
+            sent += 1
+        sim.command(name, path)
+
+    for _ in range(data.draw(st.integers(0, 20))):
+        if sim.done:
+            break
+        kind = data.draw(st.integers(0, 9))
+        if kind < 5:
+            sim.inject(data.draw(st.sampled_from(services)), data.draw(st.sampled_from(HOWS)))
+        elif kind < 8:
+            name = data.draw(st.sampled_from(["start", "stop", "restart"]))
+            command(name, data.draw(st.sampled_from(paths)))
+        elif kind == 8:
+            sim.advance(data.draw(st.sampled_from([0.01, 0.5, 3.0, 40.0])))
+        else:
+            command(data.draw(st.sampled_from(["shutdown", "kill_all"])))
+        if not sim.done:
+            idle_supervisors_are_settled(sim)
+    command("shutdown")
+    sim.run(until=sim.now + 10_000)
+    command("kill_all")
+    sim.run(until=sim.now + 10_000)
+    assert sim.done
+    assert sim.running() == {}
+    assert sorted(sim.replies) == list(range(1, sent + 1))  # no request left unanswered
+    live: set[int] = set()
+    for e in sim.trace.events:
+        if e["event"] == "spawn":
+            live.add(e["pid"])
+        elif e["event"] == "exit":
+            assert e["pid"] in live
+            live.remove(e["pid"])
+    assert not live

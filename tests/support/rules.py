@@ -1,4 +1,6 @@
-"""Driving the real engine for the OTP rule tests (``tests/core/rules``).
+"""Driving the real engine for the OTP rule tests (``tests/core/rules``, a file per section
+of OTP-RULES.md). Each test's docstring cites the rule it checks; where otree maps a rule
+differently from OTP, the test checks otree's documented behaviour and says so ("otree:").
 
 Most rule tests run the engine on the simulator (``otree.testing.Simulation``:
 fake processes, fake clock) and compare its event log, one short line an event

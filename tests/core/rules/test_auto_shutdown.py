@@ -1,8 +1,4 @@
-"""Automatic shutdown and significant children (OTP-RULES.md H, R39-R43).
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
-"""
+"""Automatic shutdown and significant children (OTP-RULES.md H, R39-R43)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Backoff between restarts (an otree extension; DESIGN "Backoff").
-
-The helpers are in ``tests/support/rules.py``.
-"""
+"""Backoff between restarts (an otree extension; DESIGN "Backoff")."""
 
 from __future__ import annotations
 

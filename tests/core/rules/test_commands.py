@@ -1,8 +1,5 @@
 """Manual commands (OTP-RULES.md G, R31-R33: ``otree start|stop|restart PATH``) and
 ``otree status``.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Escalation (OTP-RULES.md F, R25): a child supervisor that gives up is an exit to its
 parent.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""otree's exit codes, shutdown while starting or giving up, and kill_all.
-
-The helpers are in ``tests/support/rules.py``.
-"""
+"""otree's exit codes, shutdown while starting or giving up, and kill_all."""
 
 from __future__ import annotations
 

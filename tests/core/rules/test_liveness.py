@@ -1,7 +1,5 @@
 """Liveness under random schedules: every request is answered and the tree always comes
 down.
-
-The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Restart intensity (OTP-RULES.md F, R22-R24): one shared window, the exact check,
 giving up.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Strategies (OTP-RULES.md E, R17-R20): one_for_one, one_for_all, rest_for_one; a
 restarted child keeps its place.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

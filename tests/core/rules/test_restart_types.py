@@ -1,8 +1,5 @@
 """Restart types (OTP-RULES.md D, R13-R16): permanent, transient, temporary; what is
 counted.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Start failures during a restart (OTP-RULES.md F, R26-R28): retried through the loop,
 counted; a group restart goes on; a restarting child.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

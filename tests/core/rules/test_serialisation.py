@@ -1,8 +1,5 @@
 """Serialisation (OTP-RULES.md G, R38): a command waits while its supervisor is busy;
 exits and requests are handled in turn.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""Startup (OTP-RULES.md B, R5-R8): declared order, one at a time, start failures.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
-"""
+"""Startup (OTP-RULES.md B, R5-R8): declared order, one at a time, start failures."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
 """Termination and shutdown specs (OTP-RULES.md C, R9-R12): reverse order, TERM then
 KILL, supervisor children, stray exits.
-
-Each test's docstring cites the rule it checks ("otree:" where otree maps it
-differently from OTP). The helpers are in ``tests/support/rules.py``.
 """
 
 from __future__ import annotations

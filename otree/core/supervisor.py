@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from otree.core import actions as act
 from otree.core.intensity import RestartWindow
-from otree.core.rules import AUTO_SHUTDOWN_FIRES, GROUP, RESTART_AFTER
+from otree.core.rules import AUTO_SHUTDOWN_FIRES, RESTART_AFTER, Sibling, restart_plan
 from otree.core.service import (
     DEAD,
     EXITED,
@@ -25,7 +25,7 @@ from otree.core.service import (
     ServiceNode,
     Step,
 )
-from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Supervisor
+from otree.core.spec import BRUTAL_KILL, INFINITY, Supervisor
 
 if TYPE_CHECKING:
     from otree.core.engine import Engine
@@ -321,14 +321,12 @@ class SupNode(NodeBase):
         times.append(self.eng.now)
         while self.eng.now - times[0] > self.spec.period:
             del times[0]
-        index = self.children.index(trigger)
-        group = [self.children[i] for i in GROUP[self.spec.strategy](len(self.children), index)]
-        if retry and self.spec.strategy.value == "rest_for_one":
-            # R27: the retry goes on from the failed child; earlier ones that started stay
-            group = [c for c in group if c is trigger or not c.alive]
-        to_start = [c for c in group if c is trigger or c.restart is not Restart.TEMPORARY]
+        siblings = [Sibling(c.restart, c.alive) for c in self.children]
+        plan = restart_plan(self.spec.strategy, siblings, self.children.index(trigger), retry=retry)
+        group = [self.children[i] for i in plan.group]
+        to_start = [self.children[i] for i in plan.start]
         delay = trigger.backoff_delay()
-        steps: list[Step] = [("stop", c) for c in reversed(group) if c is not trigger]
+        steps: list[Step] = [("stop", self.children[i]) for i in plan.stop]
         key: tuple[str, ...] | None = None
         if delay > 0 or retry:  # R26: a retry goes through the loop, even with no delay
             self.seq += 1

@@ -19,6 +19,7 @@ from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.node import ALIVE, STOPPING, Child, NodeBase, ServiceNode, SupNode
 from otree.core.spec import Supervisor, check_tree
+from otree.errors import ExitCode
 
 
 @attrs.frozen
@@ -45,7 +46,7 @@ class Engine:
         self.tree = tree
         self.rng = rng if rng is not None else random.Random()
         self.done = False
-        self.exit_code: int | None = None
+        self.exit_code: ExitCode | None = None
         self.now = 0.0
         self._out: list[act.Action] = []
         #: when each set timer is due (engine clock): carried across a re-exec
@@ -117,16 +118,18 @@ class Engine:
             self.report("tree_ready", "")
             return
         if what == "start_failed":
-            self._exit(3, f"{root.failed_path}: cannot start: {root.fail_reason}")
+            message = f"{root.failed_path}: cannot start: {root.fail_reason}"
+            self._exit(ExitCode.START_FAILED, message)
         elif what == "stopped":
-            self._exit(0)
+            self._exit(ExitCode.OK)
         elif root.ending == "auto_shutdown":
-            self._exit(0)
+            self._exit(ExitCode.OK)
         else:
-            self._exit(1, "the root supervisor reached its restart intensity and gave up")
+            message = "the root supervisor reached its restart intensity and gave up"
+            self._exit(ExitCode.GAVE_UP, message)
 
-    def _exit(self, code: int, message: str | None = None) -> None:
-        self.report("tree_stopped", "", exit_code=code)
+    def _exit(self, code: ExitCode, message: str | None = None) -> None:
+        self.report("tree_stopped", "", exit_code=int(code))  # the event log keeps a number
         self.done = True
         self.exit_code = code
         self._out.append(act.Exit(code, message))

@@ -17,9 +17,13 @@ import attrs
 
 from otree.core import actions as act
 from otree.core import events as ev
-from otree.core.node import ALIVE, STOPPING, Child, NodeBase, ServiceNode, SupNode
+from otree.core.node import Child, ChildRecord, Ending, NodeBase, ServiceNode, State, SupNode
 from otree.core.spec import Supervisor, check_tree
+from otree.core.timers import KillTimer, ReadyTimer, RestartTimer, SupKillTimer, never, parse
 from otree.errors import ExitCode
+
+#: the states a reload waits for no node to leave
+_QUIET = frozenset({State.RUNNING, State.STOPPED, State.EXITED, State.RESTARTING})
 
 
 @attrs.frozen
@@ -61,6 +65,8 @@ class Engine:
         self.pending_starts: list[NodeBase] = []
         #: engine-internal requests (negative ids) and who waits for their reply
         self.internal_replies: dict[int, Callable[[str | None], None]] = {}
+        #: the root's record: the engine is its parent (a dead root has given up)
+        self.root_record = ChildRecord()
         self.root = SupNode(self, "", None, tree)
         self.nodes[""] = self.root
         self._build(self.root)
@@ -76,7 +82,7 @@ class Engine:
             else:
                 child = ServiceNode(self, path, sup, spec)
                 self.nodes[path] = child
-            sup.children.append(child)
+            sup.add_child(child)
 
     # --- used by the nodes ------------------------------------------------
 
@@ -117,12 +123,14 @@ class Engine:
         if what == "started":
             self.report("tree_ready", "")
             return
+        if what == "exited":
+            root.record.mark = State.DEAD
         if what == "start_failed":
             message = f"{root.failed_path}: cannot start: {root.fail_reason}"
             self._exit(ExitCode.START_FAILED, message)
         elif what == "stopped":
             self._exit(ExitCode.OK)
-        elif root.ending == "auto_shutdown":
+        elif root.ending is Ending.AUTO_SHUTDOWN:
             self._exit(ExitCode.OK)
         else:
             message = "the root supervisor reached its restart intensity and gave up"
@@ -168,23 +176,41 @@ class Engine:
         out = []
         for path, node in self.nodes.items():
             parent = node.parent
-            period = parent.spec.period if parent is not None else 0.0
+            if parent is not None:
+                times = node.record.restart_times
+                restarts = sum(1 for t in times if now - t <= parent.spec.period)
+            else:
+                restarts = self.root.window.count(now)
             out.append(
                 NodeStatus(
                     path=path,
                     kind=node.kind,
-                    state=node.state,
+                    state=node.status.value,
                     pid=node.pid if isinstance(node, ServiceNode) else None,
-                    started_at=node.started_at if node.state in ALIVE else None,
-                    restarts=sum(1 for t in node.restart_times if now - t <= period)
-                    if parent is not None
-                    else node.window.count(now)
-                    if isinstance(node, SupNode)
-                    else 0,
+                    started_at=node.started_at if node.alive else None,
+                    restarts=restarts,
                     last_exit=node.last_exit,
                 )
             )
         return out
+
+    def stopping(self) -> bool:
+        """Whether the tree is going down (or is down): it takes no reload then."""
+        return self.done or self.root.state not in (State.RUNNING, State.STARTING)
+
+    def busy(self) -> str | None:
+        """What keeps the tree from being quiet now (None: it is quiet, a reload may go)."""
+        if self.done:
+            return "the tree has stopped"
+        for path, node in self.nodes.items():
+            if node.status not in _QUIET:
+                return f"{repr(path) if path else 'the root'} is {node.status}"
+        for path, node in self.nodes.items():
+            if isinstance(node, SupNode) and (node.busy or node.mailbox):
+                return f"{repr(path) if path else 'the root'} is busy"
+        if self.orphans:
+            return "processes replaced by the last reload are still stopping"
+        return None
 
     # --- dispatch -----------------------------------------------------------
 
@@ -204,28 +230,36 @@ class Engine:
         elif isinstance(event, ev.Exited):
             node.on_exited(event.pid, event.code, event.signal)
 
-    def _timer(self, key: tuple[str, ...]) -> None:
-        kind, path = key[0], key[1]
-        node = self.nodes.get(path)
-        if kind in ("kill", "ready"):
-            pid = int(key[2])
-            node = self.orphans.get(pid, node)
-        if kind in ("kill", "ready") and isinstance(node, ServiceNode):
-            if kind == "kill":
-                node.on_kill_timer(pid)
+    def _timer(self, wire: tuple[str, ...]) -> None:
+        key = parse(wire)
+        if key is None:
+            return
+        node = self.nodes.get(key.path)
+        if isinstance(key, (KillTimer, ReadyTimer)):
+            service = self.orphans.get(key.pid, node)
+            if not isinstance(service, ServiceNode):
+                return
+            if isinstance(key, KillTimer):
+                service.on_kill_timer(key.pid)
             else:
-                node.on_ready_timeout(pid)
-        elif kind == "restart" and isinstance(node, SupNode):
-            node.on_restart_timer(key)
-        elif kind == "supkill" and isinstance(node, SupNode):
-            node.on_supkill_timer()
+                service.on_ready_timeout(key.pid)
+        elif isinstance(key, RestartTimer):
+            if isinstance(node, SupNode):
+                node.on_restart_timer(key)
+        elif isinstance(key, SupKillTimer):
+            if isinstance(node, SupNode):
+                node.on_supkill_timer()
+        else:
+            never(key)
 
     def _command(self, cmd: ev.Command) -> None:
         if cmd.name in ("shutdown", "kill_all"):
             self.reply(cmd.request, None)
             if cmd.name == "kill_all":
                 self.root.kill_all()  # every process at once; the root is stopping after it
-            elif self.root.state != STOPPING:  # already going down: keep why (gave up: exit 1)
+            elif (
+                self.root.state is not State.STOPPING
+            ):  # already going down: keep why (gave up: exit 1)
                 self.root.stop()
             return
         if cmd.name not in ("start", "stop", "restart"):

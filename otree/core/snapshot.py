@@ -37,18 +37,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from otree.core import actions as act
-from otree.core.node import (
-    EXITED,
-    RESTARTING,
-    RUNNING,
-    STARTING,
-    STOPPED,
-    STOPPING,
-    NodeBase,
-    ServiceNode,
-    SupNode,
-)
+from otree.core.node import ALIVE, NodeBase, ServiceNode, State, SupNode
 from otree.core.spec import Service, Supervisor
+from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
 
 if TYPE_CHECKING:
@@ -81,11 +72,11 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         rec: dict[str, Any] = {
             "kind": node.kind,
             "fp": fingerprint(node.spec),
-            "state": node.state,
+            "state": node.status.value,
             "started_at": node.started_at,
-            "restart_times": list(node.restart_times),
+            "restart_times": list(node.record.restart_times),
             "last_exit": node.last_exit,
-            "restart_key": list(node.restart_key) if node.restart_key else None,
+            "restart_key": _wire(node.record.restart_key),
         }
         if isinstance(node, ServiceNode):
             rec.update(
@@ -159,7 +150,7 @@ class _Driver:
         while self.starts:
             node = self.starts[0]  # left in the list until started: a snapshot keeps it
             parent = node.parent
-            if parent is None or parent.state != RUNNING or node.alive:
+            if parent is None or parent.state is not State.RUNNING or node.alive:
                 self.starts.pop(0)
                 continue
             self.token -= 1
@@ -204,49 +195,50 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
         parent_rec = old.get(node.parent.path) if node.parent is not None else None
         not_reached = (
             rec is not None
-            and rec["state"] == STOPPED
+            and rec["state"] == State.STOPPED
             and parent_rec is not None
-            and parent_rec["state"] == STARTING
+            and parent_rec["state"] == State.STARTING
         )
         if isinstance(node, SupNode):
             if not_reached:
-                node.state = STOPPED
+                _put(node, State.STOPPED)
                 starts.append(node)
                 continue
             if rec is None or rec["kind"] != "supervisor":
-                node.state = STOPPED
+                _put(node, State.STOPPED)
                 if path == "":
-                    node.state = RUNNING
+                    _put(node, State.RUNNING)
                 else:
                     starts.append(node)
                 continue
             node.window.times = [float(t) for t in rec["window"]]
             node.seq = int(rec["seq"])
-            node.state = RUNNING if rec["state"] in (RUNNING, STARTING, STOPPING) else rec["state"]
+            old_state = State(rec["state"])
+            _put(node, State.RUNNING if old_state in ALIVE else old_state)
             node.started_at = rec["started_at"]
             _restore_common(node, rec)
             continue
         assert isinstance(node, ServiceNode)
         pid = rec.get("pid") if rec is not None and rec["kind"] == "service" else None
-        if rec is not None and pid is not None and not (same and rec["state"] == RUNNING):
+        if rec is not None and pid is not None and not (same and rec["state"] == State.RUNNING):
             orphans.append((order[path], _orphan(engine, path, rec)))
         if rec is None or rec["kind"] != "service":
             starts.append(node)
-        elif same and rec["state"] == RUNNING and pid is not None:
+        elif same and rec["state"] == State.RUNNING and pid is not None:
             _restore_common(node, rec)
-            node.state = RUNNING
+            _put(node, State.RUNNING)
             node.pid = int(pid)
             node.announced = True
             node.started_at = rec["started_at"]
             node.backoff_next = rec["backoff_next"]
             engine.report("adopt", path, pid=node.pid)
-        elif rec["state"] in (RESTARTING, EXITED, STOPPED) and not not_reached:
+        elif rec["state"] in (State.RESTARTING, State.EXITED, State.STOPPED) and not not_reached:
             _restore_common(node, rec)
-            node.state = rec["state"]
+            _put(node, State(rec["state"]))
             node.backoff_next = rec["backoff_next"] if same else None
         else:  # changed while running, or caught mid-start/stop by a crash: start afresh
             _restore_common(node, rec)
-            node.state = STOPPED
+            _put(node, State.STOPPED)
             starts.append(node)
 
     for path, rec in old.items():
@@ -256,18 +248,20 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
         orphans.append((len(order) + i, _orphan(engine, str(rec["path"]), rec)))
 
     for key_list, due in snap["timers"]:
-        key = tuple(str(k) for k in key_list)
-        sup = engine.nodes.get(key[1])
-        if isinstance(sup, SupNode) and any(c.restart_key == key for c in sup.children):
+        key = parse(tuple(str(k) for k in key_list))
+        sup = engine.nodes.get(key.path) if isinstance(key, RestartTimer) else None
+        if not isinstance(key, RestartTimer) or not isinstance(sup, SupNode):
+            continue
+        if any(r.restart_key == key for r in sup.records.values()):
             sup.timers.add(key)
-            engine.emit(act.SetTimer(key, max(0.0, float(due) - now)))
+            engine.emit(act.SetTimer(key.wire, max(0.0, float(due) - now)))
     for node in engine.nodes.values():
-        if node.state == RESTARTING and node.restart_key is None:
-            node.state = STOPPED  # its timer is gone: leave it for a start below
+        if node.status is State.RESTARTING and node.record.restart_key is None:
+            _put(node, State.STOPPED)  # its timer is gone: leave it for a start below
             starts.append(node)
     for path in snap.get("starts", []):  # the last reconciliation had yet to start these
         left = engine.nodes.get(str(path))
-        if left is not None and left.state == STOPPED and left not in starts:
+        if left is not None and left.status is State.STOPPED and left not in starts:
             starts.append(left)
 
     orphans.sort(key=lambda item: -item[0])
@@ -281,10 +275,30 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
     return engine._flush()
 
 
+def _wire(key: RestartTimer | None) -> list[str] | None:
+    return None if key is None else list(key.wire)
+
+
 def _restore_common(node: NodeBase, rec: dict[str, Any]) -> None:
-    node.restart_times = [float(t) for t in rec["restart_times"]]
+    record = node.record
+    record.restart_times = [float(t) for t in rec["restart_times"]]
     node.last_exit = rec["last_exit"]
-    node.restart_key = tuple(rec["restart_key"]) if rec["restart_key"] else None
+    key = parse(tuple(str(k) for k in rec["restart_key"])) if rec["restart_key"] else None
+    record.restart_key = key if isinstance(key, RestartTimer) else None
+
+
+def _put(node: NodeBase, state: State) -> None:
+    """``node`` in ``state`` as the old image showed it: its own lifecycle while alive,
+    else stopped with its parent's record saying which."""
+    if state in ALIVE:
+        node.state = state
+        return
+    node.state = State.STOPPED
+    if node.parent is None:
+        node.record.mark = state
+    else:
+        assert isinstance(node, (ServiceNode, SupNode))
+        node.parent.mark(node, state)
 
 
 def _orphan(engine: Engine, path: str, rec: dict[str, Any]) -> ServiceNode:
@@ -293,7 +307,7 @@ def _orphan(engine: Engine, path: str, rec: dict[str, Any]) -> ServiceNode:
     spec = Service(name, cmd=["-"], stop_signal=rec["stop_signal"], shutdown=rec["shutdown"])
     node = ServiceNode(engine, path, None, spec)  # type: ignore[arg-type]
     node.pid = int(rec["pid"])
-    node.state = RUNNING  # even one caught mid-stop: the stop is sent again
+    node.state = State.RUNNING  # even one caught mid-stop: the stop is sent again
     node.announced = True
     return node
 

@@ -6,7 +6,7 @@ See ``otree.core.node`` for the protocol between a node and its parent.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from otree.core import actions as act
 from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service, Supervisor
@@ -38,6 +38,19 @@ class State(str, enum.Enum):
 
 
 ALIVE = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
+
+
+class Owner(Protocol):
+    """Who a service answers to: its supervisor, or (for a process left from before a
+    re-exec) the reload's reconciliation."""
+
+    def child_started(self, child: ServiceNode) -> None: ...
+
+    def child_start_failed(self, child: ServiceNode, reason: str) -> None: ...
+
+    def child_stopped(self, child: ServiceNode) -> None: ...
+
+    def child_exited(self, child: ServiceNode, normal: bool) -> None: ...
 
 
 class NodeBase:
@@ -95,9 +108,20 @@ class NodeBase:
 class ServiceNode(NodeBase):
     kind = "service"
 
-    def __init__(self, eng: Engine, path: str, parent: SupNode, spec: Service) -> None:
+    def __init__(
+        self,
+        eng: Engine,
+        path: str,
+        parent: SupNode | None,
+        spec: Service,
+        owner: Owner | None = None,
+    ) -> None:
+        """``owner`` (default: ``parent``) gets the answers; an orphan has it, but no parent."""
         super().__init__(eng, path, parent, spec)
         self.spec: Service = spec
+        answers_to = owner if owner is not None else parent
+        assert answers_to is not None
+        self.owner: Owner = answers_to
         self.pid: int | None = None
         self.stop_requested = False
         self.announced = False  # 'spawn' was reported for this process
@@ -184,7 +208,7 @@ class ServiceNode(NodeBase):
         stopping = self.state is State.STOPPING
         self.state = State.STOPPED
         if stopping:
-            self._parent.child_stopped(self)
+            self.owner.child_stopped(self)
         else:
             self._start_failed(reason)
 
@@ -231,21 +255,16 @@ class ServiceNode(NodeBase):
             self._start_failed(self.fail_reason)
         elif self.state is State.STOPPING:
             self.state = State.STOPPED
-            self._parent.child_stopped(self)
+            self.owner.child_stopped(self)
         elif self.state is State.STARTING:
             self.state = State.STOPPED
             what = f"code {code}" if signal is None else f"signal {signal}"
             self._start_failed(f"exited ({what}) before it was ready")
         else:
             self.state = State.STOPPED  # the parent records it as dead until it handles it
-            self._parent.child_exited(self, normal)
+            self.owner.child_exited(self, normal)
 
     # --- helpers -------------------------------------------------------------
-
-    @property
-    def _parent(self) -> SupNode:
-        assert self.parent is not None
-        return self.parent
 
     def _became_ready(self) -> None:
         assert self.pid is not None
@@ -254,10 +273,10 @@ class ServiceNode(NodeBase):
         self.announced = True
         self.eng.report("spawn", self.path, pid=self.pid)
         self.eng.report("ready", self.path, pid=self.pid)
-        self._parent.child_started(self)
+        self.owner.child_started(self)
 
     def _start_failed(self, reason: str) -> None:
         self.fail_reason = None
         self.up_for = 0.0
         self.eng.report("start_failed", self.path, reason=reason)
-        self._parent.child_start_failed(self, reason)
+        self.owner.child_start_failed(self, reason)

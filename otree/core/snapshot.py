@@ -18,6 +18,8 @@ the re-read tree and calls :func:`resume`, which reconciles the two trees:
    ``start_failed`` and leaves the child stopped).
 4. ``tree_ready`` is reported.
 
+Steps 2-4 are carried out by one :class:`Reconciliation`, attached to the
+engine until ``tree_ready``: the engine itself knows nothing of reloads.
 A snapshot taken while this is under way (a fatal error mid-reload) also
 holds the replaced processes still being stopped and the nodes not started
 yet: the next image goes on with both.
@@ -32,12 +34,13 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from otree.core import actions as act
-from otree.core.node import ALIVE, NodeBase, ServiceNode, State, SupNode
+from otree.core.node import ALIVE, Child, ServiceNode, State, SupNode
 from otree.core.spec import Service, Supervisor
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
@@ -91,6 +94,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     timers = [[list(k), due] for k, due in engine.timer_due.items() if k[0] == "restart"]
     # a fatal error during a reload's reconciliation: the next image goes on stopping the
     # processes it replaced and starting what it had not started yet
+    recon = engine.reconciliation
     orphans = [
         {
             "path": o.path,
@@ -98,7 +102,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "stop_signal": o.spec.stop_signal,
             "shutdown": o.spec.shutdown,
         }
-        for o in engine.orphans.values()
+        for o in (recon.orphans.values() if recon is not None else ())
         if o.pid is not None
     ]
     return {
@@ -106,45 +110,79 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         "nodes": nodes,
         "timers": timers,
         "orphans": orphans,
-        "starts": [n.path for n in engine.pending_starts],
+        "starts": [n.path for n in recon.starts] if recon is not None else [],
     }
 
 
-class _Holder:
-    """The parent of removed services' processes while they are being stopped."""
+class Reconciliation:
+    """A reload's reconciliation in the new image (steps 2-4 above), one step at a time.
 
-    def __init__(self, driver: _Driver) -> None:
-        self.driver = driver
+    It owns all a reload adds to supervision: the old processes being stopped
+    (``orphans``, by PID: it is their owner, they have no parent), the spawns
+    held back while an old process at the same path lives (never two processes
+    for one service), the nodes it has yet to start (``starts``, in order: a
+    snapshot taken meanwhile keeps them) and the answers to its own start
+    requests (negative ids). The engine asks it while it is attached
+    (``engine.reconciliation``); it detaches itself once ``tree_ready`` is reported.
+    """
 
-    def child_stopped(self, child: Any) -> None:
-        self.driver.done_with(child)
-
-    def child_exited(self, child: Any, normal: bool) -> None:
-        self.driver.done_with(child)
-
-    def child_start_failed(self, child: Any, reason: str) -> None:
-        self.driver.done_with(child)
-
-    def child_started(self, child: Any) -> None:  # pragma: no cover - never started
-        self.driver.done_with(child)
-
-
-class _Driver:
-    """Runs the reconcile steps one at a time: stops, then starts, then ``tree_ready``."""
-
-    def __init__(self, engine: Engine, stops: list[ServiceNode], starts: list[NodeBase]) -> None:
+    def __init__(self, engine: Engine, starts: list[Child]) -> None:
         self.engine = engine
-        self.stops = stops
+        self.orphans: dict[int, ServiceNode] = {}
+        self.held_spawns: dict[str, act.Spawn] = {}
         self.starts = starts
-        self.current: Any = None
-        self.token = -1
+        self.replies: dict[int, Callable[[str | None], None]] = {}
+        self._stops: list[ServiceNode] = []
+        self._current: ServiceNode | int | None = None
+        self._token = -1
+
+    def add_orphan(self, path: str, pid: int, stop_signal: str, shutdown: Any) -> None:
+        """An old process to stop with its old settings (in the order they are added)."""
+        name = path.rpartition(".")[2]
+        spec = Service(name, cmd=["-"], stop_signal=stop_signal, shutdown=shutdown)
+        node = ServiceNode(self.engine, path, None, spec, owner=self)
+        node.pid = pid
+        node.state = State.RUNNING  # even one caught mid-stop: the stop is sent again
+        node.announced = True
+        self._stops.append(node)
+        self.orphans[pid] = node
+
+    # --- asked by the engine -------------------------------------------------
+
+    def holds(self, spawn: act.Spawn) -> bool:
+        """Hold ``spawn`` back while an old process at its path is alive."""
+        if not self._orphan_at(spawn.path):
+            return False
+        self.held_spawns[spawn.path] = spawn
+        return True
+
+    def answered(self, request: int, error: str | None) -> None:
+        callback = self.replies.pop(request, None)
+        if callback is not None:
+            callback(error)
+
+    # --- the orphans' owner ----------------------------------------------------
+
+    def child_stopped(self, child: ServiceNode) -> None:
+        self._done_with(child)
+
+    def child_exited(self, child: ServiceNode, normal: bool) -> None:
+        self._done_with(child)
+
+    def child_start_failed(self, child: ServiceNode, reason: str) -> None:
+        self._done_with(child)
+
+    def child_started(self, child: ServiceNode) -> None:  # pragma: no cover - never started
+        self._done_with(child)
+
+    # --- the steps ------------------------------------------------------------------
 
     def next(self) -> None:
         eng = self.engine
-        while self.stops:
-            orphan = self.stops.pop(0)
+        while self._stops:
+            orphan = self._stops.pop(0)
             if orphan.alive:
-                self.current = orphan
+                self._current = orphan
                 orphan.stop()
                 return
         while self.starts:
@@ -153,21 +191,32 @@ class _Driver:
             if parent is None or parent.state is not State.RUNNING or node.alive:
                 self.starts.pop(0)
                 continue
-            self.token -= 1
-            self.current = self.token
-            eng.internal_replies[self.token] = self._started
-            parent.command("start", node, self.token)  # type: ignore[arg-type]
+            self._token -= 1
+            self._current = self._token
+            self.replies[self._token] = self._started
+            parent.command("start", node, self._token)
             return
-        self.current = None
-        eng.pending_starts = []
-        for orphan in list(eng.orphans.values()):
-            eng.orphan_gone(orphan)
+        self._current = None
+        for orphan in list(self.orphans.values()):
+            self._gone(orphan)
         eng.report("tree_ready", "")
+        eng.reconciliation = None
 
-    def done_with(self, child: Any) -> None:
-        self.engine.orphan_gone(child)
-        if self.current is child:
-            self.current = None
+    def _orphan_at(self, path: str) -> bool:
+        return any(o.path == path for o in self.orphans.values())
+
+    def _gone(self, orphan: ServiceNode) -> None:
+        """An orphan's process ended: a spawn held for its path goes out now."""
+        self.orphans = {pid: o for pid, o in self.orphans.items() if o is not orphan}
+        if not self._orphan_at(orphan.path):
+            held = self.held_spawns.pop(orphan.path, None)
+            if held is not None:
+                self.engine.emit(held)
+
+    def _done_with(self, child: ServiceNode) -> None:
+        self._gone(child)
+        if self._current is child:
+            self._current = None
             self.next()
 
     def _started(self, error: str | None) -> None:
@@ -183,8 +232,8 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
     engine.now = now
     engine.report("reexec", "", reason=reason)
     old: dict[str, Any] = snap["nodes"]
-    orphans: list[tuple[int, ServiceNode]] = []
-    starts: list[NodeBase] = []
+    orphans: list[tuple[int, str, dict[str, Any]]] = []  # (stop order, path, record)
+    starts: list[Child] = []
     order = {path: i for i, path in enumerate(old)}
 
     for path, node in engine.nodes.items():
@@ -221,7 +270,7 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
         assert isinstance(node, ServiceNode)
         pid = rec.get("pid") if rec is not None and rec["kind"] == "service" else None
         if rec is not None and pid is not None and not (same and rec["state"] == State.RUNNING):
-            orphans.append((order[path], _orphan(engine, path, rec)))
+            orphans.append((order[path], path, rec))
         if rec is None or rec["kind"] != "service":
             starts.append(node)
         elif same and rec["state"] == State.RUNNING and pid is not None:
@@ -243,9 +292,9 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
 
     for path, rec in old.items():
         if path not in engine.nodes and rec["kind"] == "service" and rec.get("pid") is not None:
-            orphans.append((order[path], _orphan(engine, path, rec)))
+            orphans.append((order[path], path, rec))
     for i, rec in enumerate(snap.get("orphans", [])):  # being stopped already: first
-        orphans.append((len(order) + i, _orphan(engine, str(rec["path"]), rec)))
+        orphans.append((len(order) + i, str(rec["path"]), rec))
 
     for key_list, due in snap["timers"]:
         key = parse(tuple(str(k) for k in key_list))
@@ -265,21 +314,19 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
             starts.append(left)
 
     orphans.sort(key=lambda item: -item[0])
-    driver = _Driver(engine, [o for _, o in orphans], _top_most(starts))
-    engine.pending_starts = driver.starts  # the same list: what is left, for a snapshot
-    holder = _Holder(driver)
-    for _, o in orphans:
-        o.parent = holder  # type: ignore[assignment]
-        engine.orphans[o.pid or -1] = o
-    driver.next()
-    return engine._flush()
+    reconciliation = Reconciliation(engine, _top_most(starts))
+    for _, path, rec in orphans:
+        reconciliation.add_orphan(path, int(rec["pid"]), rec["stop_signal"], rec["shutdown"])
+    engine.reconciliation = reconciliation
+    reconciliation.next()
+    return engine.flush()
 
 
 def _wire(key: RestartTimer | None) -> list[str] | None:
     return None if key is None else list(key.wire)
 
 
-def _restore_common(node: NodeBase, rec: dict[str, Any]) -> None:
+def _restore_common(node: Child, rec: dict[str, Any]) -> None:
     record = node.record
     record.restart_times = [float(t) for t in rec["restart_times"]]
     node.last_exit = rec["last_exit"]
@@ -287,7 +334,7 @@ def _restore_common(node: NodeBase, rec: dict[str, Any]) -> None:
     record.restart_key = key if isinstance(key, RestartTimer) else None
 
 
-def _put(node: NodeBase, state: State) -> None:
+def _put(node: Child, state: State) -> None:
     """``node`` in ``state`` as the old image showed it: its own lifecycle while alive,
     else stopped with its parent's record saying which."""
     if state in ALIVE:
@@ -297,22 +344,10 @@ def _put(node: NodeBase, state: State) -> None:
     if node.parent is None:
         node.record.mark = state
     else:
-        assert isinstance(node, (ServiceNode, SupNode))
         node.parent.mark(node, state)
 
 
-def _orphan(engine: Engine, path: str, rec: dict[str, Any]) -> ServiceNode:
-    """A stand-in for an old process that must be stopped with its old settings."""
-    name = path.rpartition(".")[2]
-    spec = Service(name, cmd=["-"], stop_signal=rec["stop_signal"], shutdown=rec["shutdown"])
-    node = ServiceNode(engine, path, None, spec)  # type: ignore[arg-type]
-    node.pid = int(rec["pid"])
-    node.state = State.RUNNING  # even one caught mid-stop: the stop is sent again
-    node.announced = True
-    return node
-
-
-def _top_most(starts: list[NodeBase]) -> list[NodeBase]:
+def _top_most(starts: list[Child]) -> list[Child]:
     """Drop nodes whose supervisor is itself in the list: starting it starts them."""
     chosen = {id(n) for n in starts}
     out = []

@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from otree.core.spec import Service
+from otree.errors import ExitCode
 
 
 @attrs.frozen
@@ -72,9 +73,10 @@ class Reply:
 
 @attrs.frozen
 class Exit:
-    """The tree is down: the runtime exits with ``code`` (0 shutdown, 1 gave up, 3 start failed)."""
+    """The tree is down: the runtime exits with ``code`` (``OK`` after a shutdown, ``GAVE_UP``
+    when the root gave up, ``START_FAILED`` when the initial start failed)."""
 
-    code: int
+    code: ExitCode
     message: str | None = None
 
 

@@ -1,6 +1,6 @@
 """The supervision engine: events in, actions out, no I/O (STYLE.md 1).
 
-``Engine(tree, rng)`` holds one state machine per node (``nodes.py``);
+``Engine(tree, rng)`` holds one state machine per node (``node.py``);
 ``start(now)`` begins the initial start and ``handle(event, now)`` feeds one
 event. Both return the actions to carry out, in order. The clock is an
 input: ``now`` is float monotonic seconds from the caller; randomness (backoff
@@ -10,15 +10,22 @@ jitter) comes from the injected ``rng``.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from otree.core import actions as act
 from otree.core import events as ev
-from otree.core.node import ALIVE, STOPPING, Child, NodeBase, ServiceNode, SupNode
+from otree.core.node import Child, ChildRecord, Ending, ServiceNode, State, SupNode
 from otree.core.spec import Supervisor, check_tree
+from otree.core.timers import KillTimer, ReadyTimer, RestartTimer, SupKillTimer, never, parse
+from otree.errors import ExitCode
+
+if TYPE_CHECKING:
+    from otree.core.snapshot import Reconciliation
+
+#: the states a reload waits for no node to leave
+_QUIET = frozenset({State.RUNNING, State.STOPPED, State.EXITED, State.RESTARTING})
 
 
 @attrs.frozen
@@ -45,21 +52,18 @@ class Engine:
         self.tree = tree
         self.rng = rng if rng is not None else random.Random()
         self.done = False
-        self.exit_code: int | None = None
+        self.exit_code: ExitCode | None = None
         self.now = 0.0
         self._out: list[act.Action] = []
         #: when each set timer is due (engine clock): carried across a re-exec
         self.timer_due: dict[tuple[str, ...], float] = {}
-        self.nodes: dict[str, NodeBase] = {}
-        #: processes left from before a re-exec that are being stopped, by PID
-        self.orphans: dict[int, ServiceNode] = {}
-        #: spawns held back while an orphan at the same path is still alive, by path:
-        #: never two processes for one service (released by ``orphan_gone``)
-        self.held_spawns: dict[str, act.Spawn] = {}
-        #: nodes a reload's reconciliation has yet to start (``core.handoff``), in order
-        self.pending_starts: list[NodeBase] = []
-        #: engine-internal requests (negative ids) and who waits for their reply
-        self.internal_replies: dict[int, Callable[[str | None], None]] = {}
+        self.nodes: dict[str, Child] = {}
+        #: a reload's reconciliation while it is under way (``core.snapshot``): it owns the
+        #: processes left from the old image, the spawns held for them, what it has yet
+        #: to start, and the answers to its own requests (negative ids)
+        self.reconciliation: Reconciliation | None = None
+        #: the root's record: the engine is its parent (a dead root has given up)
+        self.root_record = ChildRecord()
         self.root = SupNode(self, "", None, tree)
         self.nodes[""] = self.root
         self._build(self.root)
@@ -75,39 +79,27 @@ class Engine:
             else:
                 child = ServiceNode(self, path, sup, spec)
                 self.nodes[path] = child
-            sup.children.append(child)
+            sup.add_child(child)
 
     # --- used by the nodes ------------------------------------------------
 
     def emit(self, action: act.Action) -> None:
-        if isinstance(action, act.Spawn) and self._orphan_at(action.path):
-            self.held_spawns[action.path] = action  # sent once the old process is gone
-            return
+        rec = self.reconciliation
+        if isinstance(action, act.Spawn) and rec is not None and rec.holds(action):
+            return  # sent once the old process at that path is gone
         if isinstance(action, act.SetTimer):
             self.timer_due[action.key] = self.now + action.delay
         elif isinstance(action, act.CancelTimer):
             self.timer_due.pop(action.key, None)
         self._out.append(action)
 
-    def _orphan_at(self, path: str) -> bool:
-        return any(o.path == path for o in self.orphans.values())
-
-    def orphan_gone(self, orphan: ServiceNode) -> None:
-        """An orphan's process ended: a spawn held for its path goes out now."""
-        self.orphans = {pid: o for pid, o in self.orphans.items() if o is not orphan}
-        if not self._orphan_at(orphan.path):
-            held = self.held_spawns.pop(orphan.path, None)
-            if held is not None:
-                self.emit(held)
-
     def report(self, event: str, path: str, **fields: Any) -> None:
         self._out.append(act.Report(event, path, fields))
 
     def reply(self, request: int | None, error: str | None) -> None:
         if request is not None and request < 0:
-            callback = self.internal_replies.pop(request, None)
-            if callback is not None:
-                callback(error)
+            if self.reconciliation is not None:
+                self.reconciliation.answered(request, error)
         elif request is not None:
             self._out.append(act.Reply(request, error is None, error))
 
@@ -116,17 +108,21 @@ class Engine:
         if what == "started":
             self.report("tree_ready", "")
             return
+        if what == "exited":
+            root.record.mark = State.DEAD
         if what == "start_failed":
-            self._exit(3, f"{root.failed_path}: cannot start: {root.fail_reason}")
+            message = f"{root.failed_path}: cannot start: {root.fail_reason}"
+            self._exit(ExitCode.START_FAILED, message)
         elif what == "stopped":
-            self._exit(0)
-        elif root.ending == "auto_shutdown":
-            self._exit(0)
+            self._exit(ExitCode.OK)
+        elif root.ending is Ending.AUTO_SHUTDOWN:
+            self._exit(ExitCode.OK)
         else:
-            self._exit(1, "the root supervisor reached its restart intensity and gave up")
+            message = "the root supervisor reached its restart intensity and gave up"
+            self._exit(ExitCode.GAVE_UP, message)
 
-    def _exit(self, code: int, message: str | None = None) -> None:
-        self.report("tree_stopped", "", exit_code=code)
+    def _exit(self, code: ExitCode, message: str | None = None) -> None:
+        self.report("tree_stopped", "", exit_code=int(code))  # the event log keeps a number
         self.done = True
         self.exit_code = code
         self._out.append(act.Exit(code, message))
@@ -137,7 +133,7 @@ class Engine:
         """Start the tree: children one at a time in declared order (R5)."""
         self.now = now
         self.root.start()
-        return self._flush()
+        return self.flush()
 
     def handle(self, event: ev.Event, now: float) -> list[act.Action]:
         """Feed one event; return the actions it calls for."""
@@ -145,47 +141,71 @@ class Engine:
         if self.done:
             if isinstance(event, ev.Command):
                 self.reply(event.request, "the tree has stopped")
-            return self._flush()
+            return self.flush()
         if isinstance(event, ev.Command):
             self._command(event)
         elif isinstance(event, ev.TimerFired):
             self.timer_due.pop(event.key, None)
             self._timer(event.key)
         else:
-            node = self.nodes.get(event.path)
+            node: Child | None = self.nodes.get(event.path)
             pid = getattr(event, "pid", None)
-            if pid is not None and pid in self.orphans:
-                node = self.orphans[pid]
+            if pid is not None:
+                node = self._orphan(pid) or node
             if isinstance(node, ServiceNode):
                 self._service_event(node, event)
-        return self._flush()
+        return self.flush()
 
     def status(self, now: float) -> list[NodeStatus]:
         """Every node in start order, root first."""
         out = []
         for path, node in self.nodes.items():
             parent = node.parent
-            period = parent.spec.period if parent is not None else 0.0
+            if parent is not None:
+                times = node.record.restart_times
+                restarts = sum(1 for t in times if now - t <= parent.spec.period)
+            else:
+                restarts = self.root.window.count(now)
             out.append(
                 NodeStatus(
                     path=path,
                     kind=node.kind,
-                    state=node.state,
+                    state=node.status.value,
                     pid=node.pid if isinstance(node, ServiceNode) else None,
-                    started_at=node.started_at if node.state in ALIVE else None,
-                    restarts=sum(1 for t in node.restart_times if now - t <= period)
-                    if parent is not None
-                    else node.window.count(now)
-                    if isinstance(node, SupNode)
-                    else 0,
+                    started_at=node.started_at if node.alive else None,
+                    restarts=restarts,
                     last_exit=node.last_exit,
                 )
             )
         return out
 
+    def stopping(self) -> bool:
+        """Whether the tree is going down (or is down): it takes no reload then."""
+        return self.done or self.root.state not in (State.RUNNING, State.STARTING)
+
+    def busy(self) -> str | None:
+        """What keeps the tree from being quiet now (None: it is quiet, a reload may go)."""
+        if self.done:
+            return "the tree has stopped"
+        for path, node in self.nodes.items():
+            if node.status not in _QUIET:
+                return f"{repr(path) if path else 'the root'} is {node.status}"
+        for path, node in self.nodes.items():
+            if isinstance(node, SupNode) and (node.busy or node.mailbox):
+                return f"{repr(path) if path else 'the root'} is busy"
+        if self.reconciliation is not None and self.reconciliation.orphans:
+            return "processes replaced by the last reload are still stopping"
+        return None
+
+    def _orphan(self, pid: int) -> ServiceNode | None:
+        """The process left from before a re-exec with this PID, if it is being stopped."""
+        rec = self.reconciliation
+        return rec.orphans.get(pid) if rec is not None else None
+
     # --- dispatch -----------------------------------------------------------
 
-    def _flush(self) -> list[act.Action]:
+    def flush(self) -> list[act.Action]:
+        """The actions emitted since the last call, in order."""
         out, self._out = self._out, []
         return out
 
@@ -201,28 +221,36 @@ class Engine:
         elif isinstance(event, ev.Exited):
             node.on_exited(event.pid, event.code, event.signal)
 
-    def _timer(self, key: tuple[str, ...]) -> None:
-        kind, path = key[0], key[1]
-        node = self.nodes.get(path)
-        if kind in ("kill", "ready"):
-            pid = int(key[2])
-            node = self.orphans.get(pid, node)
-        if kind in ("kill", "ready") and isinstance(node, ServiceNode):
-            if kind == "kill":
-                node.on_kill_timer(pid)
+    def _timer(self, wire: tuple[str, ...]) -> None:
+        key = parse(wire)
+        if key is None:
+            return
+        node = self.nodes.get(key.path)
+        if isinstance(key, (KillTimer, ReadyTimer)):
+            service = self._orphan(key.pid) or node
+            if not isinstance(service, ServiceNode):
+                return
+            if isinstance(key, KillTimer):
+                service.on_kill_timer(key.pid)
             else:
-                node.on_ready_timeout(pid)
-        elif kind == "restart" and isinstance(node, SupNode):
-            node.on_restart_timer(key)
-        elif kind == "supkill" and isinstance(node, SupNode):
-            node.on_supkill_timer()
+                service.on_ready_timeout(key.pid)
+        elif isinstance(key, RestartTimer):
+            if isinstance(node, SupNode):
+                node.on_restart_timer(key)
+        elif isinstance(key, SupKillTimer):
+            if isinstance(node, SupNode):
+                node.on_supkill_timer()
+        else:
+            never(key)
 
     def _command(self, cmd: ev.Command) -> None:
         if cmd.name in ("shutdown", "kill_all"):
             self.reply(cmd.request, None)
             if cmd.name == "kill_all":
                 self.root.kill_all()  # every process at once; the root is stopping after it
-            elif self.root.state != STOPPING:  # already going down: keep why (gave up: exit 1)
+            elif (
+                self.root.state is not State.STOPPING
+            ):  # already going down: keep why (gave up: exit 1)
                 self.root.stop()
             return
         if cmd.name not in ("start", "stop", "restart"):
@@ -236,5 +264,4 @@ class Engine:
         if parent is None:
             self.reply(cmd.request, "the root cannot be started or stopped: use shutdown")
             return
-        assert isinstance(node, (ServiceNode, SupNode))
         parent.command(cmd.name, node, cmd.request)

@@ -15,39 +15,50 @@ Exits and commands that arrive meanwhile wait in its mailbox, and are taken
 in order once the plan is done; an exit whose child was stopped or started
 again in between is stale and dropped (R12).
 
-The machines live in ``service_node`` (the states, ``NodeBase``,
-``ServiceNode``) and ``supervisor_node`` (``SupNode``); this module gathers them.
+The parent owns its record of each child (OTP's ``#child``,
+``supervisor.ChildRecord``): whether a child that is not alive is stopped,
+restarting, exited or dead, its pending restart timer and its restart times.
+A node keeps only its own lifecycle (stopped, starting, running, stopping);
+``NodeBase.status`` gives the two together, as ``otree status`` shows them.
+Every write of a record's state goes through ``SupNode.mark``.
+
+The machines live in ``service`` (the states, ``NodeBase``, ``ServiceNode``)
+and ``supervisor`` (``SupNode``), ``records`` (a supervisor's child records, plan
+steps and mailbox items); this module gathers them.
 """
 
 from __future__ import annotations
 
-from otree.core.service import (
-    ALIVE,
-    DEAD,
-    EXITED,
-    RESTARTING,
-    RUNNING,
-    STARTING,
-    STOPPED,
-    STOPPING,
-    NodeBase,
-    ServiceNode,
+from otree.core.records import (
+    Call,
+    ChildRecord,
+    CommandMail,
+    Ending,
+    ExitMail,
+    Mail,
+    RestartMail,
+    StartChild,
     Step,
+    StopChild,
 )
+from otree.core.service import ALIVE, NodeBase, ServiceNode, State
 from otree.core.supervisor import Child, SupNode
 
 __all__ = [
     "ALIVE",
-    "DEAD",
-    "EXITED",
-    "RESTARTING",
-    "RUNNING",
-    "STARTING",
-    "STOPPED",
-    "STOPPING",
+    "Call",
     "Child",
+    "ChildRecord",
+    "CommandMail",
+    "Ending",
+    "ExitMail",
+    "Mail",
     "NodeBase",
+    "RestartMail",
     "ServiceNode",
+    "StartChild",
+    "State",
     "Step",
+    "StopChild",
     "SupNode",
 ]

@@ -12,8 +12,11 @@
    ``one_for_one`` the child alone, ``one_for_all`` every child,
    ``rest_for_one`` the child and those declared after it. The touched
    siblings still running are stopped in reverse declared order; then the
-   touched non-temporary children start in declared order. Temporary
-   siblings stopped this way stay stopped (R18).
+   touched non-temporary children start in declared order, the failed child
+   always. Temporary siblings stopped this way stay stopped (R18). A retry
+   (a start inside a restart failed, R26) touches the same group, except
+   under ``rest_for_one``: it goes on from the failed child, and the earlier
+   ones of the group that did start stay up (R27). :func:`restart_plan`.
 
 3. A significant child that exits on its own and is not restarted shuts its
    supervisor down normally: at once under ``any_significant``, once no
@@ -22,7 +25,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import attrs
 
 from otree.core.spec import AutoShutdown, Restart, Strategy
 
@@ -49,3 +54,36 @@ AUTO_SHUTDOWN_FIRES: dict[AutoShutdown, Callable[[int], bool]] = {
     AutoShutdown.ANY_SIGNIFICANT: lambda running: True,
     AutoShutdown.ALL_SIGNIFICANT: lambda running: running == 0,
 }
+
+
+@attrs.frozen
+class Sibling:
+    """What the restart policy needs to know of one child of the supervisor."""
+
+    restart: Restart
+    alive: bool  # starting, running or stopping
+
+
+@attrs.frozen
+class RestartPlan:
+    """The indices (into the supervisor's children) a restart touches, stops, then starts.
+
+    A touched child that is neither stopped nor started (a temporary one that had
+    ended) is done with: an exit of it still queued is stale (R12).
+    """
+
+    group: tuple[int, ...]  # declared order
+    stop: tuple[int, ...]  # reverse declared order
+    start: tuple[int, ...]  # declared order
+
+
+def restart_plan(
+    strategy: Strategy, siblings: Sequence[Sibling], failed: int, *, retry: bool = False
+) -> RestartPlan:
+    """Which siblings restarting child ``failed`` stops and starts (rule 2 above)."""
+    group = list(GROUP[strategy](len(siblings), failed))
+    if retry and strategy is Strategy.REST_FOR_ONE:  # R27
+        group = [i for i in group if i == failed or not siblings[i].alive]
+    stop = tuple(i for i in reversed(group) if i != failed and siblings[i].alive)
+    start = tuple(i for i in group if i == failed or siblings[i].restart is not Restart.TEMPORARY)
+    return RestartPlan(group=tuple(group), stop=stop, start=start)

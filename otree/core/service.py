@@ -1,31 +1,56 @@
-"""One service's state machine, the states every node goes through, and their base.
+"""One service's state machine, the states a node is shown in, and the nodes' base.
 
 See ``otree.core.node`` for the protocol between a node and its parent.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import enum
+from typing import TYPE_CHECKING, Any, Protocol
 
 from otree.core import actions as act
 from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service, Supervisor
+from otree.core.timers import KillTimer, ReadyTimer
 
 if TYPE_CHECKING:
     from otree.core.engine import Engine
+    from otree.core.records import ChildRecord
     from otree.core.supervisor import SupNode
 
-# node states
-STOPPED = "stopped"  # not running: never started, stopped by otree, or gave up
-STARTING = "starting"
-RUNNING = "running"
-STOPPING = "stopping"
-RESTARTING = "restarting"  # waiting for a (delayed or retried) restart
-EXITED = "exited"  # ended on its own and not restarted (transient/temporary)
-DEAD = "dead"  # ended on its own; the parent has not handled it yet
 
-ALIVE = frozenset({STARTING, RUNNING, STOPPING})
+class State(str, enum.Enum):
+    """A node as ``otree status`` shows it (these strings in JSON and the event log).
 
-Step = tuple[str, Any]
+    A node keeps only its own lifecycle (``ALIVE``, or ``STOPPED``); while it is
+    not alive its parent's record of it says which of the last four it is in.
+    """
+
+    STOPPED = "stopped"  # not running: never started, stopped by otree, or gave up
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"  # waiting for a (delayed or retried) restart
+    EXITED = "exited"  # ended on its own and not restarted (transient/temporary)
+    DEAD = "dead"  # ended on its own; the parent has not handled it yet
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ALIVE = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
+
+
+class Owner(Protocol):
+    """Who a service answers to: its supervisor, or (for a process left from before a
+    re-exec) the reload's reconciliation."""
+
+    def child_started(self, child: ServiceNode) -> None: ...
+
+    def child_start_failed(self, child: ServiceNode, reason: str) -> None: ...
+
+    def child_stopped(self, child: ServiceNode) -> None: ...
+
+    def child_exited(self, child: ServiceNode, normal: bool) -> None: ...
 
 
 class NodeBase:
@@ -38,16 +63,26 @@ class NodeBase:
         self.eng = eng
         self.path = path
         self.parent = parent
-        self.state = STOPPED
+        self.state = State.STOPPED  # its own lifecycle: STOPPED or one of ALIVE
         self.incarnation = 0
         self.started_at: float | None = None
-        self.restart_key: tuple[str, ...] | None = None
-        self.restart_times: list[float] = []  # automatic restarts of this node
         self.last_exit: dict[str, Any] | None = None
 
     @property
     def alive(self) -> bool:
         return self.state in ALIVE
+
+    @property
+    def record(self) -> ChildRecord:
+        """Its parent's record of it (the engine keeps the root's)."""
+        if self.parent is None:
+            return self.eng.root_record
+        return self.parent.records[self.path]
+
+    @property
+    def status(self) -> State:
+        """The state ``otree status`` shows: its own while alive, else its parent's word."""
+        return self.state if self.alive else self.record.mark
 
     @property
     def restart(self) -> Restart:
@@ -73,9 +108,20 @@ class NodeBase:
 class ServiceNode(NodeBase):
     kind = "service"
 
-    def __init__(self, eng: Engine, path: str, parent: SupNode, spec: Service) -> None:
+    def __init__(
+        self,
+        eng: Engine,
+        path: str,
+        parent: SupNode | None,
+        spec: Service,
+        owner: Owner | None = None,
+    ) -> None:
+        """``owner`` (default: ``parent``) gets the answers; an orphan has it, but no parent."""
         super().__init__(eng, path, parent, spec)
         self.spec: Service = spec
+        answers_to = owner if owner is not None else parent
+        assert answers_to is not None
+        self.owner: Owner = answers_to
         self.pid: int | None = None
         self.stop_requested = False
         self.announced = False  # 'spawn' was reported for this process
@@ -88,7 +134,7 @@ class ServiceNode(NodeBase):
 
     def start(self) -> None:
         self.incarnation += 1
-        self.state = STARTING
+        self.state = State.STARTING
         self.pid = None
         self.stop_requested = False
         self.killing = False
@@ -98,20 +144,20 @@ class ServiceNode(NodeBase):
 
     def stop(self) -> None:
         self.stop_requested = True
-        if self.state == STOPPING:
+        if self.state is State.STOPPING:
             return
-        self.state = STOPPING
+        self.state = State.STOPPING
         if self.pid is not None:
             self._send_stop()
 
     def kill_all(self) -> None:
         if not self.alive:
             return
-        if self.pid is not None and self.announced and self.state != STOPPING:
+        if self.pid is not None and self.announced and self.state is not State.STOPPING:
             self.eng.report("stop", self.path, pid=self.pid)
         self.stop_requested = True
         self.killing = True
-        self.state = STOPPING
+        self.state = State.STOPPING
         if self.pid is not None:
             self.eng.emit(act.Kill(self.path, self.pid))
 
@@ -125,7 +171,7 @@ class ServiceNode(NodeBase):
             return
         self.eng.emit(act.Signal(self.path, self.pid, self.spec.stop_signal))
         if shutdown != INFINITY:
-            self.eng.emit(act.SetTimer(("kill", self.path, str(self.pid)), float(shutdown)))
+            self.eng.emit(act.SetTimer(KillTimer(self.path, self.pid).wire, float(shutdown)))
 
     def backoff_delay(self) -> float:
         """The delay before this service's next restart, and advance its backoff."""
@@ -144,56 +190,56 @@ class ServiceNode(NodeBase):
     # --- runtime events ----------------------------------------------------
 
     def on_spawned(self, pid: int) -> None:
-        if self.pid is not None or self.state not in (STARTING, STOPPING):
+        if self.pid is not None or self.state not in (State.STARTING, State.STOPPING):
             return
         self.pid = pid
         if self.killing:
             self.eng.emit(act.Kill(self.path, pid))
-        elif self.state == STOPPING:  # asked to stop before the process existed
+        elif self.state is State.STOPPING:  # asked to stop before the process existed
             self._send_stop()
         elif self.spec.ready is None:
             self._became_ready()
         else:
-            self.eng.emit(act.SetTimer(("ready", self.path, str(pid)), self.spec.ready.timeout))
+            self.eng.emit(act.SetTimer(ReadyTimer(self.path, pid).wire, self.spec.ready.timeout))
 
     def on_spawn_failed(self, reason: str) -> None:
-        if self.pid is not None or self.state not in (STARTING, STOPPING):
+        if self.pid is not None or self.state not in (State.STARTING, State.STOPPING):
             return
-        stopping = self.state == STOPPING
-        self.state = STOPPED
+        stopping = self.state is State.STOPPING
+        self.state = State.STOPPED
         if stopping:
-            self._parent.child_stopped(self)
+            self.owner.child_stopped(self)
         else:
             self._start_failed(reason)
 
     def on_ready(self, pid: int) -> None:
-        if pid == self.pid and self.state == STARTING:
-            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+        if pid == self.pid and self.state is State.STARTING:
+            self.eng.emit(act.CancelTimer(ReadyTimer(self.path, pid).wire))
             self._became_ready()
 
     def on_ready_failed(self, pid: int, reason: str) -> None:
-        if pid == self.pid and self.state == STARTING:
-            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+        if pid == self.pid and self.state is State.STARTING:
+            self.eng.emit(act.CancelTimer(ReadyTimer(self.path, pid).wire))
             self.fail_reason = reason
             self.stop()
 
     def on_ready_timeout(self, pid: int) -> None:
-        if pid == self.pid and self.state == STARTING:
+        if pid == self.pid and self.state is State.STARTING:
             timeout = self.spec.ready.timeout if self.spec.ready else 0.0
             self.fail_reason = f"not ready after {timeout:g}s"
             self.stop()
 
     def on_kill_timer(self, pid: int) -> None:
-        if pid == self.pid and self.state == STOPPING:
+        if pid == self.pid and self.state is State.STOPPING:
             self.eng.emit(act.Kill(self.path, pid))
 
     def on_exited(self, pid: int, code: int | None, signal: str | None) -> None:
         if pid != self.pid:
             return
-        if self.state == STOPPING and self.spec.shutdown not in (BRUTAL_KILL, INFINITY):
-            self.eng.emit(act.CancelTimer(("kill", self.path, str(pid))))
+        if self.state is State.STOPPING and self.spec.shutdown not in (BRUTAL_KILL, INFINITY):
+            self.eng.emit(act.CancelTimer(KillTimer(self.path, pid).wire))
         if self.spec.ready is not None and not self.announced:
-            self.eng.emit(act.CancelTimer(("ready", self.path, str(pid))))
+            self.eng.emit(act.CancelTimer(ReadyTimer(self.path, pid).wire))
         self.pid = None
         how: dict[str, Any] = {"code": code} if signal is None else {"signal": signal}
         if self.stop_requested and self.fail_reason is None:
@@ -205,37 +251,32 @@ class ServiceNode(NodeBase):
             self.last_exit = {**how, "normal": normal}
             self.eng.report("exit", self.path, pid=pid, **how, normal=normal)
         if self.fail_reason is not None:
-            self.state = STOPPED
+            self.state = State.STOPPED
             self._start_failed(self.fail_reason)
-        elif self.state == STOPPING:
-            self.state = STOPPED
-            self._parent.child_stopped(self)
-        elif self.state == STARTING:
-            self.state = STOPPED
+        elif self.state is State.STOPPING:
+            self.state = State.STOPPED
+            self.owner.child_stopped(self)
+        elif self.state is State.STARTING:
+            self.state = State.STOPPED
             what = f"code {code}" if signal is None else f"signal {signal}"
             self._start_failed(f"exited ({what}) before it was ready")
         else:
-            self.state = DEAD
-            self._parent.child_exited(self, normal)
+            self.state = State.STOPPED  # the parent records it as dead until it handles it
+            self.owner.child_exited(self, normal)
 
     # --- helpers -------------------------------------------------------------
 
-    @property
-    def _parent(self) -> SupNode:
-        assert self.parent is not None
-        return self.parent
-
     def _became_ready(self) -> None:
         assert self.pid is not None
-        self.state = RUNNING
+        self.state = State.RUNNING
         self.started_at = self.eng.now
         self.announced = True
         self.eng.report("spawn", self.path, pid=self.pid)
         self.eng.report("ready", self.path, pid=self.pid)
-        self._parent.child_started(self)
+        self.owner.child_started(self)
 
     def _start_failed(self, reason: str) -> None:
         self.fail_reason = None
         self.up_for = 0.0
         self.eng.report("start_failed", self.path, reason=reason)
-        self._parent.child_start_failed(self, reason)
+        self.owner.child_start_failed(self, reason)

@@ -18,6 +18,8 @@ the re-read tree and calls :func:`resume`, which reconciles the two trees:
    ``start_failed`` and leaves the child stopped).
 4. ``tree_ready`` is reported.
 
+Steps 2-4 are carried out by one :class:`Reconciliation`, attached to the
+engine until ``tree_ready``: the engine itself knows nothing of reloads.
 A snapshot taken while this is under way (a fatal error mid-reload) also
 holds the replaced processes still being stopped and the nodes not started
 yet: the next image goes on with both.
@@ -32,23 +34,15 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from otree.core import actions as act
-from otree.core.node import (
-    EXITED,
-    RESTARTING,
-    RUNNING,
-    STARTING,
-    STOPPED,
-    STOPPING,
-    NodeBase,
-    ServiceNode,
-    SupNode,
-)
+from otree.core.node import ALIVE, Child, ServiceNode, State, SupNode
 from otree.core.spec import Service, Supervisor
+from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
 
 if TYPE_CHECKING:
@@ -81,11 +75,11 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         rec: dict[str, Any] = {
             "kind": node.kind,
             "fp": fingerprint(node.spec),
-            "state": node.state,
+            "state": node.status.value,
             "started_at": node.started_at,
-            "restart_times": list(node.restart_times),
+            "restart_times": list(node.record.restart_times),
             "last_exit": node.last_exit,
-            "restart_key": list(node.restart_key) if node.restart_key else None,
+            "restart_key": _wire(node.record.restart_key),
         }
         if isinstance(node, ServiceNode):
             rec.update(
@@ -100,6 +94,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     timers = [[list(k), due] for k, due in engine.timer_due.items() if k[0] == "restart"]
     # a fatal error during a reload's reconciliation: the next image goes on stopping the
     # processes it replaced and starting what it had not started yet
+    recon = engine.reconciliation
     orphans = [
         {
             "path": o.path,
@@ -107,7 +102,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "stop_signal": o.spec.stop_signal,
             "shutdown": o.spec.shutdown,
         }
-        for o in engine.orphans.values()
+        for o in (recon.orphans.values() if recon is not None else ())
         if o.pid is not None
     ]
     return {
@@ -115,68 +110,113 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         "nodes": nodes,
         "timers": timers,
         "orphans": orphans,
-        "starts": [n.path for n in engine.pending_starts],
+        "starts": [n.path for n in recon.starts] if recon is not None else [],
     }
 
 
-class _Holder:
-    """The parent of removed services' processes while they are being stopped."""
+class Reconciliation:
+    """A reload's reconciliation in the new image (steps 2-4 above), one step at a time.
 
-    def __init__(self, driver: _Driver) -> None:
-        self.driver = driver
+    It owns all a reload adds to supervision: the old processes being stopped
+    (``orphans``, by PID: it is their owner, they have no parent), the spawns
+    held back while an old process at the same path lives (never two processes
+    for one service), the nodes it has yet to start (``starts``, in order: a
+    snapshot taken meanwhile keeps them) and the answers to its own start
+    requests (negative ids). The engine asks it while it is attached
+    (``engine.reconciliation``); it detaches itself once ``tree_ready`` is reported.
+    """
 
-    def child_stopped(self, child: Any) -> None:
-        self.driver.done_with(child)
-
-    def child_exited(self, child: Any, normal: bool) -> None:
-        self.driver.done_with(child)
-
-    def child_start_failed(self, child: Any, reason: str) -> None:
-        self.driver.done_with(child)
-
-    def child_started(self, child: Any) -> None:  # pragma: no cover - never started
-        self.driver.done_with(child)
-
-
-class _Driver:
-    """Runs the reconcile steps one at a time: stops, then starts, then ``tree_ready``."""
-
-    def __init__(self, engine: Engine, stops: list[ServiceNode], starts: list[NodeBase]) -> None:
+    def __init__(self, engine: Engine, starts: list[Child]) -> None:
         self.engine = engine
-        self.stops = stops
+        self.orphans: dict[int, ServiceNode] = {}
+        self.held_spawns: dict[str, act.Spawn] = {}
         self.starts = starts
-        self.current: Any = None
-        self.token = -1
+        self.replies: dict[int, Callable[[str | None], None]] = {}
+        self._stops: list[ServiceNode] = []
+        self._current: ServiceNode | int | None = None
+        self._token = -1
+
+    def add_orphan(self, path: str, pid: int, stop_signal: str, shutdown: Any) -> None:
+        """An old process to stop with its old settings (in the order they are added)."""
+        name = path.rpartition(".")[2]
+        spec = Service(name, cmd=["-"], stop_signal=stop_signal, shutdown=shutdown)
+        node = ServiceNode(self.engine, path, None, spec, owner=self)
+        node.pid = pid
+        node.state = State.RUNNING  # even one caught mid-stop: the stop is sent again
+        node.announced = True
+        self._stops.append(node)
+        self.orphans[pid] = node
+
+    # --- asked by the engine -------------------------------------------------
+
+    def holds(self, spawn: act.Spawn) -> bool:
+        """Hold ``spawn`` back while an old process at its path is alive."""
+        if not self._orphan_at(spawn.path):
+            return False
+        self.held_spawns[spawn.path] = spawn
+        return True
+
+    def answered(self, request: int, error: str | None) -> None:
+        callback = self.replies.pop(request, None)
+        if callback is not None:
+            callback(error)
+
+    # --- the orphans' owner ----------------------------------------------------
+
+    def child_stopped(self, child: ServiceNode) -> None:
+        self._done_with(child)
+
+    def child_exited(self, child: ServiceNode, normal: bool) -> None:
+        self._done_with(child)
+
+    def child_start_failed(self, child: ServiceNode, reason: str) -> None:
+        self._done_with(child)
+
+    def child_started(self, child: ServiceNode) -> None:  # pragma: no cover - never started
+        self._done_with(child)
+
+    # --- the steps ------------------------------------------------------------------
 
     def next(self) -> None:
         eng = self.engine
-        while self.stops:
-            orphan = self.stops.pop(0)
+        while self._stops:
+            orphan = self._stops.pop(0)
             if orphan.alive:
-                self.current = orphan
+                self._current = orphan
                 orphan.stop()
                 return
         while self.starts:
             node = self.starts[0]  # left in the list until started: a snapshot keeps it
             parent = node.parent
-            if parent is None or parent.state != RUNNING or node.alive:
+            if parent is None or parent.state is not State.RUNNING or node.alive:
                 self.starts.pop(0)
                 continue
-            self.token -= 1
-            self.current = self.token
-            eng.internal_replies[self.token] = self._started
-            parent.command("start", node, self.token)  # type: ignore[arg-type]
+            self._token -= 1
+            self._current = self._token
+            self.replies[self._token] = self._started
+            parent.command("start", node, self._token)
             return
-        self.current = None
-        eng.pending_starts = []
-        for orphan in list(eng.orphans.values()):
-            eng.orphan_gone(orphan)
+        self._current = None
+        for orphan in list(self.orphans.values()):
+            self._gone(orphan)
         eng.report("tree_ready", "")
+        eng.reconciliation = None
 
-    def done_with(self, child: Any) -> None:
-        self.engine.orphan_gone(child)
-        if self.current is child:
-            self.current = None
+    def _orphan_at(self, path: str) -> bool:
+        return any(o.path == path for o in self.orphans.values())
+
+    def _gone(self, orphan: ServiceNode) -> None:
+        """An orphan's process ended: a spawn held for its path goes out now."""
+        self.orphans = {pid: o for pid, o in self.orphans.items() if o is not orphan}
+        if not self._orphan_at(orphan.path):
+            held = self.held_spawns.pop(orphan.path, None)
+            if held is not None:
+                self.engine.emit(held)
+
+    def _done_with(self, child: ServiceNode) -> None:
+        self._gone(child)
+        if self._current is child:
+            self._current = None
             self.next()
 
     def _started(self, error: str | None) -> None:
@@ -192,8 +232,8 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
     engine.now = now
     engine.report("reexec", "", reason=reason)
     old: dict[str, Any] = snap["nodes"]
-    orphans: list[tuple[int, ServiceNode]] = []
-    starts: list[NodeBase] = []
+    orphans: list[tuple[int, str, dict[str, Any]]] = []  # (stop order, path, record)
+    starts: list[Child] = []
     order = {path: i for i, path in enumerate(old)}
 
     for path, node in engine.nodes.items():
@@ -204,101 +244,110 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
         parent_rec = old.get(node.parent.path) if node.parent is not None else None
         not_reached = (
             rec is not None
-            and rec["state"] == STOPPED
+            and rec["state"] == State.STOPPED
             and parent_rec is not None
-            and parent_rec["state"] == STARTING
+            and parent_rec["state"] == State.STARTING
         )
         if isinstance(node, SupNode):
             if not_reached:
-                node.state = STOPPED
+                _put(node, State.STOPPED)
                 starts.append(node)
                 continue
             if rec is None or rec["kind"] != "supervisor":
-                node.state = STOPPED
+                _put(node, State.STOPPED)
                 if path == "":
-                    node.state = RUNNING
+                    _put(node, State.RUNNING)
                 else:
                     starts.append(node)
                 continue
             node.window.times = [float(t) for t in rec["window"]]
             node.seq = int(rec["seq"])
-            node.state = RUNNING if rec["state"] in (RUNNING, STARTING, STOPPING) else rec["state"]
+            old_state = State(rec["state"])
+            _put(node, State.RUNNING if old_state in ALIVE else old_state)
             node.started_at = rec["started_at"]
             _restore_common(node, rec)
             continue
         assert isinstance(node, ServiceNode)
         pid = rec.get("pid") if rec is not None and rec["kind"] == "service" else None
-        if rec is not None and pid is not None and not (same and rec["state"] == RUNNING):
-            orphans.append((order[path], _orphan(engine, path, rec)))
+        if rec is not None and pid is not None and not (same and rec["state"] == State.RUNNING):
+            orphans.append((order[path], path, rec))
         if rec is None or rec["kind"] != "service":
             starts.append(node)
-        elif same and rec["state"] == RUNNING and pid is not None:
+        elif same and rec["state"] == State.RUNNING and pid is not None:
             _restore_common(node, rec)
-            node.state = RUNNING
+            _put(node, State.RUNNING)
             node.pid = int(pid)
             node.announced = True
             node.started_at = rec["started_at"]
             node.backoff_next = rec["backoff_next"]
             engine.report("adopt", path, pid=node.pid)
-        elif rec["state"] in (RESTARTING, EXITED, STOPPED) and not not_reached:
+        elif rec["state"] in (State.RESTARTING, State.EXITED, State.STOPPED) and not not_reached:
             _restore_common(node, rec)
-            node.state = rec["state"]
+            _put(node, State(rec["state"]))
             node.backoff_next = rec["backoff_next"] if same else None
         else:  # changed while running, or caught mid-start/stop by a crash: start afresh
             _restore_common(node, rec)
-            node.state = STOPPED
+            _put(node, State.STOPPED)
             starts.append(node)
 
     for path, rec in old.items():
         if path not in engine.nodes and rec["kind"] == "service" and rec.get("pid") is not None:
-            orphans.append((order[path], _orphan(engine, path, rec)))
+            orphans.append((order[path], path, rec))
     for i, rec in enumerate(snap.get("orphans", [])):  # being stopped already: first
-        orphans.append((len(order) + i, _orphan(engine, str(rec["path"]), rec)))
+        orphans.append((len(order) + i, str(rec["path"]), rec))
 
     for key_list, due in snap["timers"]:
-        key = tuple(str(k) for k in key_list)
-        sup = engine.nodes.get(key[1])
-        if isinstance(sup, SupNode) and any(c.restart_key == key for c in sup.children):
+        key = parse(tuple(str(k) for k in key_list))
+        sup = engine.nodes.get(key.path) if isinstance(key, RestartTimer) else None
+        if not isinstance(key, RestartTimer) or not isinstance(sup, SupNode):
+            continue
+        if any(r.restart_key == key for r in sup.records.values()):
             sup.timers.add(key)
-            engine.emit(act.SetTimer(key, max(0.0, float(due) - now)))
+            engine.emit(act.SetTimer(key.wire, max(0.0, float(due) - now)))
     for node in engine.nodes.values():
-        if node.state == RESTARTING and node.restart_key is None:
-            node.state = STOPPED  # its timer is gone: leave it for a start below
+        if node.status is State.RESTARTING and node.record.restart_key is None:
+            _put(node, State.STOPPED)  # its timer is gone: leave it for a start below
             starts.append(node)
     for path in snap.get("starts", []):  # the last reconciliation had yet to start these
         left = engine.nodes.get(str(path))
-        if left is not None and left.state == STOPPED and left not in starts:
+        if left is not None and left.status is State.STOPPED and left not in starts:
             starts.append(left)
 
     orphans.sort(key=lambda item: -item[0])
-    driver = _Driver(engine, [o for _, o in orphans], _top_most(starts))
-    engine.pending_starts = driver.starts  # the same list: what is left, for a snapshot
-    holder = _Holder(driver)
-    for _, o in orphans:
-        o.parent = holder  # type: ignore[assignment]
-        engine.orphans[o.pid or -1] = o
-    driver.next()
-    return engine._flush()
+    reconciliation = Reconciliation(engine, _top_most(starts))
+    for _, path, rec in orphans:
+        reconciliation.add_orphan(path, int(rec["pid"]), rec["stop_signal"], rec["shutdown"])
+    engine.reconciliation = reconciliation
+    reconciliation.next()
+    return engine.flush()
 
 
-def _restore_common(node: NodeBase, rec: dict[str, Any]) -> None:
-    node.restart_times = [float(t) for t in rec["restart_times"]]
+def _wire(key: RestartTimer | None) -> list[str] | None:
+    return None if key is None else list(key.wire)
+
+
+def _restore_common(node: Child, rec: dict[str, Any]) -> None:
+    record = node.record
+    record.restart_times = [float(t) for t in rec["restart_times"]]
     node.last_exit = rec["last_exit"]
-    node.restart_key = tuple(rec["restart_key"]) if rec["restart_key"] else None
+    key = parse(tuple(str(k) for k in rec["restart_key"])) if rec["restart_key"] else None
+    record.restart_key = key if isinstance(key, RestartTimer) else None
 
 
-def _orphan(engine: Engine, path: str, rec: dict[str, Any]) -> ServiceNode:
-    """A stand-in for an old process that must be stopped with its old settings."""
-    name = path.rpartition(".")[2]
-    spec = Service(name, cmd=["-"], stop_signal=rec["stop_signal"], shutdown=rec["shutdown"])
-    node = ServiceNode(engine, path, None, spec)  # type: ignore[arg-type]
-    node.pid = int(rec["pid"])
-    node.state = RUNNING  # even one caught mid-stop: the stop is sent again
-    node.announced = True
-    return node
+def _put(node: Child, state: State) -> None:
+    """``node`` in ``state`` as the old image showed it: its own lifecycle while alive,
+    else stopped with its parent's record saying which."""
+    if state in ALIVE:
+        node.state = state
+        return
+    node.state = State.STOPPED
+    if node.parent is None:
+        node.record.mark = state
+    else:
+        node.parent.mark(node, state)
 
 
-def _top_most(starts: list[NodeBase]) -> list[NodeBase]:
+def _top_most(starts: list[Child]) -> list[Child]:
     """Drop nodes whose supervisor is itself in the list: starting it starts them."""
     chosen = {id(n) for n in starts}
     out = []

@@ -1,4 +1,4 @@
-"""One supervisor's state machine: plans, mailbox, restart decisions by strategy.
+"""One supervisor's state machine: its records of its children, plans, mailbox, restarts.
 
 See ``otree.core.node`` for the protocol between a node and its parent and
 for how a supervisor works through its plans (R38).
@@ -8,24 +8,27 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from otree.core import actions as act
 from otree.core.intensity import RestartWindow
-from otree.core.rules import AUTO_SHUTDOWN_FIRES, GROUP, RESTART_AFTER
-from otree.core.service import (
-    DEAD,
-    EXITED,
-    RESTARTING,
-    RUNNING,
-    STARTING,
-    STOPPED,
-    STOPPING,
-    NodeBase,
-    ServiceNode,
+from otree.core.records import (
+    Call,
+    ChildRecord,
+    CommandMail,
+    Ending,
+    ExitMail,
+    Mail,
+    Outcome,
+    RestartMail,
+    StartChild,
     Step,
+    StopChild,
 )
-from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Supervisor
+from otree.core.rules import AUTO_SHUTDOWN_FIRES, RESTART_AFTER, Sibling, restart_plan
+from otree.core.service import NodeBase, ServiceNode, State
+from otree.core.spec import BRUTAL_KILL, INFINITY, Supervisor
+from otree.core.timers import RestartTimer, SupKillTimer, TimerKey, never
 
 if TYPE_CHECKING:
     from otree.core.engine import Engine
@@ -41,15 +44,16 @@ class SupNode(NodeBase):
         super().__init__(eng, path, parent, spec)
         self.spec: Supervisor = spec
         self.children: list[Child] = []
+        self.records: dict[str, ChildRecord] = {}  # by the child's path
         self.window = RestartWindow(spec.intensity, spec.period)
         self.plan: deque[Step] = deque()
         self.on_fail: Callable[[Child, str], None] | None = None
-        self.waiting: tuple[Child, str] | None = None
+        self.waiting: StartChild | StopChild | None = None
         self.advancing = False
-        self.mailbox: deque[tuple[Any, ...]] = deque()
-        self.timers: set[tuple[str, ...]] = set()
+        self.mailbox: deque[Mail] = deque()
+        self.timers: set[TimerKey] = set()
         self.seq = 0
-        self.ending: str | None = None  # why it is stopping: stopped | gave_up | auto_shutdown
+        self.ending: Ending | None = None
         self.fail_reason: str | None = None
         self.failed_path: str | None = None
         self.command_running: tuple[str, int | None] | None = None  # its plan is the current one
@@ -58,32 +62,40 @@ class SupNode(NodeBase):
     def busy(self) -> bool:
         return self.waiting is not None or bool(self.plan)
 
+    def add_child(self, child: Child) -> None:
+        self.children.append(child)
+        self.records[child.path] = ChildRecord()
+
+    def mark(self, child: Child, state: State) -> None:
+        """The one place a child's state is written by its parent (it is not alive)."""
+        self.records[child.path].mark = state
+
     # --- parent protocol ---------------------------------------------------
 
     def start(self) -> None:
         """Start every child in declared order (temporary ones too); fail as a whole (R5, R6)."""
         self.incarnation += 1
-        self.state = STARTING
+        self.state = State.STARTING
         self.ending = None
         self.command_running = None
         self.window = RestartWindow(self.spec.intensity, self.spec.period)
         self.mailbox.clear()
-        self._run([("start", c) for c in self.children], on_fail=self._initial_start_failed)
+        self._run([StartChild(c) for c in self.children], on_fail=self._initial_start_failed)
 
     def stop(self) -> None:
         """Stop every child in reverse declared order, then answer ``child_stopped`` (R9)."""
-        if self.state == STOPPING and self.ending == "stopped":
+        if self.state is State.STOPPING and self.ending is Ending.STOPPED:
             return
-        self.state = STOPPING
-        self.ending = "stopped"
+        self.state = State.STOPPING
+        self.ending = Ending.STOPPED
         self._stop_all()
         shutdown = self.spec.shutdown
         if shutdown == BRUTAL_KILL:
             self.kill_all()
         elif shutdown != INFINITY and self.parent is not None:
-            key = ("supkill", self.path)
+            key = SupKillTimer(self.path)
             self.timers.add(key)
-            self.eng.emit(act.SetTimer(key, float(shutdown)))
+            self.eng.emit(act.SetTimer(key.wire, float(shutdown)))
         self._advance()
 
     def kill_all(self) -> None:
@@ -95,26 +107,26 @@ class SupNode(NodeBase):
             return
         for child in reversed(self.children):
             child.kill_all()
-        if self.state != STOPPING:
+        if self.state is not State.STOPPING:
             self.stop()
 
     # --- children's answers -------------------------------------------------
 
     def child_started(self, child: Child) -> None:
-        if self.waiting == (child, "start"):
+        if isinstance(self.waiting, StartChild) and self.waiting.child is child:
             self.waiting = None
             self._advance()
 
     def child_stopped(self, child: Child) -> None:
-        if self.waiting is not None and self.waiting[0] is child:
+        if self.waiting is not None and self.waiting.child is child:
             self.waiting = None
             self._advance()
 
     def child_start_failed(self, child: Child, reason: str) -> None:
-        if self.waiting is None or self.waiting[0] is not child:
+        if self.waiting is None or self.waiting.child is not child:
             return
         self.waiting = None
-        if self.state == STOPPING or self.on_fail is None:
+        if self.state is State.STOPPING or self.on_fail is None:
             self._advance()  # it was being stopped anyway
             return
         on_fail = self.on_fail
@@ -123,41 +135,42 @@ class SupNode(NodeBase):
         self._advance()
 
     def child_exited(self, child: Child, normal: bool) -> None:
-        if self.state == STOPPING:
-            child.state = STOPPED  # consumed: we are stopping everything anyway
+        if self.state is State.STOPPING:
+            self.mark(child, State.STOPPED)  # consumed: we are stopping everything anyway
             return
-        if self.busy or self.state != RUNNING:
-            self.mailbox.append(("exit", child, child.incarnation, normal))
+        self.mark(child, State.DEAD)
+        if self.busy or self.state is not State.RUNNING:
+            self.mailbox.append(ExitMail(child, child.incarnation, normal))
             return
         self._handle_exit(child, normal)
         self._advance()
 
     # --- timers and commands ---------------------------------------------------
 
-    def on_restart_timer(self, key: tuple[str, ...]) -> None:
+    def on_restart_timer(self, key: RestartTimer) -> None:
         if key not in self.timers:
             return
         self.timers.discard(key)
-        if self.busy or self.state != RUNNING:
-            self.mailbox.append(("restart", key))
+        if self.busy or self.state is not State.RUNNING:
+            self.mailbox.append(RestartMail(key))
         else:
             self._restart_group(key)
             self._advance()
 
     def on_supkill_timer(self) -> None:
-        key = ("supkill", self.path)
-        if key in self.timers and self.state == STOPPING:
+        key = SupKillTimer(self.path)
+        if key in self.timers and self.state is State.STOPPING:
             self.timers.discard(key)
             self.kill_all()
 
     def command(self, name: str, child: Child, request: int | None) -> None:
         """``start|stop|restart`` of one child, taken in turn with everything else (R38)."""
-        if self.state not in (RUNNING, STARTING):
+        if self.state not in (State.RUNNING, State.STARTING):
             where = repr(self.path) if self.path else "the root"
-            self.eng.reply(request, f"{where} is not running ({self.state})")
+            self.eng.reply(request, f"{where} is not running ({self.status})")
             return
-        if self.busy or self.state != RUNNING:
-            self.mailbox.append(("command", name, child, request))
+        if self.busy or self.state is not State.RUNNING:
+            self.mailbox.append(CommandMail(name, child, request))
             return
         self._command(name, child, request)
         self._advance()
@@ -176,21 +189,22 @@ class SupNode(NodeBase):
         try:
             while True:
                 while self.waiting is None and self.plan:
-                    kind, arg = self.plan.popleft()
-                    if kind == "stop":
-                        child: Child = arg
-                        if child.alive:
-                            self.waiting = (child, "stop")
-                            child.stop()
-                        elif child.state == DEAD:
-                            child.state = STOPPED
-                    elif kind == "start":
-                        child = arg
-                        if not child.alive:
-                            self.waiting = (child, "start")
-                            child.start()
+                    step = self.plan.popleft()
+                    if isinstance(step, StopChild):
+                        if step.child.alive:
+                            self.waiting = step
+                            step.child.stop()
+                        elif step.child.status is State.DEAD:
+                            self.mark(step.child, State.STOPPED)
+                    elif isinstance(step, StartChild):
+                        if not step.child.alive:
+                            self.waiting = step
+                            self.mark(step.child, State.STOPPED)  # shown once it stops again
+                            step.child.start()
+                    elif isinstance(step, Call):
+                        step.then()
                     else:
-                        arg()
+                        never(step)
                 if self.busy:
                     return
                 if not self._plan_done():
@@ -201,47 +215,46 @@ class SupNode(NodeBase):
     def _plan_done(self) -> bool:
         """The plan is finished: move on. True when there may be more to do."""
         self.on_fail = None
-        if self.state == STARTING:
-            self.state = RUNNING
+        if self.state is State.STARTING:
+            self.state = State.RUNNING
             self.started_at = self.eng.now
             self._report_up("started")
-        elif self.state == STOPPING:
+        elif self.state is State.STOPPING:
             for key in self.timers:
-                self.eng.emit(act.CancelTimer(key))
+                self.eng.emit(act.CancelTimer(key.wire))
             self.timers.clear()
             # exits queued while it was busy are moot now (commands were refused in
             # _stop_all); left here they would keep a stopped supervisor "busy" for good
             self.mailbox.clear()
             ending = self.ending
             for c in self.children:
-                if c.state in (RESTARTING, DEAD):
-                    c.state = STOPPED
-            if ending == "init_failed":
-                self.state = STOPPED
+                if c.status in (State.RESTARTING, State.DEAD):
+                    self.mark(c, State.STOPPED)
+            self.state = State.STOPPED
+            if ending is Ending.INIT_FAILED:
                 self._report_up("start_failed")
-            elif ending == "stopped":
-                self.state = STOPPED
+            elif ending is Ending.STOPPED:
                 self._report_up("stopped")
-            else:
-                self.state = DEAD
-                self._report_up("exited", normal=ending == "auto_shutdown")
+            else:  # the parent records it as dead until it handles the exit
+                self._report_up("exited", normal=ending is Ending.AUTO_SHUTDOWN)
             # the parent may have started this node again from inside _report_up
             # (a restart after escalation); its new plan could not advance then
             return self.busy
-        while self.mailbox and not self.busy and self.state == RUNNING:
+        while self.mailbox and not self.busy and self.state is State.RUNNING:
             item = self.mailbox.popleft()
-            if item[0] == "exit":
-                _, child, incarnation, normal = item
-                if child.state == DEAD and child.incarnation == incarnation:
-                    self._handle_exit(child, normal)
-            elif item[0] == "restart":
-                self._restart_group(item[1])
+            if isinstance(item, ExitMail):
+                child = item.child
+                if child.status is State.DEAD and child.incarnation == item.incarnation:
+                    self._handle_exit(child, item.normal)
+            elif isinstance(item, RestartMail):
+                self._restart_group(item.key)
+            elif isinstance(item, CommandMail):
+                self._command(item.name, item.child, item.request)
             else:
-                _, name, child, request = item
-                self._command(name, child, request)
+                never(item)
         return self.busy
 
-    def _report_up(self, what: str, normal: bool = False) -> None:
+    def _report_up(self, what: Outcome, normal: bool = False) -> None:
         if self.parent is None:
             self.eng.root_done(what, self)
         elif what == "started":
@@ -262,31 +275,29 @@ class SupNode(NodeBase):
         self.on_fail = None
         where = repr(self.path) if self.path else "the root"
         refused = f"{where} is not running (stopping)"
-        for item in [m for m in self.mailbox if m[0] == "command"]:
+        for item in [m for m in self.mailbox if isinstance(m, CommandMail)]:
             self.mailbox.remove(item)
-            self.eng.reply(item[3], refused)
+            self.eng.reply(item.request, refused)
         if self.command_running is not None:  # its plan is being replaced
             name, request = self.command_running
             self.command_running = None
-            if name == "stop" and self.waiting is not None and self.waiting[1] == "stop":
+            if name == "stop" and isinstance(self.waiting, StopChild):
                 # that child is being stopped anyway: answer once it is gone
-                self.plan.append(("call", lambda: self.eng.reply(request, None)))
+                self.plan.append(Call(lambda: self.eng.reply(request, None)))
             else:
                 self.eng.reply(request, refused)
-        for key in [k for k in self.timers if k[0] == "restart"]:
+        for key in [k for k in self.timers if isinstance(k, RestartTimer)]:
             self.timers.discard(key)
-            self.eng.emit(act.CancelTimer(key))
+            self.eng.emit(act.CancelTimer(key.wire))
         for c in self.children:
-            if c.state == RESTARTING:
-                c.state = STOPPED
-        if self.waiting is not None:
-            child, what = self.waiting
-            if what == "start":  # interrupt a start in progress
-                self.waiting = (child, "stop")
-                child.stop()
-        self.plan.extend(("stop", c) for c in reversed(self.children))
+            if c.status is State.RESTARTING:
+                self.mark(c, State.STOPPED)
+        if isinstance(self.waiting, StartChild):  # interrupt a start in progress
+            self.waiting = StopChild(self.waiting.child)
+            self.waiting.child.stop()
+        self.plan.extend(StopChild(c) for c in reversed(self.children))
         if then is not None:
-            self.plan.append(("call", then))
+            self.plan.append(Call(then))
 
     # --- decisions ----------------------------------------------------------
 
@@ -294,80 +305,97 @@ class SupNode(NodeBase):
         """R6: stop the started children in reverse order; the supervisor fails to start."""
         self.fail_reason = reason
         self.failed_path = child.failed_path if isinstance(child, SupNode) else child.path
-        self.state = STOPPING
-        self.ending = "init_failed"
+        self.state = State.STOPPING
+        self.ending = Ending.INIT_FAILED
         self._stop_all()
 
     def _handle_exit(self, child: Child, normal: bool) -> None:
         if RESTART_AFTER[(child.restart, normal)]:
             self._restart(child)
             return
-        child.state = EXITED
+        self.mark(child, State.EXITED)
         if child.significant:
             significant_left = sum(1 for c in self.children if c.significant and c.alive)
             if AUTO_SHUTDOWN_FIRES[self.spec.auto_shutdown](significant_left):
                 self.eng.report("auto_shutdown", self.path, child=child.path)
-                self.state = STOPPING
-                self.ending = "auto_shutdown"
+                self.state = State.STOPPING
+                self.ending = Ending.AUTO_SHUTDOWN
                 self._stop_all()
 
     def _restart(self, trigger: Child, *, retry: bool = False) -> None:
-        """A child must restart: count it, then stop and start its group by the strategy."""
+        """A child must restart: count it, report it, carry out the strategy's plan."""
         if not self.window.add(self.eng.now):
             self._give_up(trigger)
             return
         self.eng.report("restart", self.path, strategy=self.spec.strategy.value, child=trigger.path)
-        times = trigger.restart_times  # shown by status within the window: keep no more
+        times = self.records[trigger.path].restart_times  # status shows the window: no more
         times.append(self.eng.now)
         while self.eng.now - times[0] > self.spec.period:
             del times[0]
-        index = self.children.index(trigger)
-        group = [self.children[i] for i in GROUP[self.spec.strategy](len(self.children), index)]
-        if retry and self.spec.strategy.value == "rest_for_one":
-            # R27: the retry goes on from the failed child; earlier ones that started stay
-            group = [c for c in group if c is trigger or not c.alive]
-        to_start = [c for c in group if c is trigger or c.restart is not Restart.TEMPORARY]
-        delay = trigger.backoff_delay()
-        steps: list[Step] = [("stop", c) for c in reversed(group) if c is not trigger]
-        key: tuple[str, ...] | None = None
-        if delay > 0 or retry:  # R26: a retry goes through the loop, even with no delay
+        siblings = [Sibling(c.restart, c.alive) for c in self.children]
+        plan = restart_plan(self.spec.strategy, siblings, self.children.index(trigger), retry=retry)
+        self._carry_out(
+            [self.children[i] for i in plan.group],
+            [self.children[i] for i in plan.stop],
+            [self.children[i] for i in plan.start],
+            delay=trigger.backoff_delay(),
+            through_loop=retry,  # R26: a retry goes through the loop, even with no delay
+        )
+
+    def _carry_out(
+        self,
+        group: list[Child],
+        stops: list[Child],
+        starts: list[Child],
+        delay: float,
+        through_loop: bool,
+    ) -> None:
+        """Stop ``stops``, then start ``starts`` at once or when a restart timer fires."""
+        key: RestartTimer | None = None
+        if delay > 0 or through_loop:
             self.seq += 1
-            key = ("restart", self.path, str(self.seq))
+            key = RestartTimer(self.path, self.seq)
         for c in group:
-            if c.state == DEAD:
-                c.state = STOPPED
-        for c in to_start:  # a pending delayed restart of a member is subsumed by this one
-            if c.restart_key is not None and c.restart_key in self.timers:
-                self.timers.discard(c.restart_key)
-                self.eng.emit(act.CancelTimer(c.restart_key))
-            c.restart_key = key
+            if c.status is State.DEAD:
+                self.mark(c, State.STOPPED)
+        for c in starts:  # a pending delayed restart of a member is subsumed by this one
+            rec = self.records[c.path]
+            if rec.restart_key is not None and rec.restart_key in self.timers:
+                self.timers.discard(rec.restart_key)
+                self.eng.emit(act.CancelTimer(rec.restart_key.wire))
+            rec.restart_key = key
             if not c.alive:  # shown as restarting while the stops run
-                c.state = RESTARTING
+                self.mark(c, State.RESTARTING)
+        steps: list[Step] = [StopChild(c) for c in stops]
         if key is None:
-            steps.extend(("start", c) for c in to_start)
+            steps.extend(StartChild(c) for c in starts)
             self._run(steps, on_fail=self._restart_failed)
             return
         timer = key
 
         def arm() -> None:
-            for c in to_start:
-                if c.restart_key == timer:
-                    c.state = RESTARTING
+            for c in starts:
+                if self.records[c.path].restart_key == timer:
+                    self.mark(c, State.RESTARTING)
             self.timers.add(timer)
-            self.eng.emit(act.SetTimer(timer, delay))
+            self.eng.emit(act.SetTimer(timer.wire, delay))
 
-        steps.append(("call", arm))
+        steps.append(Call(arm))
         self._run(steps, on_fail=None)
 
-    def _restart_group(self, key: tuple[str, ...]) -> None:
-        members = [c for c in self.children if c.state == RESTARTING and c.restart_key == key]
+    def _restart_group(self, key: RestartTimer) -> None:
+        members = [
+            c
+            for c in self.children
+            if c.status is State.RESTARTING and self.records[c.path].restart_key == key
+        ]
         for c in members:
-            c.restart_key = None
-        self._run([("start", c) for c in members], on_fail=self._restart_failed)
+            self.records[c.path].restart_key = None
+        self._run([StartChild(c) for c in members], on_fail=self._restart_failed)
 
     def _restart_failed(self, child: Child, reason: str) -> None:
         """R26/R27: a start inside a restart failed: retry through the loop, counted again."""
-        child.state = RESTARTING
+        self.mark(child, State.RESTARTING)
         self._restart(child, retry=True)
 
     def _give_up(self, trigger: Child) -> None:
@@ -375,9 +403,9 @@ class SupNode(NodeBase):
         self.eng.report(
             "give_up", self.path, restarts=len(self.window.times), period=self.spec.period
         )
-        trigger.state = STOPPED
-        self.state = STOPPING
-        self.ending = "gave_up"
+        self.mark(trigger, State.STOPPED)
+        self.state = State.STOPPING
+        self.ending = Ending.GAVE_UP
         self._stop_all()
 
     def _command(self, name: str, child: Child, request: int | None) -> None:
@@ -386,28 +414,28 @@ class SupNode(NodeBase):
             self.eng.reply(request, None)
 
         def reply_failed(c: Child, reason: str) -> None:
-            c.state = STOPPED
+            self.mark(c, State.STOPPED)
             self.command_running = None
             self.eng.reply(request, f"{c.path}: cannot start: {reason}")
 
         if name == "stop":
-            if child.state == RESTARTING:
-                child.state = STOPPED
-                child.restart_key = None
+            if child.status is State.RESTARTING:
+                self.mark(child, State.STOPPED)
+                self.records[child.path].restart_key = None
             if not child.alive:
-                if child.state == DEAD:
-                    child.state = STOPPED
+                if child.status is State.DEAD:
+                    self.mark(child, State.STOPPED)
                 reply_ok()
                 return
             self.command_running = (name, request)
-            self._run([("stop", child), ("call", reply_ok)], on_fail=None)
+            self._run([StopChild(child), Call(reply_ok)], on_fail=None)
             return
-        if child.state == RESTARTING:
+        if child.status is State.RESTARTING:
             self.eng.reply(request, f"{child.path} is restarting")
             return
         if name == "start" and child.alive:
             self.eng.reply(request, f"{child.path} is already running")
             return
-        steps: list[Step] = [("stop", child), ("start", child), ("call", reply_ok)]
+        steps: list[Step] = [StopChild(child), StartChild(child), Call(reply_ok)]
         self.command_running = (name, request)
         self._run(steps, on_fail=reply_failed)

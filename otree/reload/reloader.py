@@ -47,7 +47,6 @@ from otree.control.protocol import encode, error_reply, ok_reply
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import snapshot as core_snapshot
-from otree.core.node import EXITED, RESTARTING, RUNNING, STARTING, STOPPED, SupNode
 from otree.errors import ConfigError, OtreeError, ReexecError
 from otree.runtime.output import stderr_line
 
@@ -88,7 +87,6 @@ EXIT_REEXEC = 4
 BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 #: the first line of a reload refused for an invalid tree file (the issues follow)
 INVALID = "the tree file is invalid; the running tree carries on:"
-_QUIET_STATES = frozenset({RUNNING, STOPPED, EXITED, RESTARTING})
 
 
 def exec_argv() -> list[str] | None:
@@ -192,8 +190,7 @@ class Reloader:
             self._when_quiet()
 
     def _stopping(self) -> str | None:
-        eng = self.rt.engine
-        if self.guard_message is not None or eng.done or eng.root.state not in (RUNNING, STARTING):
+        if self.guard_message is not None or self.rt.engine.stopping():
             return "the tree is stopping"
         return None
 
@@ -258,18 +255,7 @@ class Reloader:
             return "events are being handled"
         if rt._replies:
             return "a control command is being carried out"
-        eng = rt.engine
-        if eng.done:
-            return "the tree has stopped"
-        for path, node in eng.nodes.items():
-            if node.state not in _QUIET_STATES:
-                return f"{repr(path) if path else 'the root'} is {node.state}"
-        for path, node in eng.nodes.items():
-            if isinstance(node, SupNode) and (node.busy or node.mailbox):
-                return f"{repr(path) if path else 'the root'} is busy"
-        if eng.orphans:
-            return "processes replaced by the last reload are still stopping"
-        return None
+        return rt.engine.busy()
 
     def _reexec(self, reason: str, waiters: list[tuple[str, ReplyCallback | None]]) -> None:
         now = time.monotonic()

@@ -68,7 +68,9 @@ class EngineLike(Protocol):
     """What the simulator needs of an engine (``otree.core.engine.Engine`` is one)."""
 
     done: bool
-    exit_code: int | None
+
+    @property
+    def exit_code(self) -> int | None: ...
 
     def start(self, now: float) -> list[Action]: ...
 
@@ -82,6 +84,10 @@ def _default_engine(tree: Supervisor, rng: random.Random) -> EngineLike:
     from otree.core.engine import Engine
 
     return Engine(tree, rng)
+
+
+def _number(code: int | None) -> int | None:
+    return None if code is None else int(code)  # an ExitCode is shown as its number
 
 
 @attrs.define
@@ -148,7 +154,7 @@ class Trace:
 
     def __repr__(self) -> str:
         head = (
-            f"<Trace {len(self.events)} events, exit_code={self.exit_code!r}, "
+            f"<Trace {len(self.events)} events, exit_code={_number(self.exit_code)!r}, "
             f"running={self.running()!r}>"
         )
         if not self.events:

@@ -335,7 +335,7 @@ class Reloader:
             exits=exits,
             strays=strays,
             history=history,
-            notify_dir=rt.processes._notify_dir,
+            notify_dir=rt.processes.notify_dir,
             ring=_rings(rt),
         )
         # a fatal error during a reload: its clients still wait, now for the next image
@@ -410,8 +410,8 @@ class Reloader:
         self._answer_to = list(h.waiting)
         self._config_errors = list(h.config_errors)
         self._summary = {"adopted": [], "stopped": [], "started": [], "failed": []}
-        if h.notify_dir is not None and rt.processes._notify_dir is None:
-            rt.processes._notify_dir = h.notify_dir  # cleaned up at the end as before
+        if h.notify_dir is not None and rt.processes.notify_dir is None:
+            rt.processes.notify_dir = h.notify_dir  # cleaned up at the end as before
         # which process the engine thinks each service runs
         known: dict[int, str] = {}
         for path, rec in h.engine.get("nodes", {}).items():

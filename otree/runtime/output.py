@@ -320,6 +320,10 @@ class ServiceOutput:
                 data = data[:end]
         self._lines(data)
 
+    def unfinished(self, fd: int) -> bytes:
+        """The unfinished last line read from pipe ``fd`` so far (a re-exec hands it over)."""
+        return self._partial.get(fd, b"")
+
     def eof(self, fd: int) -> None:
         partial = self._partial.pop(fd, None)
         if partial:

@@ -79,51 +79,26 @@ def _print_issues(exc: ConfigError) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from otree.control.server import run_socket
-    from otree.core.spec import Supervisor
-    from otree.errors import ReexecError
-    from otree.reload import reloader
-    from otree.runtime.driver import Runtime
+    from otree import launch
 
-    # only an otree that is its process's own command line can re-exec itself
-    own = bool(getattr(args, "own_process", False))
     try:
-        handoff = reloader.inherited() if own else None  # set when otree re-executed itself
-    except ReexecError as exc:
-        return reloader.give_up(str(exc))
-    try:
-        try:
-            tree = _load(args.tree)
-        except ConfigError as exc:
-            if handoff is None:
-                raise
-            tree = reloader.keep_running_tree(handoff, exc)
-        assert isinstance(tree, Supervisor)
-        runtime = Runtime(
-            tree,
+        prepared = launch.prepare_tree_file(
+            args.tree,
             events=args.events,
             log_dir=args.log_dir,
+            socket=args.socket,
             subreaper=args.subreaper,
-            socket=run_socket(args.tree, args.socket),  # control plane
-            tree_source=args.tree,
-            reexec_argv=reloader.exec_argv() if own else None,
-            handoff=handoff,
+            # only an otree that is its process's own command line can re-exec itself
+            own_process=bool(getattr(args, "own_process", False)),
         )
     except ConfigError as exc:
         return _print_issues(exc)
     except OtreeError as exc:
-        if handoff is not None:
-            return reloader.give_up(str(exc))
         stderr_line(str(exc))
         return EXIT_USAGE
-    except Exception:
-        if handoff is None:
-            raise
-        import traceback
-
-        traceback.print_exc()
-        return reloader.give_up("an internal error while taking over (traceback above)")
-    return runtime.run()
+    if not isinstance(prepared, launch.Launch):  # a handoff could not be taken over
+        return prepared
+    return prepared.run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:

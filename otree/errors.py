@@ -16,8 +16,9 @@ class ExitCode(enum.IntEnum):
     ``START_FAILED`` when the initial start failed, ``REEXEC`` when the re-exec
     guard tripped or a re-exec could not be completed, ``BUG`` for a bug in
     otree (a traceback and a request to report it), ``BROKEN_PIPE`` when its
-    stdout was closed. A client command: ``OK`` done, ``REFUSED`` the tree
-    refused the request, ``USAGE`` bad arguments, ``NOT_RUNNING`` no tree answers.
+    stdout was closed, ``INTERRUPTED`` for a Ctrl-C outside the loop. A client
+    command: ``OK`` done, ``REFUSED`` the tree refused the request, ``USAGE``
+    bad arguments, ``NOT_RUNNING`` no tree answers.
     """
 
     OK = 0
@@ -28,6 +29,7 @@ class ExitCode(enum.IntEnum):
     NOT_RUNNING = 3
     REEXEC = 4
     BUG = 70
+    INTERRUPTED = 130
     BROKEN_PIPE = 141
 
 

@@ -60,10 +60,10 @@ def run(
     except ConfigError as exc:
         for issue in exc.issues:
             stderr_line(str(issue))
-        return 2
+        return ExitCode.USAGE
     except OtreeError as exc:
         stderr_line(str(exc))
-        return 2
+        return ExitCode.USAGE
     return launch.run()
 
 

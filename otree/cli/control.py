@@ -22,13 +22,8 @@ from typing import Any, TextIO
 
 from otree.control.client import Client, NotRunning, find_running
 from otree.control.sockets import default_socket, socket_dir
-from otree.errors import ControlError
+from otree.errors import ControlError, ExitCode
 from otree.runtime import output
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_NOT_RUNNING = 3
 
 _STATE_COLOURS = {
     "running": "32",
@@ -93,14 +88,14 @@ def _guard(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         try:
             return body(args)
         except NotRunning as exc:
-            return _fail(str(exc), EXIT_NOT_RUNNING)
+            return _fail(str(exc), ExitCode.NOT_RUNNING)
         except _Ambiguous as exc:
-            return _fail(str(exc), EXIT_USAGE)
+            return _fail(str(exc), ExitCode.USAGE)
         except ControlError as exc:
-            return _fail(str(exc), EXIT_REFUSED)
+            return _fail(str(exc), ExitCode.REFUSED)
         except BrokenPipeError:  # `otree logs | head`: the reader left; that is fine
             _silence_stdout()
-            return EXIT_OK
+            return ExitCode.OK
 
     return handler
 
@@ -196,11 +191,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     nodes = reply.get("nodes", [])
     if args.json:
         print(json.dumps({"nodes": nodes}, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     assert info is not None
     print(render_header(info))
     print(render_status(nodes, colour=_colour_on(sys.stdout)))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --- start | stop | restart | shutdown ---------------------------------------------------
@@ -221,7 +216,7 @@ def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
             client.call(name, path=args.path)
             pid = _pid_of(client, args.path) if name != "stop" else ""
             print(f"{args.path}: {done}{pid}")
-        return EXIT_OK
+        return ExitCode.OK
 
     return command
 
@@ -233,7 +228,7 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
         for _ in client.messages():  # the tree closes the connection when it is down
             pass
     print("tree stopped")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @_guard
@@ -249,9 +244,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
             output.stderr_line(f"reload refused: {first}")
             for line in rest:
                 output.stderr_line(line)
-            return EXIT_REFUSED
+            return ExitCode.REFUSED
     print(render_reload(reply))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def render_reload(reply: dict[str, Any]) -> str:
@@ -298,7 +293,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                     " (this reader fell behind)"
                 )
     out.flush()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --- argparse ------------------------------------------------------------------------------

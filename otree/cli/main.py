@@ -11,16 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from otree.errors import ConfigError, OtreeError
+from otree.errors import ConfigError, ExitCode, OtreeError
 from otree.runtime.output import stderr_line
 
-EXIT_USAGE = 2
-EXIT_BUG = 70
 BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
 
 Handler = Callable[[argparse.Namespace], int]
@@ -63,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         stderr_line(f"{message} (see '{self.prog} --help')")
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(ExitCode.USAGE)
 
 
 def _load(arg: str) -> object:
@@ -75,7 +72,7 @@ def _load(arg: str) -> object:
 def _print_issues(exc: ConfigError) -> int:
     for line in [str(i) for i in exc.issues] or [str(exc)]:
         stderr_line(line)
-    return EXIT_USAGE
+    return ExitCode.USAGE
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -95,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _print_issues(exc)
     except OtreeError as exc:
         stderr_line(str(exc))
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if not isinstance(prepared, launch.Launch):  # a handoff could not be taken over
         return prepared
     return prepared.run()
@@ -112,7 +109,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     assert isinstance(tree, Supervisor)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(render_tree(tree, color=colour))
-    return 0
+    return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,20 +146,22 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.func
         return handler(args)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, int):
+            return exc.code
+        return ExitCode.OK if exc.code is None else 1  # sys.exit("text") exits 1, as Python does
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `otree check TREE | head`: the reader left, as `cat` would
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush fails quietly
-        return 128 + signal.SIGPIPE
+        return ExitCode.BROKEN_PIPE
     except Exception:
         import traceback
 
         traceback.print_exc()
         print(BUG_LINE, file=sys.stderr)
-        return EXIT_BUG
+        return ExitCode.BUG
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -65,6 +65,10 @@ class ConfigError(OtreeError):
         self.issues: list[Issue] = list(issues)
         super().__init__("\n".join(str(i) for i in self.issues))
 
+    def lines(self) -> list[str]:
+        """The error as the lines otree prints: one per issue (the message if there is none)."""
+        return [str(i) for i in self.issues] or [str(self)]
+
     def prefixed(self, prefix: str) -> ConfigError:
         """The same issues with ``prefix`` put before each key path."""
         if not prefix:

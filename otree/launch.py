@@ -58,8 +58,8 @@ def run(
         check_tree(tree)
         launch = _wire(tree, events=events, log_dir=log_dir, subreaper=subreaper, socket=socket)
     except ConfigError as exc:
-        for issue in exc.issues:
-            stderr_line(str(issue))
+        for line in exc.lines():
+            stderr_line(line)
         return ExitCode.USAGE
     except OtreeError as exc:
         stderr_line(str(exc))

@@ -70,7 +70,7 @@ def _load(arg: str) -> object:
 
 
 def _print_issues(exc: ConfigError) -> int:
-    for line in [str(i) for i in exc.issues] or [str(exc)]:
+    for line in exc.lines():
         stderr_line(line)
     return ExitCode.USAGE
 

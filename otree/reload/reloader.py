@@ -196,8 +196,7 @@ class Reloader:
             try:
                 load_tree(self.tree_source)
             except ConfigError as exc:
-                lines = [str(i) for i in exc.issues] or [str(exc)]
-                return "\n".join([INVALID, *lines])
+                return "\n".join([INVALID, *exc.lines()])
         return None
 
     def _refuse(self, waiters: list[tuple[str, ReplyCallback | None]], error: str) -> None:
@@ -487,7 +486,7 @@ def _send_and_close(fd: int, data: bytes) -> None:
 
 def keep_running_tree(h: Handoff, exc: OtreeError) -> Supervisor:
     """The re-read tree cannot be used in the new image: say why, keep the one that ran."""
-    issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
+    issues = exc.lines() if isinstance(exc, ConfigError) else [str(exc)]
     for line in issues:
         stderr_line(line)
     stderr_line("the tree file is invalid now; keeping the tree that was running")

@@ -409,7 +409,7 @@ class Reloader:
             if pid is not None:
                 live.add(pid)
         for pid in h.strays:  # readiness commands killed at the exec: reap them
-            rt.loop.watch_child(pid, lambda status: None, kill_group=True)
+            rt.processes.reap_stray(pid)
         for pid in live - set(known):  # started, but the engine never heard of it: not ours
             rt.processes.signal(pid, signal.SIGKILL)
         try:

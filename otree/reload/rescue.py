@@ -9,12 +9,11 @@ all are reaped, and ``otree run`` exits 4 (``ExitCode.REEXEC``).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import time
 
 from otree.errors import ExitCode
+from otree.runtime import posix
 from otree.runtime.output import stderr_line
 
 #: how long the children get to stop after TERM before KILL
@@ -29,59 +28,25 @@ def give_up(message: str) -> ExitCode:
     return ExitCode.REEXEC
 
 
-def our_children() -> list[int]:
-    """PIDs whose parent is this process (from /proc)."""
-    me = os.getpid()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 1 and int(fields[1]) == me:
-            found.append(int(entry))
-    return found
-
-
 def stop_children(grace: float = GRACE) -> None:
     """Stop every child of this process: TERM to each one's group, then KILL; reap them."""
-    children = our_children()
+    children = posix.children()
     for pid in children:
         _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     left = set(children)
     while left and time.monotonic() < deadline:
-        left = {pid for pid in left if not _reaped(pid)}
+        left = {pid for pid in left if posix.reap(pid) is None}
         if left:
             time.sleep(0.02)
     for pid in left:
         _signal_group(pid, signal.SIGKILL)
     for pid in left:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-    while True:  # anything else: readiness probes, orphans adopted as a subreaper
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+        posix.reap(pid, block=True)
+    posix.reap_exited()  # anything else: readiness probes, orphans adopted as a subreaper
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signum)
-
-
-def _reaped(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done != 0
+    """Its group; the process alone if it left the group (or never led one)."""
+    if not posix.kill_group(pid, signum):
+        posix.kill_process(pid, signum)

@@ -122,8 +122,7 @@ class Processes:
             if proc.probe is not None:
                 proc.probe.cancel()
             posix.send_signal(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            posix.reap(pid, block=True)
         self.procs.clear()
         for fd in list(self.pipes):
             self._drain(fd)
@@ -178,6 +177,11 @@ class Processes:
             proc = Process(path, pid, pipe, output)
             self.procs[pid] = proc
             self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+
+    def reap_stray(self, pid: int) -> None:
+        """After ``os.execv``: reap ``pid`` (a readiness command the image before killed)
+        and its group once it is gone; nothing is fed."""
+        self.loop.watch_child(pid, lambda status: None, kill_group=True)
 
     def _output(self, path: str) -> ServiceOutput:
         output = self.outputs.get(path)

@@ -16,10 +16,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from otree.core.spec import Supervisor, check_tree
-from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError
+from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 from otree.reload import reloader as reload
 from otree.runtime.driver import Runtime
-from otree.runtime.output import stderr_line
 
 if TYPE_CHECKING:
     from otree.control.server import ControlServer

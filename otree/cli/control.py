@@ -22,8 +22,7 @@ from typing import Any, TextIO
 
 from otree.control.client import Client, NotRunning, find_running
 from otree.control.sockets import default_socket, socket_dir
-from otree.errors import ControlError, ExitCode
-from otree.runtime import output
+from otree.errors import ControlError, ExitCode, stderr_line
 
 _STATE_COLOURS = {
     "running": "32",
@@ -37,7 +36,7 @@ _STATE_COLOURS = {
 
 
 def _fail(message: str, code: int) -> int:
-    output.stderr_line(message)
+    stderr_line(message)
     return code
 
 
@@ -241,9 +240,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
             raise
         except ControlError as exc:  # refused: an invalid file prints one line per issue
             first, *rest = str(exc).splitlines() or ["refused"]
-            output.stderr_line(f"reload refused: {first}")
+            stderr_line(f"reload refused: {first}")
             for line in rest:
-                output.stderr_line(line)
+                stderr_line(line)
             return ExitCode.REFUSED
     print(render_reload(reply))
     return ExitCode.OK
@@ -279,7 +278,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
         ]
         prefix: dict[str, str] = {}
         if args.path not in services:  # several services: each line says whose it is
-            prefix = {p: b.decode() for p, b in output.prefixes(services, _colour_on(out)).items()}
+            from otree.runtime.output import prefixes  # as the tree's console shows them
+
+            prefix = {p: b.decode() for p, b in prefixes(services, _colour_on(out)).items()}
         for message in _log_messages(client, args):
             if "line" in message:
                 path = str(message.get("path", ""))
@@ -288,7 +289,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                     out.flush()
             elif "dropped" in message:
                 out.flush()
-                output.stderr_line(
+                stderr_line(
                     f"{message['dropped']} lines of {message.get('path')} skipped"
                     " (this reader fell behind)"
                 )

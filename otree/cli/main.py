@@ -15,8 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from otree.errors import ConfigError, ExitCode, OtreeError
-from otree.runtime.output import stderr_line
+from otree.errors import ConfigError, ExitCode, OtreeError, stderr_line
 
 BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
 

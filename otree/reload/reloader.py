@@ -48,8 +48,7 @@ from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import snapshot as core_snapshot
 from otree.core.node import EXITED, RESTARTING, RUNNING, STARTING, STOPPED, SupNode
-from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError
-from otree.runtime.output import stderr_line
+from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -12,9 +12,8 @@ from __future__ import annotations
 import signal
 import time
 
-from otree.errors import ExitCode
+from otree.errors import ExitCode, stderr_line
 from otree.runtime import posix
-from otree.runtime.output import stderr_line
 
 #: how long the children get to stop after TERM before KILL
 GRACE = 5.0

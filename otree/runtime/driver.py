@@ -30,7 +30,7 @@ from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
 from otree.core.spec import Service, Supervisor, walk
-from otree.errors import ExitCode, OtreeError
+from otree.errors import ExitCode, OtreeError, stderr_line
 from otree.runtime import output, posix
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.processes import Processes
@@ -348,7 +348,7 @@ class Runtime:
         if text not in self._stderr_lines:
             self._stderr_lines.add(text)
             self.console.flush()
-            output.stderr_line(text)
+            stderr_line(text)
 
     # --- the end ---------------------------------------------------------------
 

@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import stat
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -439,12 +438,3 @@ def describe_event(event: str, path: str, fields: dict[str, Any]) -> str:
         return f"tree stopped (exit code {fields.get('exit_code')})"
     extra = " ".join(f"{k}={v}" for k, v in fields.items())
     return f"{who}: {event} {extra}".rstrip()
-
-
-def stderr_line(text: str) -> None:
-    """Print ``otree: text`` to stderr (blocking: rare and important)."""
-    try:
-        sys.stderr.write(f"otree: {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass

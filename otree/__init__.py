@@ -1,23 +1,63 @@
-"""otree: Erlang/OTP supervision trees for OS processes."""
+"""otree: Erlang/OTP supervision trees for OS processes.
+
+The public surface only, loaded lazily (PEP 562): ``import otree`` imports
+none of otree's modules until a name is used, so the client commands
+(``otree status`` ...) and ``python -m otree._target`` start fast and small.
+"""
 
 from __future__ import annotations
 
-from otree.core.spec import (
-    AutoShutdown,
-    Backoff,
-    Log,
-    ReadyCmd,
-    ReadyDelay,
-    ReadyNotify,
-    ReadyTcp,
-    Restart,
-    Service,
-    Strategy,
-    Supervisor,
-    check_tree,
-)
-from otree.errors import ConfigError, OtreeError
-from otree.launch import run
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from otree.core.spec import (
+        AutoShutdown,
+        Backoff,
+        Log,
+        ReadyCmd,
+        ReadyDelay,
+        ReadyNotify,
+        ReadyTcp,
+        Restart,
+        Service,
+        Strategy,
+        Supervisor,
+        check_tree,
+    )
+    from otree.errors import ConfigError, OtreeError
+    from otree.launch import run
+else:  # at run time only: mypy reads the imports above (and flags any other name)
+    #: where each public name lives, imported on first use
+    _HOMES = {
+        "AutoShutdown": "otree.core.spec",
+        "Backoff": "otree.core.spec",
+        "Log": "otree.core.spec",
+        "ReadyCmd": "otree.core.spec",
+        "ReadyDelay": "otree.core.spec",
+        "ReadyNotify": "otree.core.spec",
+        "ReadyTcp": "otree.core.spec",
+        "Restart": "otree.core.spec",
+        "Service": "otree.core.spec",
+        "Strategy": "otree.core.spec",
+        "Supervisor": "otree.core.spec",
+        "check_tree": "otree.core.spec",
+        "ConfigError": "otree.errors",
+        "OtreeError": "otree.errors",
+        "run": "otree.launch",
+    }
+
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module 'otree' has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(home), name)
+        globals()[name] = value  # the next use is a plain lookup
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
 
 
 def load(path: str) -> Supervisor:

@@ -22,13 +22,7 @@ from typing import Any, TextIO
 
 from otree.control.client import Client, NotRunning, find_running
 from otree.control.sockets import default_socket, socket_dir
-from otree.errors import ControlError
-from otree.runtime import output
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_NOT_RUNNING = 3
+from otree.errors import ControlError, ExitCode, stderr_line
 
 _STATE_COLOURS = {
     "running": "32",
@@ -42,7 +36,7 @@ _STATE_COLOURS = {
 
 
 def _fail(message: str, code: int) -> int:
-    output.stderr_line(message)
+    stderr_line(message)
     return code
 
 
@@ -93,14 +87,14 @@ def _guard(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         try:
             return body(args)
         except NotRunning as exc:
-            return _fail(str(exc), EXIT_NOT_RUNNING)
+            return _fail(str(exc), ExitCode.NOT_RUNNING)
         except _Ambiguous as exc:
-            return _fail(str(exc), EXIT_USAGE)
+            return _fail(str(exc), ExitCode.USAGE)
         except ControlError as exc:
-            return _fail(str(exc), EXIT_REFUSED)
+            return _fail(str(exc), ExitCode.REFUSED)
         except BrokenPipeError:  # `otree logs | head`: the reader left; that is fine
             _silence_stdout()
-            return EXIT_OK
+            return ExitCode.OK
 
     return handler
 
@@ -196,11 +190,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     nodes = reply.get("nodes", [])
     if args.json:
         print(json.dumps({"nodes": nodes}, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     assert info is not None
     print(render_header(info))
     print(render_status(nodes, colour=_colour_on(sys.stdout)))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --- start | stop | restart | shutdown ---------------------------------------------------
@@ -221,7 +215,7 @@ def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
             client.call(name, path=args.path)
             pid = _pid_of(client, args.path) if name != "stop" else ""
             print(f"{args.path}: {done}{pid}")
-        return EXIT_OK
+        return ExitCode.OK
 
     return command
 
@@ -233,7 +227,7 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
         for _ in client.messages():  # the tree closes the connection when it is down
             pass
     print("tree stopped")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @_guard
@@ -246,12 +240,12 @@ def cmd_reload(args: argparse.Namespace) -> int:
             raise
         except ControlError as exc:  # refused: an invalid file prints one line per issue
             first, *rest = str(exc).splitlines() or ["refused"]
-            output.stderr_line(f"reload refused: {first}")
+            stderr_line(f"reload refused: {first}")
             for line in rest:
-                output.stderr_line(line)
-            return EXIT_REFUSED
+                stderr_line(line)
+            return ExitCode.REFUSED
     print(render_reload(reply))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def render_reload(reply: dict[str, Any]) -> str:
@@ -284,7 +278,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
         ]
         prefix: dict[str, str] = {}
         if args.path not in services:  # several services: each line says whose it is
-            prefix = {p: b.decode() for p, b in output.prefixes(services, _colour_on(out)).items()}
+            from otree.runtime.output import prefixes  # as the tree's console shows them
+
+            prefix = {p: b.decode() for p, b in prefixes(services, _colour_on(out)).items()}
         for message in _log_messages(client, args):
             if "line" in message:
                 path = str(message.get("path", ""))
@@ -293,12 +289,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
                     out.flush()
             elif "dropped" in message:
                 out.flush()
-                output.stderr_line(
+                stderr_line(
                     f"{message['dropped']} lines of {message.get('path')} skipped"
                     " (this reader fell behind)"
                 )
     out.flush()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --- argparse ------------------------------------------------------------------------------

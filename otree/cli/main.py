@@ -11,16 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from otree.errors import ConfigError, OtreeError
-from otree.runtime.output import stderr_line
+from otree.errors import ConfigError, ExitCode, OtreeError, stderr_line
 
-EXIT_USAGE = 2
-EXIT_BUG = 70
 BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
 
 Handler = Callable[[argparse.Namespace], int]
@@ -63,7 +59,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         stderr_line(f"{message} (see '{self.prog} --help')")
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(ExitCode.USAGE)
 
 
 def _load(arg: str) -> object:
@@ -73,57 +69,32 @@ def _load(arg: str) -> object:
 
 
 def _print_issues(exc: ConfigError) -> int:
-    for line in [str(i) for i in exc.issues] or [str(exc)]:
+    for line in exc.lines():
         stderr_line(line)
-    return EXIT_USAGE
+    return ExitCode.USAGE
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from otree.control.server import run_socket
-    from otree.core.spec import Supervisor
-    from otree.errors import ReexecError
-    from otree.reload import reloader
-    from otree.runtime.driver import Runtime
+    from otree import launch
 
-    # only an otree that is its process's own command line can re-exec itself
-    own = bool(getattr(args, "own_process", False))
     try:
-        handoff = reloader.inherited() if own else None  # set when otree re-executed itself
-    except ReexecError as exc:
-        return reloader.give_up(str(exc))
-    try:
-        try:
-            tree = _load(args.tree)
-        except ConfigError as exc:
-            if handoff is None:
-                raise
-            tree = reloader.keep_running_tree(handoff, exc)
-        assert isinstance(tree, Supervisor)
-        runtime = Runtime(
-            tree,
+        prepared = launch.prepare_tree_file(
+            args.tree,
             events=args.events,
             log_dir=args.log_dir,
+            socket=args.socket,
             subreaper=args.subreaper,
-            socket=run_socket(args.tree, args.socket),  # control plane
-            tree_source=args.tree,
-            reexec_argv=reloader.exec_argv() if own else None,
-            handoff=handoff,
+            # only an otree that is its process's own command line can re-exec itself
+            own_process=bool(getattr(args, "own_process", False)),
         )
     except ConfigError as exc:
         return _print_issues(exc)
     except OtreeError as exc:
-        if handoff is not None:
-            return reloader.give_up(str(exc))
         stderr_line(str(exc))
-        return EXIT_USAGE
-    except Exception:
-        if handoff is None:
-            raise
-        import traceback
-
-        traceback.print_exc()
-        return reloader.give_up("an internal error while taking over (traceback above)")
-    return runtime.run()
+        return ExitCode.USAGE
+    if not isinstance(prepared, launch.Launch):  # a handoff could not be taken over
+        return prepared
+    return prepared.run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -137,7 +108,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     assert isinstance(tree, Supervisor)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(render_tree(tree, color=colour))
-    return 0
+    return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,20 +145,22 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.func
         return handler(args)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, int):
+            return exc.code
+        return ExitCode.OK if exc.code is None else 1  # sys.exit("text") exits 1, as Python does
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `otree check TREE | head`: the reader left, as `cat` would
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush fails quietly
-        return 128 + signal.SIGPIPE
+        return ExitCode.BROKEN_PIPE
     except Exception:
         import traceback
 
         traceback.print_exc()
         print(BUG_LINE, file=sys.stderr)
-        return EXIT_BUG
+        return ExitCode.BUG
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -16,8 +16,6 @@ import sys
 from types import ModuleType
 from typing import Any
 
-import attrs
-
 from otree.core.spec import Service, Supervisor, check_tree
 from otree.errors import ConfigError, Issue
 
@@ -68,7 +66,7 @@ def load_target(spec: str) -> Supervisor:
     try:
         check_tree(obj)
     except ConfigError as exc:
-        raise ConfigError(attrs.evolve(i, file=i.file or file) for i in exc.issues) from None
+        raise ConfigError(i.replace(file=i.file or file) for i in exc.issues) from None
     return obj
 
 
@@ -133,9 +131,7 @@ def _line_in(exc: BaseException, file: str) -> int | None:
 def _import_error(exc: BaseException, file: str) -> ConfigError:
     if isinstance(exc, ConfigError):
         line = _line_in(exc, file)
-        return ConfigError(
-            attrs.evolve(i, file=i.file or file, line=i.line or line) for i in exc.issues
-        )
+        return ConfigError(i.replace(file=i.file or file, line=i.line or line) for i in exc.issues)
     if isinstance(exc, SyntaxError):
         where = exc.filename or file
         if os.path.abspath(where) == os.path.abspath(file):

@@ -25,9 +25,7 @@ line costs its sender an error reply and nothing else.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 #: the longest request line the server accepts (replies may be longer)
 MAX_REQUEST = 64 * 1024
@@ -50,9 +48,11 @@ NEEDS_PATH = frozenset({"start", "stop", "restart"})
 _COMMON = frozenset({"id", "cmd"})
 
 
-@attrs.frozen
-class Request:
-    """One valid request. ``path`` is ``None`` when not given (``logs`` of every service)."""
+class Request(NamedTuple):
+    """One valid request. ``path`` is ``None`` when not given (``logs`` of every service).
+
+    Immutable value classes here are NamedTuples, not attrs: the client commands import
+    this module, and attrs is slow to import."""
 
     id: int
     cmd: str
@@ -71,8 +71,7 @@ class Request:
         return msg
 
 
-@attrs.frozen
-class ProtocolError:
+class ProtocolError(NamedTuple):
     """A line that is not a valid message. ``id`` is the request's, when it could be read."""
 
     reason: str

@@ -400,6 +400,16 @@ class ControlServer:
         self.sock.set_inheritable(True)
         return self.sock.detach()
 
+    def resume(self, fd: int) -> None:
+        """Serve again on the listening socket ``handoff()`` returned: the re-exec failed
+        and this image carries on (the clients it closed reconnect)."""
+        self.sock = socket.socket(fileno=fd)
+        self.sock.set_inheritable(False)
+        self.sock.setblocking(False)
+        self.logs = LogView(self.backend.outputs)
+        self._closed = False
+        self.loop.add_reader(self.sock.fileno(), self._accept)
+
     def handoff_waiting(self) -> list[tuple[int, int]]:
         """For a re-exec, before ``handoff()``: ``(fd, request id)`` of each client waiting for
         the answer to ``reload``, as an inheritable duplicate of its connection. The new image

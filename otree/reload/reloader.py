@@ -47,13 +47,12 @@ from otree.control.protocol import encode, error_reply, ok_reply
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import snapshot as core_snapshot
-from otree.errors import ConfigError, OtreeError, ReexecError
-from otree.runtime.output import stderr_line
+from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from otree.control.server import HandedClient
+    from otree.control.server import ControlServer, HandedClient
     from otree.core.spec import Supervisor
     from otree.reload.document import ENV_FAULT, Handoff, InjectedFault
     from otree.runtime.driver import Runtime
@@ -62,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_FAULT",
-    "EXIT_REEXEC",
     "GUARD_COUNT",
     "GUARD_WINDOW",
     "QUIET_WAIT",
@@ -70,7 +68,6 @@ __all__ = [
     "InjectedFault",
     "Reloader",
     "exec_argv",
-    "give_up",
     "inherited",
     "keep_running_tree",
 ]
@@ -81,8 +78,6 @@ GUARD_WINDOW = 60.0
 #: how long a reload waits for the tree to be quiet before it is refused as busy
 QUIET_WAIT = 30.0
 _QUIET_POLL = 0.02
-#: ``otree run``'s exit code when the re-exec guard tripped or a re-exec failed
-EXIT_REEXEC = 4
 #: signals held back across the exec (the mask survives it; the new image unblocks them)
 BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 #: the first line of a reload refused for an invalid tree file (the issues follow)
@@ -119,20 +114,6 @@ def inherited() -> Handoff | None:
     return document.read_inherited()
 
 
-def give_up(message: str) -> int:
-    """A re-exec cannot be completed: say why, stop every child of ours, return 4."""
-    stderr_line(f"cannot take over after the re-exec: {message}")
-    stderr_line("stopping the children left running (they are not orphaned)")
-    from otree.reload import document
-
-    document.stop_children()
-    return EXIT_REEXEC
-
-
-def unblock_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, BLOCKED)
-
-
 def _clip(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -143,7 +124,10 @@ class Reloader:
 
     ``argv`` is what to exec (None: this run cannot re-exec itself, e.g.
     ``otree.run()`` called from a Python program); ``tree_source`` is the TREE
-    argument that ``reload`` re-reads; ``handoff`` is set in a new image.
+    argument that ``reload`` re-reads; ``handoff`` is set in a new image;
+    ``control`` is the control server whose socket and clients go across.
+    ``otree.launch`` plugs it into the runtime (``reload``, ``SIGHUP``, the fatal
+    handler, the report hook, the fault hook).
     """
 
     def __init__(
@@ -153,8 +137,10 @@ class Reloader:
         argv: list[str] | None,
         tree_source: str | None,
         handoff: Handoff | None,
+        control: ControlServer | None = None,
     ) -> None:
         self.rt = runtime
+        self.control = control
         self.argv = argv
         self.tree_source = tree_source
         self.handoff = handoff
@@ -206,8 +192,7 @@ class Reloader:
             try:
                 load_tree(self.tree_source)
             except ConfigError as exc:
-                lines = [str(i) for i in exc.issues] or [str(exc)]
-                return "\n".join([INVALID, *lines])
+                return "\n".join([INVALID, *exc.lines()])
         return None
 
     def _refuse(self, waiters: list[tuple[str, ReplyCallback | None]], error: str) -> None:
@@ -251,10 +236,9 @@ class Reloader:
     def busy(self) -> str | None:
         """What keeps the tree from being quiet now (None: it is quiet)."""
         rt = self.rt
-        if rt._queue or rt._busy:
-            return "events are being handled"
-        if rt._replies:
-            return "a control command is being carried out"
+        doing = rt.busy()
+        if doing is not None:
+            return doing
         return rt.engine.busy()
 
     def _reexec(self, reason: str, waiters: list[tuple[str, ReplyCallback | None]]) -> None:
@@ -272,9 +256,10 @@ class Reloader:
     def _trip(self, reason: str, count: int) -> None:
         self.guard_message = (
             f"re-exec guard: {count} re-execs within {GUARD_WINDOW:g} s (the last: {reason});"
-            f" stopping the tree (exit {EXIT_REEXEC})"
+            f" stopping the tree (exit {ExitCode.REEXEC:d})"
         )
-        self.rt._stderr(self.guard_message)  # once: run() prints the exit message through it
+        self.rt.stderr(self.guard_message)  # once: run() prints the exit message through it
+        self.rt.exit_as(ExitCode.REEXEC, self.guard_message)
         self.rt.command("shutdown")
 
     # --- old image: a fatal error -------------------------------------------------
@@ -312,7 +297,7 @@ class Reloader:
         rt = self.rt
         assert self.argv is not None
         pipes, strays = rt.processes.handoff()
-        exits = [e for e in rt._queue if isinstance(e, ev.Exited)]
+        exits = [e for e in rt.queued() if isinstance(e, ev.Exited)]
         h = Handoff(
             reason=reason,
             engine=core_snapshot.snapshot(rt.engine),
@@ -321,12 +306,12 @@ class Reloader:
             exits=exits,
             strays=strays,
             history=history,
-            notify_dir=rt.processes._notify_dir,
+            notify_dir=rt.processes.notify_dir,
             ring=_rings(rt),
         )
         # a fatal error during a reload: its clients still wait, now for the next image
         h.waiting, self._answer_to = self._answer_to, []
-        control = rt.control
+        control = self.control
         if control is not None:  # last: from here on, clients wait in the backlog
             h.waiting += control.handoff_waiting()
             h.clients = control.handoff_clients()
@@ -358,24 +343,15 @@ class Reloader:
             for fd, rid in h.waiting:  # their connections left the server: answer here
                 _send_and_close(fd, encode(error_reply(rid, f"cannot re-exec: {_clip(str(exc))}")))
             if control is not None and h.control_fd is not None:
-                self._restore_control(h.control_fd)
+                control.resume(h.control_fd)
             self._adopt_clients(h.clients)
             raise
-
-    def _restore_control(self, fd: int) -> None:
-        from otree.control.server import ControlServer
-
-        old = self.rt.control
-        assert old is not None
-        self.rt.control = ControlServer(
-            self.rt.loop, self.rt, old.path, info=old.info, sock=socket.socket(fileno=fd)
-        )
 
     def _adopt_clients(self, clients: list[HandedClient]) -> None:
         """Serve the control clients handed over (or kept when the exec failed)."""
         for client in clients:
-            if self.rt.control is not None:
-                self.rt.control.adopt(client)
+            if self.control is not None:
+                self.control.adopt(client)
             else:
                 with contextlib.suppress(OSError):
                     os.close(client.fd)
@@ -396,8 +372,8 @@ class Reloader:
         self._answer_to = list(h.waiting)
         self._config_errors = list(h.config_errors)
         self._summary = {"adopted": [], "stopped": [], "started": [], "failed": []}
-        if h.notify_dir is not None and rt.processes._notify_dir is None:
-            rt.processes._notify_dir = h.notify_dir  # cleaned up at the end as before
+        if h.notify_dir is not None and rt.processes.notify_dir is None:
+            rt.processes.notify_dir = h.notify_dir  # cleaned up at the end as before
         # which process the engine thinks each service runs
         known: dict[int, str] = {}
         for path, rec in h.engine.get("nodes", {}).items():
@@ -418,7 +394,7 @@ class Reloader:
             if pid is not None:
                 live.add(pid)
         for pid in h.strays:  # readiness commands killed at the exec: reap them
-            rt.loop.watch_child(pid, lambda status: None, kill_group=True)
+            rt.processes.reap_stray(pid)
         for pid in live - set(known):  # started, but the engine never heard of it: not ours
             rt.processes.signal(pid, signal.SIGKILL)
         try:
@@ -429,16 +405,27 @@ class Reloader:
         # status was lost with the old image): the engine handles them after the resume
         for pid, path in known.items():
             if pid in pending:
-                rt._queue.append(pending[pid])
+                rt.defer(pending[pid])
             elif pid not in live:
-                rt._queue.append(ev.Exited(path, pid, None, None))
+                rt.defer(ev.Exited(path, pid, None, None))
         self.handoff = None
         return actions
+
+    def check_fault(self, event: ev.Event) -> None:
+        """Test-only (the runtime's event hook): raise the fault ``OTREE_TEST_FAULT``
+        asked for when ``event`` is the one; it fires once."""
+        if self.fault is not None and self.fault.hits(event):
+            self.fault = None
+            from otree.reload.document import ENV_FAULT, InjectedFault
+
+            os.environ.pop(ENV_FAULT, None)
+            raise InjectedFault(f"{ENV_FAULT}: {event!r}")
 
     def on_report(self, report: act.Report) -> act.Report:
         """Every report passes here: the guard's exit code, and the answer to ``reload``."""
         if report.event == "tree_stopped" and self.guard_message is not None:
-            report = act.Report(report.event, report.path, {**report.fields, "exit_code": 4})
+            fields = {**report.fields, "exit_code": int(ExitCode.REEXEC)}
+            report = act.Report(report.event, report.path, fields)
         summary = self._summary
         if summary is not None:
             key = {"adopt": "adopted", "stop": "stopped", "spawn": "started"}.get(report.event)
@@ -484,7 +471,7 @@ def _send_and_close(fd: int, data: bytes) -> None:
 
 def keep_running_tree(h: Handoff, exc: OtreeError) -> Supervisor:
     """The re-read tree cannot be used in the new image: say why, keep the one that ran."""
-    issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
+    issues = exc.lines() if isinstance(exc, ConfigError) else [str(exc)]
     for line in issues:
         stderr_line(line)
     stderr_line("the tree file is invalid now; keeping the tree that was running")

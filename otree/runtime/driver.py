@@ -1,15 +1,20 @@
 """The runtime: carries out the engine's actions on real processes and feeds it events.
 
 It never decides what to restart; that is the engine's job (``otree.core``).
-It owns the loop (``_loop.Loop``), the service processes with their probes
-and pipes (``_services.Processes``), timers, signals, and the output
-(``logs``: console, log files, event log). Events the runtime produces
+It owns the loop (``loop.Loop``), the service processes with their probes
+and pipes (``processes.Processes``), timers, signals, and the output
+(``output``: console, log files, event log). Events the runtime produces
 while it carries out actions (``Spawned`` right after a spawn, say) are queued
 and fed to the engine in order once the current actions are done.
 
-The control plane plugs in through ``register()`` (extra fds with callbacks),
-``command()`` (a Command in, a Reply to a callback out), ``status()`` and
-``tail()``.
+It knows nothing of the control socket or the self-reload; they plug in
+(``otree.launch`` wires them) through a small public surface:
+``command()``, ``status()``, ``tail()`` and ``outputs`` for the control
+plane; ``add_command()`` (a command of their own, ``reload``),
+``on_signal()``, ``set_fatal_handler()``, ``add_report_hook()``,
+``set_event_hook()``, ``on_close()``, ``busy()``, ``queued()``, ``defer()``,
+``exit_as()`` and ``stderr()`` for the reload; ``run(start)`` takes over a
+handed-over tree instead of starting one.
 """
 
 from __future__ import annotations
@@ -20,25 +25,23 @@ import random
 import signal
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
 from otree.core.spec import Service, Supervisor, walk
-from otree.errors import OtreeError
-from otree.reload import reloader
+from otree.errors import ExitCode, OtreeError, stderr_line
 from otree.runtime import output, posix
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.processes import Processes
 
-if TYPE_CHECKING:
-    from otree.control.server import ControlServer
-
 ReplyCallback = Callable[[act.Reply], None]
-
-EXIT_BUG = 70
-BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
+#: a command of a plugged-in part: ``handler(path, on_reply)`` (``add_command``)
+CommandHandler = Callable[[str, ReplyCallback | None], None]
+#: sees every report before it is written and shown; returns it (changed or not)
+ReportHook = Callable[[act.Report], act.Report]
+#: an unexpected exception escaped the loop: True to run the loop again (else it is a bug)
+FatalHandler = Callable[[Exception], bool]
 
 
 class Runtime:
@@ -47,8 +50,6 @@ class Runtime:
     ``events``: path of the JSON-lines event log; ``log_dir``: a directory for
     ``<path>.log`` files of every service; ``console``: the fd the prefixed
     output goes to (stdout); ``subreaper``: adopt and reap orphaned descendants.
-    ``reexec_argv``: how to run otree again for a self-reload (None: no re-exec);
-    ``handoff``: the state left by the image before, when this one is a re-exec.
     """
 
     def __init__(
@@ -60,10 +61,6 @@ class Runtime:
         subreaper: bool = False,
         console: int = 1,
         rng: random.Random | None = None,
-        socket: str | None = None,
-        tree_source: str | None = None,
-        reexec_argv: list[str] | None = None,
-        handoff: reloader.Handoff | None = None,
     ) -> None:
         self.tree = tree
         self.engine = Engine(tree, rng)
@@ -78,6 +75,16 @@ class Runtime:
         self._requests = itertools.count(1)
         self._interrupts = 0
         self._stderr_lines: set[str] = set()
+        self._commands: dict[str, CommandHandler] = {}
+        self._signals: dict[int, Callable[[int], None]] = {
+            signal.SIGTERM: self._on_term,
+            signal.SIGINT: self._on_int,
+        }
+        self._report_hooks: list[ReportHook] = []
+        self._event_hook: Callable[[ev.Event], None] | None = None
+        self._fatal: FatalHandler | None = None
+        self._closers: list[Callable[[], None]] = []
+        self._exit_as: tuple[int, str] | None = None
         self.console = output.Console(self.loop, console)
         self._stderr_is_console = output.same_file(console, 2)
         self.event_log: output.EventLog | None = None
@@ -97,30 +104,11 @@ class Runtime:
             self._close_files()
             raise OtreeError(f"cannot open {exc.filename}: {exc.strerror}") from None
         self.processes = Processes(self.loop, self._feed, self.console, self.outputs)
-        self.reloader = reloader.Reloader(
-            self, argv=reexec_argv, tree_source=tree_source, handoff=handoff
-        )
-        self._fault = self.reloader.fault  # test-only (OTREE_TEST_FAULT); None otherwise
-        # control plane (otree.control.server): listening before the tree starts
-        self.control: ControlServer | None = None
-        if socket is not None:
-            from otree.control.server import ControlServer, tree_info
 
-            inherited = None
-            if handoff is not None and handoff.control_fd is not None:  # kept across the exec
-                import socket as socket_module
-
-                inherited = socket_module.socket(fileno=handoff.control_fd)
-                inherited.set_inheritable(False)
-            try:
-                self.control = ControlServer(
-                    self.loop, self, socket, info=tree_info(tree_source), sock=inherited
-                )
-                if handoff is not None and handoff.control_started is not None:
-                    self.control.info["started"] = handoff.control_started
-            except OtreeError:
-                self._close_files()
-                raise
+    def discard(self) -> None:
+        """Close what ``__init__`` opened, for a runtime that will not ``run()``."""
+        self._close_files()
+        self.loop.close()
 
     # --- the control plane's interface --------------------------------------
 
@@ -141,9 +129,10 @@ class Runtime:
     def command(self, name: str, path: str = "", on_reply: ReplyCallback | None = None) -> None:
         """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer.
 
-        ``reload`` is the runtime's own: it re-execs otree (``otree.reload.reloader``)."""
-        if name == "reload":
-            self.reloader.request("reload", on_reply)
+        A command given to ``add_command`` (``reload``) goes to its handler instead."""
+        handler = self._commands.get(name)
+        if handler is not None:
+            handler(path, on_reply)
             return
         request = None
         if on_reply is not None:
@@ -159,13 +148,72 @@ class Runtime:
         """The last ``n`` output lines of service ``path`` (KeyError if no such service)."""
         return self.outputs[path].tail(n)
 
+    # --- what plugs in (otree.launch wires the control socket and the reload) ---
+
+    def add_command(self, name: str, handler: CommandHandler) -> None:
+        """``command(name, path, on_reply)`` calls ``handler(path, on_reply)`` instead of
+        feeding the engine (the reload's ``reload``)."""
+        self._commands[name] = handler
+
+    def on_signal(self, signum: int, handler: Callable[[int], None]) -> None:
+        """Run ``handler(signum)`` in the loop when ``signum`` arrives (installed by
+        ``run()``; ``TERM`` and ``INT`` are the runtime's own)."""
+        self._signals[signum] = handler
+
+    def set_fatal_handler(self, handler: FatalHandler | None) -> None:
+        """Who gets an unexpected exception from the loop (the reload re-execs otree)."""
+        self._fatal = handler
+
+    def add_report_hook(self, hook: ReportHook) -> None:
+        """Pass every report through ``hook`` before it is logged and shown."""
+        self._report_hooks.append(hook)
+
+    def set_event_hook(self, hook: Callable[[ev.Event], None] | None) -> None:
+        """Call ``hook(event)`` just before the engine handles each event. If it raises,
+        the event stays queued (in flight: ``queued()`` hands it over) and the exception
+        leaves the loop as any other would (a test-only fault)."""
+        self._event_hook = hook
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` first when ``run()`` ends (the control socket closes)."""
+        self._closers.append(callback)
+
+    def busy(self) -> str | None:
+        """What the runtime is in the middle of (None: it is idle)."""
+        if self._queue or self._busy:
+            return "events are being handled"
+        if self._replies:
+            return "a control command is being carried out"
+        return None
+
+    def queued(self) -> list[ev.Event]:
+        """The events waiting to be handled, oldest first."""
+        return list(self._queue)
+
+    def defer(self, event: ev.Event) -> None:
+        """Queue ``event`` behind the others; it is handled once the actions being carried
+        out (or the first ones ``run(start)`` carries out) are done."""
+        self._queue.append(event)
+
+    def exit_as(self, code: int, message: str) -> None:
+        """When the tree has stopped, ``run()`` returns ``code`` and prints ``message``
+        instead of the engine's (the re-exec guard's exit)."""
+        self._exit_as = (code, message)
+
+    def stderr(self, text: str) -> None:
+        """``otree: text`` on stderr, once: the same line again is not printed."""
+        self._stderr(text)
+
     # --- running ------------------------------------------------------------
 
-    def run(self) -> int:
-        """Start the tree and run until the engine says Exit; return the exit code."""
+    def run(self, start: Callable[[], list[act.Action]] | None = None) -> int:
+        """Start the tree and run until the engine says Exit; return the exit code.
+
+        ``start()`` gives the first actions instead of the engine's start (a re-exec
+        takes over the running children)."""
         try:
             self._install_signals()
-            self._recovering(self._first_start)
+            self._recovering(lambda: self._first_start(start))
             while self.exit_code is None:
                 self._recovering(self.loop.run)
         except BaseException:
@@ -175,28 +223,28 @@ class Runtime:
             self._shutdown()
         if self.exit_message:
             self._stderr(self.exit_message)
-        return self.exit_code if self.exit_code is not None else EXIT_BUG
+        return self.exit_code if self.exit_code is not None else ExitCode.BUG
 
-    def _first_start(self) -> None:
-        if self.reloader.handoff is not None:  # a re-exec: take over the running children
-            self._run_actions(self.reloader.adopt())
+    def _first_start(self, start: Callable[[], list[act.Action]] | None) -> None:
+        if start is not None:
+            self._run_actions(start())
         else:
             self._run_actions(self.engine.start(self.loop.clock()))
 
     def _recovering(self, body: Callable[[], None]) -> None:
-        """Run ``body``; an unexpected exception re-execs otree (``Reloader.fatal``)."""
+        """Run ``body``; an unexpected exception goes to the fatal handler (the reload)."""
         try:
             body()
         except Exception as exc:
-            if not self.reloader.fatal(exc):
+            if self._fatal is None or not self._fatal(exc):
                 raise
 
     def _install_signals(self) -> None:
         loop = self.loop
-        loop.on_signal(signal.SIGTERM, self._on_term)
-        loop.on_signal(signal.SIGINT, self._on_int)
-        loop.on_signal(signal.SIGHUP, lambda _: self.reloader.request("SIGHUP", None))
-        reloader.unblock_signals()  # held back across a re-exec: delivered now
+        for signum, handler in self._signals.items():
+            loop.on_signal(signum, handler)
+        # held back across a re-exec (the mask survives it): delivered now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(self._signals))
         if self.subreaper or os.getpid() == 1:
             if self.subreaper:
                 posix.set_subreaper()
@@ -226,11 +274,12 @@ class Runtime:
             queue = self._queue
             while queue and self.exit_code is None:
                 event = queue.popleft()
-                if self._fault is not None and self._fault.hits(event):
-                    self._fault = None
-                    os.environ.pop(reloader.ENV_FAULT, None)
-                    queue.appendleft(event)  # not handled: in flight across the re-exec
-                    raise reloader.InjectedFault(f"{reloader.ENV_FAULT}: {event!r}")
+                if self._event_hook is not None:
+                    try:
+                        self._event_hook(event)
+                    except BaseException:
+                        queue.appendleft(event)  # not handled: still in flight
+                        raise
                 for action in self.engine.handle(event, self.loop.clock()):
                     self._do(action)
         finally:
@@ -258,9 +307,8 @@ class Runtime:
         elif isinstance(action, act.Exit):
             self.exit_code = action.code
             self.exit_message = action.message
-            if self.reloader.guard_message is not None:
-                self.exit_code = reloader.EXIT_REEXEC
-                self.exit_message = self.reloader.guard_message
+            if self._exit_as is not None:
+                self.exit_code, self.exit_message = self._exit_as
             self.loop.stop()
 
     def _set_timer(self, key: tuple[str, ...], delay: float) -> None:
@@ -277,7 +325,8 @@ class Runtime:
         self._timers[key] = timer
 
     def _report(self, report: act.Report) -> None:
-        report = self.reloader.on_report(report)
+        for hook in self._report_hooks:
+            report = hook(report)
         if self.event_log is not None:
             self.event_log.write(report.as_dict())
         text = output.describe_event(report.event, report.path, report.fields)
@@ -299,7 +348,7 @@ class Runtime:
         if text not in self._stderr_lines:
             self._stderr_lines.add(text)
             self.console.flush()
-            output.stderr_line(text)
+            stderr_line(text)
 
     # --- the end ---------------------------------------------------------------
 
@@ -308,8 +357,8 @@ class Runtime:
         self.processes.kill_all()
 
     def _shutdown(self) -> None:
-        if self.control is not None:  # control plane: clients see the connection close
-            self.control.close()
+        for callback in self._closers:  # the control plane: clients see the connection close
+            callback()
         self.processes.close()
         for timer in self._timers.values():
             timer.cancel()

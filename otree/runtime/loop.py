@@ -5,12 +5,13 @@ when there is none), signals arrive through ``signal.set_wakeup_fd`` on a
 non-blocking socketpair, and child exits through a pidfd per child (Linux
 5.3+), with ``SIGCHLD`` + ``waitpid`` as the fallback and for orphans when
 otree is a subreaper or PID 1. An idle loop sleeps in ``epoll_wait``.
+
+The loop only tells when a child has exited; signalling and reaping are
+``posix``'s, and what to kill is the caller's choice (``kill_group``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import heapq
 import itertools
 import os
@@ -20,6 +21,8 @@ import socket
 import time
 from collections.abc import Callable
 from typing import Any
+
+from otree.runtime import posix
 
 Callback = Callable[[], None]
 ExitCallback = Callable[[int], None]  # receives the raw wait status
@@ -209,13 +212,8 @@ class Loop:
     def _reap(self, child: _Child) -> None:
         if self._children.get(child.pid) is not child:
             return
-        if child.kill_group:
-            kill_group(child.pid, signal.SIGKILL)
-        try:
-            pid, status = os.waitpid(child.pid, os.WNOHANG)
-        except ChildProcessError:  # reaped elsewhere: should not happen
-            pid, status = child.pid, 255 << 8
-        if pid == 0:
+        status = posix.reap(child.pid, kill_leftovers=child.kill_group)
+        if status is None:
             return
         self._forget(child)
         child.callback(status)
@@ -228,19 +226,15 @@ class Loop:
 
     def _reap_any(self) -> None:
         while True:
-            try:
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
+            pid = posix.exited_child()
+            if pid is None:
                 return
-            if info is None or info.si_pid == 0:
-                return
-            child = self._children.get(info.si_pid)
+            child = self._children.get(pid)
             if child is not None:
                 self._reap(child)
             else:
                 # not ours to watch (an orphan adopted as subreaper, or a stray): reap it
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(info.si_pid, os.WNOHANG)
+                posix.reap(pid)
 
     # --- running ------------------------------------------------------------
 
@@ -296,18 +290,3 @@ class Loop:
 
 def _noop_handler(signum: int, frame: Any) -> None:
     """The C-level handler writes the signal number to the wakeup fd; the loop acts on it."""
-
-
-def kill_group(pgid: int, signum: int) -> bool:
-    """Send ``signum`` to process group ``pgid``; False if the group is gone."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    except OSError as exc:
-        if exc.errno == errno.ESRCH:
-            return False
-        raise
-    return True

@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import stat
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -320,6 +319,10 @@ class ServiceOutput:
                 data = data[:end]
         self._lines(data)
 
+    def unfinished(self, fd: int) -> bytes:
+        """The unfinished last line read from pipe ``fd`` so far (a re-exec hands it over)."""
+        return self._partial.get(fd, b"")
+
     def eof(self, fd: int) -> None:
         partial = self._partial.pop(fd, None)
         if partial:
@@ -435,12 +438,3 @@ def describe_event(event: str, path: str, fields: dict[str, Any]) -> str:
         return f"tree stopped (exit code {fields.get('exit_code')})"
     extra = " ".join(f"{k}={v}" for k, v in fields.items())
     return f"{who}: {event} {extra}".rstrip()
-
-
-def stderr_line(text: str) -> None:
-    """Print ``otree: text`` to stderr (blocking: rare and important)."""
-    try:
-        sys.stderr.write(f"otree: {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass

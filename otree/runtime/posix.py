@@ -1,4 +1,5 @@
-"""Starting and signalling OS processes: the only place otree forks and execs.
+"""Starting, signalling and reaping OS processes: the only place otree forks, execs,
+signals a process group and waits for a child.
 
 Every process starts in a new session, so it leads its own process group and
 the group can be signalled as a whole. ``subprocess.Popen`` does the fork and
@@ -10,6 +11,7 @@ permission error or a bad working directory as an ``OSError``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -111,6 +113,30 @@ def signal_number(name: str) -> int:
     return int(getattr(signal, "SIG" + name.upper().removeprefix("SIG")))
 
 
+def kill_group(pgid: int, signum: int) -> bool:
+    """Send ``signum`` to process group ``pgid``; False if the group is gone."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return False
+        raise
+    return True
+
+
+def kill_process(pid: int, signum: int) -> bool:
+    """Send ``signum`` to process ``pid`` alone; False if it cannot be signalled."""
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        return False
+    return True
+
+
 def send_signal(pid: int, signum: int, pidfd: int | None = None) -> bool:
     """Signal the process group led by ``pid``; False if there is nothing left to signal.
 
@@ -118,11 +144,8 @@ def send_signal(pid: int, signum: int, pidfd: int | None = None) -> bool:
     names its group. The main process gets the signal through its pidfd as well when
     the group is gone but the process (e.g. one that left its group) is not.
     """
-    try:
-        os.killpg(pid, signum)
+    if kill_group(pid, signum):
         return True
-    except (ProcessLookupError, PermissionError):
-        pass
     if pidfd is not None:
         try:
             signal.pidfd_send_signal(pidfd, signum)
@@ -130,6 +153,65 @@ def send_signal(pid: int, signum: int, pidfd: int | None = None) -> bool:
         except OSError:
             return False
     return False
+
+
+#: the wait status of a child that was reaped elsewhere (should not happen): exit 255
+LOST_STATUS = 255 << 8
+
+
+def reap(pid: int, *, kill_leftovers: bool = False, block: bool = False) -> int | None:
+    """Reap our child ``pid``: its wait status, or None while it runs (never with ``block``).
+
+    With ``kill_leftovers``, the process group ``pid`` leads gets SIGKILL first, while
+    the unreaped PID still pins the group id (once reaped, the number may be reused).
+    A PID that is not (or no longer) our child reads as ``LOST_STATUS``.
+    """
+    if kill_leftovers:
+        kill_group(pid, signal.SIGKILL)
+    try:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return LOST_STATUS
+    return status if done else None
+
+
+def exited_child() -> int | None:
+    """A child of ours that has exited, left unreaped (a zombie still); None if none has."""
+    try:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return None
+    if info is None or info.si_pid == 0:
+        return None
+    return info.si_pid
+
+
+def reap_exited() -> None:
+    """Reap every child of ours that has exited, without waiting for the others."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def children() -> list[int]:
+    """The PIDs whose parent is this process (from /proc)."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(entry))
+    return found
 
 
 PR_SET_CHILD_SUBREAPER = 36

@@ -52,6 +52,11 @@ class Probe:
     def cancel(self) -> None:
         self.done = True
 
+    @property
+    def command_pid(self) -> int | None:
+        """The readiness command's process running now, if any (a re-exec reaps it)."""
+        return None
+
 
 class DelayProbe(Probe):
     def __init__(self, loop: Loop, spec: ReadyDelay, on_ready: OnReady, on_failed: OnFailed):
@@ -199,6 +204,10 @@ class CmdProbe(Probe):
         self.cwd = cwd
         self._pid: int | None = None
         self._timer: Timer | None = None
+
+    @property
+    def command_pid(self) -> int | None:
+        return self._pid
 
     def start(self) -> None:
         self._run()

@@ -57,7 +57,9 @@ class Processes:
         self.pipes: dict[int, ServiceOutput] = {}
         #: PIDs whose readiness check runs (shown as 'waiting until ready' on the console)
         self.probing: dict[int, str] = {}
-        self._notify_dir: str | None = None
+        #: the directory of the notify sockets (made at the first notify service; a re-exec
+        #: hands it over, and the image that ends removes it)
+        self.notify_dir: str | None = None
         self._notify_seq = itertools.count(1)
 
     # --- actions --------------------------------------------------------------
@@ -120,20 +122,19 @@ class Processes:
             if proc.probe is not None:
                 proc.probe.cancel()
             posix.send_signal(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            posix.reap(pid, block=True)
         self.procs.clear()
         for fd in list(self.pipes):
             self._drain(fd)
             if fd in self.pipes:
                 self._close_pipe(fd)
-        if self._notify_dir is not None:
-            for name in os.listdir(self._notify_dir):  # sockets left by killed probes
+        if self.notify_dir is not None:
+            for name in os.listdir(self.notify_dir):  # sockets left by killed probes
                 with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self._notify_dir, name))
+                    os.unlink(os.path.join(self.notify_dir, name))
             with contextlib.suppress(OSError):
-                os.rmdir(self._notify_dir)
-            self._notify_dir = None
+                os.rmdir(self.notify_dir)
+            self.notify_dir = None
 
     # --- self-reload (otree.reload.reloader) ---------------------------------------------------
 
@@ -144,7 +145,7 @@ class Processes:
         strays = []
         for proc in self.procs.values():
             if proc.probe is not None:
-                pid = getattr(proc.probe, "_pid", None)
+                pid = proc.probe.command_pid
                 proc.probe.cancel()
                 if pid is not None:
                     strays.append(pid)
@@ -160,7 +161,7 @@ class Processes:
 
     def _unfinished(self, fd: int) -> bytes:
         output = self.pipes.get(fd)
-        return output._partial.get(fd, b"") if output is not None else b""
+        return output.unfinished(fd) if output is not None else b""
 
     def adopt(self, path: str, pid: int | None, pipe: int, partial: bytes = b"") -> None:
         """After ``os.execv``: take over process ``pid`` (None: it is gone) and its output
@@ -176,6 +177,11 @@ class Processes:
             proc = Process(path, pid, pipe, output)
             self.procs[pid] = proc
             self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+
+    def reap_stray(self, pid: int) -> None:
+        """After ``os.execv``: reap ``pid`` (a readiness command the image before killed)
+        and its group once it is gone; nothing is fed."""
+        self.loop.watch_child(pid, lambda status: None, kill_group=True)
 
     def _output(self, path: str) -> ServiceOutput:
         output = self.outputs.get(path)
@@ -203,14 +209,14 @@ class Processes:
         return probes.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
 
     def _notify_probe(self, path: str) -> probes.NotifyProbe:
-        if self._notify_dir is None:
+        if self.notify_dir is None:
             import tempfile  # only with notify services: it is slow to import
 
             base = os.environ.get("XDG_RUNTIME_DIR")
             if not base or not os.path.isdir(base):
                 base = None
-            self._notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
-        sock_path = os.path.join(self._notify_dir, f"{next(self._notify_seq)}.sock")
+            self.notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
+        sock_path = os.path.join(self.notify_dir, f"{next(self._notify_seq)}.sock")
         probe: probes.NotifyProbe
 
         def ready() -> None:

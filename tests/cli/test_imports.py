@@ -1,0 +1,116 @@
+"""The lazy-import rule: what ``import otree``, ``otree status`` and ``otree run`` must not load.
+
+Each case runs a fresh interpreter that writes ``sys.modules`` to a file as
+it exits, and checks the list. The client commands stay
+fast and small by importing neither the runtime nor the engine nor attrs;
+``import otree`` loads no part of the running machinery; and ``otree run``
+loads the handoff document only when it is a re-exec with a handoff to read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: (case, modules it must not import, with their submodules)
+IMPORT_OTREE = ("otree.runtime", "otree.reload", "otree.control", "otree.launch")
+CLIENT = (
+    "otree.runtime",
+    "otree.reload",
+    "otree.launch",
+    "otree.core.engine",
+    "attr",
+    "attrs",
+    "cattrs",
+    "hypothesis",
+)
+RUN_START = ("otree.reload.document", "hypothesis", "otree.testing")
+#: not inherited from the test's environment: a re-exec, a fault, another socket
+OTREE_VARS = ("OTREE_HANDOFF_FD", "OTREE_TEST_FAULT", "OTREE_TEST_HOLD", "OTREE_SOCKET")
+
+JOB_TREE = """\
+auto_shutdown = "any_significant"
+
+[job]
+cmd = ["true"]
+restart = "temporary"
+significant = true
+"""
+
+
+#: run first in each fresh interpreter: at exit, every module it imported goes to a file
+DUMP = """\
+import atexit, json, os, sys
+def _dump():
+    with open(os.environ["IMPORTED_OUT"], "w") as f:
+        json.dump(sorted(sys.modules), f)
+atexit.register(_dump)
+"""
+#: what ``python -m otree ARGS`` runs (``sys.argv[1:]`` are the arguments)
+OTREE = "from otree.cli.main import main\nmain()\n"
+
+
+def imported(
+    body: str, args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, set[str]]:
+    """Run ``body`` with ``args`` in a fresh interpreter: its exit code and every module
+    loaded by the time it exits."""
+    out = cwd / "imported.json"
+    clean = {k: v for k, v in os.environ.items() if k not in OTREE_VARS}
+    proc = subprocess.run(
+        [sys.executable, "-c", DUMP + body, *args],
+        cwd=cwd,
+        env={**clean, **(env or {}), "IMPORTED_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc.returncode, set(json.loads(out.read_text()))
+
+
+def offending(names: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(n == f or n.startswith(f + ".") for f in forbidden))
+
+
+def test_import_otree_loads_no_machinery(tmp_path: Path) -> None:
+    code, names = imported("import otree\notree.__all__\n", [], tmp_path)
+    assert code == 0
+    assert "otree" in names
+    assert offending(names, IMPORT_OTREE) == []
+
+
+def test_public_names_still_resolve_lazily(tmp_path: Path) -> None:
+    code, names = imported("import otree\notree.Service, otree.ConfigError\n", [], tmp_path)
+    assert code == 0
+    assert "otree.core.spec" in names  # loaded on first use
+    assert offending(names, IMPORT_OTREE) == []
+
+
+def test_otree_status_is_a_small_client(tmp_path: Path) -> None:
+    sock = tmp_path / "nobody.sock"
+    code, names = imported(OTREE, ["status", "--socket", str(sock)], tmp_path)
+    assert code == 3  # no tree answers there
+    assert "otree.control.client" in names
+    assert offending(names, CLIENT) == []
+
+
+@pytest.mark.parametrize("command", [["status"], ["logs", "web"], ["stop", "web"]])
+def test_no_client_command_imports_the_runtime(tmp_path: Path, command: list[str]) -> None:
+    sock = tmp_path / "nobody.sock"
+    code, names = imported(OTREE, [*command, "--socket", str(sock)], tmp_path)
+    assert code == 3
+    assert offending(names, CLIENT) == []
+
+
+def test_otree_run_loads_the_handoff_document_only_for_a_re_exec(tmp_path: Path) -> None:
+    (tmp_path / "tree.toml").write_text(JOB_TREE)
+    env = {"OTREE_SOCKET": str(tmp_path / "run.sock")}
+    code, names = imported(OTREE, ["run", "tree.toml"], tmp_path, env)
+    assert code == 0  # the job ended: the tree shut itself down
+    assert "otree.runtime.driver" in names and "otree.reload.reloader" in names
+    assert offending(names, RUN_START) == []

@@ -1,4 +1,4 @@
-"""The public surface of ``otree`` is deliberate: this test fails on any drift (STYLE.md 9)."""
+"""The public surfaces (docs/architecture.md) are deliberate: this test fails on any drift."""
 
 from __future__ import annotations
 

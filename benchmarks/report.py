@@ -23,7 +23,7 @@ def _otree_key(rows: dict[str, Any]) -> str | None:
 
 
 def budgets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each budget of the issue (and of DESIGN.md) with the measured figure."""
+    """Each budget (the issue's and otree's design targets) with the measured figure."""
     out: list[dict[str, Any]] = []
 
     def add(name: str, target: str, measured: Any, met: bool | None, source: str) -> None:

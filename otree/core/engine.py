@@ -1,4 +1,4 @@
-"""The supervision engine: events in, actions out, no I/O (STYLE.md 1).
+"""The supervision engine: events in, actions out, no I/O (docs/architecture.md).
 
 ``Engine(tree, rng)`` holds one state machine per node (``node.py``);
 ``start(now)`` begins the initial start and ``handle(event, now)`` feeds one

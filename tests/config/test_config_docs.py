@@ -6,8 +6,11 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from otree.config.loader import loads
 from otree.config.render import render_tree
+from otree.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,3 +42,14 @@ def test_service_example_loads() -> None:
     assert tree.children[0].cmd == (  # type: ignore[union-attr]
         "python", "-m", "myapp.worker", "--queue", "high priority",
     )  # fmt: skip
+
+
+def test_the_bad_tree_prints_the_errors_shown() -> None:
+    """The "Errors" example: the tree marked as an error, and what ``otree check`` says of it."""
+    (bad,) = re.findall(r"<!-- docs-test: error -->\n```toml\n(.*?)```", DOC, re.S)
+    shown = next(body for lang, body in BLOCKS if body.startswith("$ otree check tree.toml\notree"))
+    with pytest.raises(ConfigError) as caught:
+        loads(bad, "tree.toml")
+    said = [f"otree: {issue}" for issue in caught.value.issues]
+    assert shown.splitlines()[1 : 1 + len(said)] == said
+    assert shown.splitlines()[1 + len(said) :] == ["$ echo $?", "2"]

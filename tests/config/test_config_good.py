@@ -234,7 +234,7 @@ def test_load_reads_a_path(tmp_path: Path) -> None:
 
 
 def test_design_example_loads() -> None:
-    """The example of DESIGN.md "Tree file (TOML)", as written there."""
+    """The tree-file example that docs/tree-file.md opens with (root, db, web.cache, web.api)."""
     text = """\
 strategy = "one_for_one"     # root supervisor
 intensity = 3

@@ -1,4 +1,4 @@
-"""A reference model of otree's supervision semantics, written from DESIGN.md alone.
+"""A reference model of otree's supervision semantics, written from docs/concepts.md alone.
 
 It knows nothing of ``otree.core.engine``: it interprets the rules directly,
 recursively, in a world where processes start and stop at the instant they

@@ -1,4 +1,4 @@
-"""The engine's half of self-reload: snapshot, resume, reconcile (DESIGN "Self-reload")."""
+"""The engine's half of self-reload: snapshot, resume, reconcile (docs/self-reload.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The restart-intensity window (R22, R23; DESIGN.md "Intensity").
+"""The restart-intensity window (R22, R23 of docs/otp-rules.md; docs/concepts.md).
 
 On each restart: keep the times ``t`` with ``now - t <= period`` (both ends
 count), add ``now``; the restart is allowed while the count is at most

@@ -1,4 +1,4 @@
-"""The layer rule: ``otree.core`` is pure (DESIGN.md "Architecture").
+"""The layer rule: ``otree.core`` is pure (docs/architecture.md "The import rule").
 
 It imports no OS module and nothing of otree outside ``otree.core`` except
 ``otree.errors``. Checked twice: statically, over the AST of every file under

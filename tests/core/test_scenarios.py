@@ -2,7 +2,7 @@
 
 The compared world of test_model.py has processes that start and stop at
 once and no backoff; these pin down, one story each, what happens when time
-passes inside a decision (DESIGN.md "Backoff", "Stop", R10, R12, R26, R28).
+passes inside a decision (docs/concepts.md "Backoff"; R10, R12, R26, R28 in docs/otp-rules.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ NO_JITTER = {"jitter": 0.0}
 
 
 def test_backoff_decides_at_the_exit_and_only_the_start_waits() -> None:
-    """DESIGN Backoff: intensity entry and sibling stops at the exit; the start after the delay."""
+    """Backoff (docs/concepts.md): count and sibling stops at the exit; the start waits."""
     tree = Supervisor(
         "root",
         strategy="one_for_all",

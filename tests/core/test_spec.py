@@ -2,7 +2,7 @@
 every bad field at once, and check_tree's cross-field rules (R4, R39, names, cmd/target).
 
 The messages here are a public interface: the TOML loader shows the same ones
-with the file and line in front (DESIGN.md "Tree file").
+with the file and line in front (docs/tree-file.md "Errors").
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_r1_supervisor_defaults() -> None:
 
 
 def test_r1_nested_defaults() -> None:
-    """Readiness, backoff and log defaults (DESIGN: backoff initial 0.1, max 30,
+    """Readiness, backoff and log defaults (docs/tree-file.md: backoff initial 0.1, max 30,
     factor 2, reset_after 60)."""
     assert Backoff() == Backoff(initial=0.1, max=30, factor=2, reset_after=60, jitter=0.1)
     assert ReadyDelay(delay=1).timeout == 30.0

@@ -41,7 +41,7 @@ def lifecycle(trace: Trace) -> list[tuple[float, str, str]]:
 
 # --- the event log format ------------------------------------------------------
 
-#: DESIGN.md "Event log": the extra fields of each event
+#: docs/cli.md "Event log": the extra fields of each event
 FIELDS: dict[str, set[str]] = {
     "spawn": {"pid"},
     "ready": {"pid"},

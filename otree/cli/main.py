@@ -13,9 +13,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from otree.errors import ConfigError, ExitCode, OtreeError, stderr_line
+
+if TYPE_CHECKING:
+    from otree.core.spec import Supervisor
 
 BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
 
@@ -62,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
-def _load(arg: str) -> object:
+def _load(arg: str) -> Supervisor:
     from otree.config.loader import load_tree
 
     return load_tree(arg)
@@ -99,13 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from otree.config.render import render_tree
-    from otree.core.spec import Supervisor
 
     try:
         tree = _load(args.tree)
     except ConfigError as exc:
         return _print_issues(exc)
-    assert isinstance(tree, Supervisor)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(render_tree(tree, color=colour))
     return ExitCode.OK

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from otree.runtime.output import ServiceOutput
+if TYPE_CHECKING:
+    from otree.runtime.output import ServiceOutput
+
 
 #: at most this much of a log file is read to find its last lines
 FILE_TAIL_BYTES = 8 * 1024 * 1024

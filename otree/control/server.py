@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from otree.control.client import Client, NotRunning, connect, find_running
 from otree.control.logview import LogView
@@ -42,7 +42,9 @@ from otree.control.sockets import (
 )
 from otree.core.actions import Reply
 from otree.core.engine import NodeStatus
-from otree.runtime.output import ServiceOutput
+
+if TYPE_CHECKING:
+    from otree.runtime.output import ServiceOutput
 
 __all__ = [
     "Backend",

@@ -105,11 +105,11 @@ class Trace:
     of a real run's ``--events`` file; ``ts`` is simulated seconds from 0.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, live: dict[int, _Process] | None = None) -> None:
         self.events: list[dict[str, Any]] = []
         self.exit_code: int | None = None
         self.exit_message: str | None = None
-        self._live: dict[int, _Process] = {}
+        self._live: dict[int, _Process] = {} if live is None else live  # the simulation's
 
     def filter(self, event: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         """The events with this name and/or about this path, in order."""
@@ -187,10 +187,10 @@ class Simulation:
         self.tree = tree
         self.paths: dict[str, Service | Supervisor] = dict(walk(tree))
         self.engine: EngineLike = (engine_factory or _default_engine)(tree, random.Random(seed))
-        self.trace = Trace()
+        self._live: dict[int, _Process] = {}
+        self.trace = Trace(self._live)
         self.now = 0.0
         self.replies: dict[int, Reply] = {}
-        self._live = self.trace._live
         self._queue: deque[Event] = deque()
         # (due, seq, what): what is an engine timer key, or ("\0ready", path, pid)
         self._heap: list[tuple[float, int, tuple[str, ...]]] = []

@@ -253,3 +253,16 @@ def test_the_installed_package_ships_py_typed() -> None:
     assert marker.is_file()
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["otree"]
+
+
+def test_otree_config_offers_the_loaders_by_their_short_names() -> None:
+    import otree.config
+    from otree.config import loader, pytree
+
+    assert sorted(otree.config.__all__) == ["load", "load_target", "load_tree", "loads"]
+    assert otree.config.load is loader.load
+    assert otree.config.loads is loader.loads
+    assert otree.config.load_tree is loader.load_tree
+    assert otree.config.load_target is pytree.load_target
+    with pytest.raises(AttributeError):
+        _ = otree.config.nothing_here  # type: ignore[attr-defined]

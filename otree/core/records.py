@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, TypeAlias
-
-import attrs
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeAlias
 
 from otree.core.service import State
 from otree.core.timers import RestartTimer
@@ -19,33 +17,49 @@ if TYPE_CHECKING:
     from otree.core.supervisor import Child
 
 
-@attrs.define(eq=False)
 class ChildRecord:
-    """What a supervisor knows of one child (OTP's ``#child``); the child never writes it."""
+    """What a supervisor knows of one child (OTP's ``#child``); the child never writes it.
 
-    #: while the child is not alive: STOPPED, RESTARTING, EXITED or DEAD (``SupNode.mark``)
-    mark: State = State.STOPPED
-    #: the restart timer that will start it again (RESTARTING)
-    restart_key: RestartTimer | None = None
-    #: when it was restarted automatically (within the window: ``otree status``)
-    restart_times: list[float] = attrs.field(factory=list)
+    ``mark``: while the child is not alive, STOPPED, RESTARTING, EXITED or DEAD
+    (``SupNode.mark``); ``restart_key``: the restart timer that will start it
+    again (RESTARTING); ``restart_times``: when it was restarted automatically
+    (within the window: ``otree status``).
+
+    A plain class, as the values below are named tuples: one of these exists
+    per node, and attrs classes cost the supervisor's RSS more.
+    """
+
+    __slots__ = ("mark", "restart_key", "restart_times")
+
+    def __init__(
+        self,
+        mark: State = State.STOPPED,
+        restart_key: RestartTimer | None = None,
+        restart_times: list[float] | None = None,
+    ) -> None:
+        self.mark = mark
+        self.restart_key = restart_key
+        self.restart_times: list[float] = [] if restart_times is None else restart_times
+
+    def __repr__(self) -> str:
+        return (
+            f"ChildRecord(mark={self.mark!r}, restart_key={self.restart_key!r}, "
+            f"restart_times={self.restart_times!r})"
+        )
 
 
 # --- a plan's steps ------------------------------------------------------------------
 
 
-@attrs.frozen(eq=False)
-class StopChild:
+class StopChild(NamedTuple):
     child: Child
 
 
-@attrs.frozen(eq=False)
-class StartChild:
+class StartChild(NamedTuple):
     child: Child
 
 
-@attrs.frozen(eq=False)
-class Call:
+class Call(NamedTuple):
     then: Callable[[], None]
 
 
@@ -55,8 +69,7 @@ Step: TypeAlias = "StopChild | StartChild | Call"
 # --- what waits in the mailbox -----------------------------------------------------
 
 
-@attrs.frozen(eq=False)
-class ExitMail:
+class ExitMail(NamedTuple):
     """A child ended on its own (stale once it was started or stopped again, R12)."""
 
     child: Child
@@ -64,13 +77,11 @@ class ExitMail:
     normal: bool
 
 
-@attrs.frozen(eq=False)
-class RestartMail:
+class RestartMail(NamedTuple):
     key: RestartTimer
 
 
-@attrs.frozen(eq=False)
-class CommandMail:
+class CommandMail(NamedTuple):
     name: str  # start | stop | restart
     child: Child
     request: int | None

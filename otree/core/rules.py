@@ -26,8 +26,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import attrs
+from typing import NamedTuple
 
 from otree.core.spec import AutoShutdown, Restart, Strategy
 
@@ -56,16 +55,14 @@ AUTO_SHUTDOWN_FIRES: dict[AutoShutdown, Callable[[int], bool]] = {
 }
 
 
-@attrs.frozen
-class Sibling:
+class Sibling(NamedTuple):
     """What the restart policy needs to know of one child of the supervisor."""
 
     restart: Restart
     alive: bool  # starting, running or stopping
 
 
-@attrs.frozen
-class RestartPlan:
+class RestartPlan(NamedTuple):
     """The indices (into the supervisor's children) a restart touches, stops, then starts.
 
     A touched child that is neither stopped nor started (a temporary one that had

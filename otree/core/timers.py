@@ -4,13 +4,13 @@
 simulator treat it as an opaque, hashable name; a snapshot stores it as a JSON
 list); inside the engine a timer is one of these classes. ``wire`` gives the
 tuple, :func:`parse` reads one back (None for a key the engine never set).
+They are named tuples (light on RSS): tell kinds apart with ``isinstance``,
+never by comparing a timer with one of another kind.
 """
 
 from __future__ import annotations
 
-from typing import NoReturn, TypeAlias
-
-import attrs
+from typing import NamedTuple, NoReturn, TypeAlias
 
 
 def never(value: NoReturn) -> NoReturn:
@@ -18,8 +18,7 @@ def never(value: NoReturn) -> NoReturn:
     raise AssertionError(f"unexpected {value!r}")  # pragma: no cover
 
 
-@attrs.frozen
-class KillTimer:
+class KillTimer(NamedTuple):
     """A service's shutdown time is up: SIGKILL its process (R10)."""
 
     path: str
@@ -30,8 +29,7 @@ class KillTimer:
         return ("kill", self.path, str(self.pid))
 
 
-@attrs.frozen
-class ReadyTimer:
+class ReadyTimer(NamedTuple):
     """A service's readiness check is out of time."""
 
     path: str
@@ -42,8 +40,7 @@ class ReadyTimer:
         return ("ready", self.path, str(self.pid))
 
 
-@attrs.frozen
-class RestartTimer:
+class RestartTimer(NamedTuple):
     """A delayed (backoff) or retried restart of a supervisor's children is due (R26)."""
 
     path: str  # the supervisor's
@@ -54,8 +51,7 @@ class RestartTimer:
         return ("restart", self.path, str(self.seq))
 
 
-@attrs.frozen
-class SupKillTimer:
+class SupKillTimer(NamedTuple):
     """A supervisor's shutdown time is up: SIGKILL everything below it."""
 
     path: str

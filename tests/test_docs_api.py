@@ -62,6 +62,8 @@ def parameters(obj: Any) -> list[str]:
     for param in inspect.signature(target).parameters.values():
         if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
+        if param.name.startswith("_"):  # a private parameter, for the package's own callers
+            continue
         names.append(param.name)
     return names
 

@@ -105,11 +105,11 @@ class Trace:
     of a real run's ``--events`` file; ``ts`` is simulated seconds from 0.
     """
 
-    def __init__(self, live: dict[int, _Process] | None = None) -> None:
+    def __init__(self, _live: dict[int, _Process] | None = None) -> None:
         self.events: list[dict[str, Any]] = []
         self.exit_code: int | None = None
         self.exit_message: str | None = None
-        self._live: dict[int, _Process] = {} if live is None else live  # the simulation's
+        self._live: dict[int, _Process] = {} if _live is None else _live  # the simulation's
 
     def filter(self, event: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         """The events with this name and/or about this path, in order."""

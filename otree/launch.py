@@ -99,7 +99,8 @@ def prepare_tree_file(
         except ConfigError as exc:
             if handoff is None:
                 raise
-            tree = reload.keep_running_tree(handoff, exc)
+            handoff = reload.keep_running_tree(handoff, exc)
+            tree = handoff.tree
         return _wire(
             tree,
             events=events,
@@ -167,14 +168,15 @@ def _control(
     from otree.control.server import ControlServer, tree_info
 
     inherited = None
-    if handoff is not None and handoff.control_fd is not None:  # kept across the exec
+    kept = handoff.control if handoff is not None else None  # kept across the exec
+    if kept is not None:
         import socket
 
-        inherited = socket.socket(fileno=handoff.control_fd)
+        inherited = socket.socket(fileno=kept.fd)
         inherited.set_inheritable(False)
     control = ControlServer(
         runtime.loop, runtime, path, info=tree_info(tree_source), sock=inherited
     )
-    if handoff is not None and handoff.control_started is not None:
-        control.info["started"] = handoff.control_started
+    if kept is not None and kept.started is not None:
+        control.info["started"] = kept.started
     return control

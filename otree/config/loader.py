@@ -9,7 +9,7 @@ Loading goes in three steps, and every step reports *all* its problems:
 
 1. shape: which table is what, unknown keys ("did you mean"), children of a
    service, tables that are neither service nor supervisor;
-2. fields: the sub-tables go through one cattrs converter (``CONVERTER``) into
+2. fields: the sub-tables go through the cattrs converter (``otree.config.convert``) into
    ``Ready*``, ``Backoff`` and ``Log``; the node constructors in
    :mod:`otree.core.spec` check every field (a bad field is then replaced by a
    neutral stand-in so the rest of the tree can still be checked);
@@ -32,9 +32,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 import attrs
-import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
+from otree.config.convert import CONVERTER
 from otree.config.keylines import KeyLines, Keys
 from otree.config.pytree import load_target
 from otree.core.spec import (
@@ -100,12 +100,6 @@ _TOML_POSITION = re.compile(
 
 
 # --- the converter ------------------------------------------------------------
-
-#: the one cattrs converter for the sub-specs: attrs converters do the checking
-#: (``prefer_attrib_converters``), unknown keys are refused (``forbid_extra_keys``)
-CONVERTER = cattrs.Converter(
-    forbid_extra_keys=True, prefer_attrib_converters=True, detailed_validation=True
-)
 
 
 def _structure_ready(value: Mapping[str, Any], _: Any) -> Any:

@@ -17,7 +17,9 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
 
 from otree.control.client import Client, NotRunning, connect, find_running
 from otree.control.logview import LogView
@@ -110,11 +112,12 @@ def status_payload(nodes: list[NodeStatus], now: float) -> dict[str, Any]:
     }
 
 
-class HandedClient(NamedTuple):
+@attrs.frozen
+class HandedClient:
     """A client connection handed over across a re-exec (``ControlServer.adopt``)."""
 
     fd: int  #: an inheritable duplicate of its connection
-    follows: list[tuple[int, str | None]]  #: the logs it follows: (request id, path asked for)
+    follows: tuple[tuple[int, str | None], ...]  #: the logs it follows: (request id, path)
     out: bytes  #: what it had yet to receive
     inbound: bytes  #: the start of a request it had not finished sending
 
@@ -439,7 +442,7 @@ class ControlServer:
                 self._flush_dropped(conn)
             fd = os.dup(conn.fd)
             os.set_inheritable(fd, True)
-            follows = list(conn.followed.items())
+            follows = tuple(conn.followed.items())
             out.append(HandedClient(fd, follows, bytes(conn.out), conn.decoder.buffered))
             conn.out.clear()
             self._drop(conn)

@@ -1,8 +1,9 @@
 """The engine's half of a self-reload: a snapshot of its state, and resuming from one.
 
-Before ``os.execv`` the old image calls :func:`snapshot`: a JSON-able dict
-(versioned) with every node's state, PID, start time, restart history,
-backoff step and pending restart timers. The new image builds an engine from
+Before ``os.execv`` the old image calls :func:`snapshot`: an
+:class:`EngineSnapshot` (versioned; the handoff writes it as JSON) with every
+node's state, PID, start time, restart history, backoff step and pending
+restart timers. The new image builds an engine from
 the re-read tree and calls :func:`resume`, which reconciles the two trees:
 
 1. ``reexec`` is reported, then every service whose spec is unchanged and whose
@@ -32,16 +33,15 @@ restart windows (with the new ``intensity`` and ``period``).
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import attrs
 
 from otree.core import actions as act
 from otree.core.node import ALIVE, Child, ServiceNode, State, SupNode
-from otree.core.spec import Service, Supervisor
+from otree.core.spec import Service, Shutdown, Supervisor
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
 
@@ -51,16 +51,76 @@ if TYPE_CHECKING:
 SNAPSHOT_VERSION = 1
 
 
-def _plain(inst: Any, field: Any, value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
+# --- the snapshot, typed ------------------------------------------------------------
+# Plain frozen classes: the reload's converter (``otree.reload.document``) writes them
+# as JSON and reads them back. A field added here is written and read with no other
+# edit; the JSON keys are the field names.
+
+
+@attrs.frozen
+class ServiceRecord:
+    """What the old image knew of one service."""
+
+    fp: str  #: :func:`fingerprint` of its spec: unchanged means adopt
+    state: State
+    started_at: float | None
+    restart_times: tuple[float, ...]
+    last_exit: dict[str, Any] | None
+    restart_key: tuple[str, ...] | None  #: the restart timer that will start it (wire form)
+    pid: int | None
+    backoff_next: float | None
+    stop_signal: str  #: to stop it with its *old* settings if it was removed or changed
+    shutdown: Shutdown
+
+    kind: ClassVar[Literal["service"]] = "service"
+
+
+@attrs.frozen
+class SupervisorRecord:
+    """What the old image knew of one supervisor."""
+
+    fp: str
+    state: State
+    started_at: float | None
+    restart_times: tuple[float, ...]
+    last_exit: dict[str, Any] | None
+    restart_key: tuple[str, ...] | None
+    window: tuple[float, ...]  #: its restart-intensity window (R21)
+    seq: int  #: the sequence number of its next restart timer
+
+    kind: ClassVar[Literal["supervisor"]] = "supervisor"
+
+
+NodeRecord: TypeAlias = ServiceRecord | SupervisorRecord
+
+
+@attrs.frozen
+class Orphan:
+    """A process a reload replaced and was still stopping (its old settings)."""
+
+    path: str
+    pid: int
+    stop_signal: str
+    shutdown: Shutdown
+
+
+@attrs.frozen
+class EngineSnapshot:
+    """Everything the engine knows that a new image needs (:func:`snapshot`)."""
+
+    nodes: dict[str, NodeRecord]  #: every node, in the tree's order
+    #: the restart timers still to fire: (key on the wire, when, in engine time)
+    timers: tuple[tuple[tuple[str, ...], float], ...] = ()
+    orphans: tuple[Orphan, ...] = ()  #: being stopped by a reconciliation
+    starts: tuple[str, ...] = ()  #: paths a reconciliation had yet to start
+    version: int = SNAPSHOT_VERSION
 
 
 def fingerprint(spec: Service | Supervisor) -> str:
     """A stable text of a node's own settings (a supervisor's children excluded)."""
-    data = attrs.asdict(
+    data = attrs.asdict(  # enums are str enums: JSON writes their values
         spec,
         recurse=True,
-        value_serializer=_plain,
         filter=lambda a, v: not (isinstance(spec, Supervisor) and a.name == "children"),
     )
     if isinstance(spec, Service) and spec.ready is not None:
@@ -68,50 +128,40 @@ def fingerprint(spec: Service | Supervisor) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """Everything the engine knows that a new image needs, as plain JSON-able data."""
-    nodes: dict[str, Any] = {}
+def snapshot(engine: Engine) -> EngineSnapshot:
+    """Everything the engine knows that a new image needs."""
+    nodes: dict[str, NodeRecord] = {}
     for path, node in engine.nodes.items():
-        rec: dict[str, Any] = {
-            "kind": node.kind,
-            "fp": fingerprint(node.spec),
-            "state": node.status.value,
-            "started_at": node.started_at,
-            "restart_times": list(node.record.restart_times),
-            "last_exit": node.last_exit,
-            "restart_key": _wire(node.record.restart_key),
-        }
+        record = node.record
+        key = None if record.restart_key is None else record.restart_key.wire
+        common = (
+            fingerprint(node.spec),
+            node.status,
+            node.started_at,
+            tuple(record.restart_times),
+            node.last_exit,
+            key,
+        )
         if isinstance(node, ServiceNode):
-            rec.update(
-                pid=node.pid,
-                backoff_next=node.backoff_next,
-                stop_signal=node.spec.stop_signal,
-                shutdown=node.spec.shutdown,
+            spec = node.spec
+            nodes[path] = ServiceRecord(
+                *common, node.pid, node.backoff_next, spec.stop_signal, spec.shutdown
             )
-        elif isinstance(node, SupNode):
-            rec.update(window=list(node.window.times), seq=node.seq)
-        nodes[path] = rec
-    timers = [[list(k), due] for k, due in engine.timer_due.items() if k[0] == "restart"]
+        else:
+            assert isinstance(node, SupNode)
+            nodes[path] = SupervisorRecord(*common, tuple(node.window.times), node.seq)
+    timers = tuple((k, due) for k, due in engine.timer_due.items() if k[0] == "restart")
     # a fatal error during a reload's reconciliation: the next image goes on stopping the
     # processes it replaced and starting what it had not started yet
     recon = engine.reconciliation
-    orphans = [
-        {
-            "path": o.path,
-            "pid": o.pid,
-            "stop_signal": o.spec.stop_signal,
-            "shutdown": o.spec.shutdown,
-        }
-        for o in (recon.orphans.values() if recon is not None else ())
+    if recon is None:
+        return EngineSnapshot(nodes, timers)
+    orphans = tuple(
+        Orphan(o.path, o.pid, o.spec.stop_signal, o.spec.shutdown)
+        for o in recon.orphans.values()
         if o.pid is not None
-    ]
-    return {
-        "version": SNAPSHOT_VERSION,
-        "nodes": nodes,
-        "timers": timers,
-        "orphans": orphans,
-        "starts": [n.path for n in recon.starts] if recon is not None else [],
-    }
+    )
+    return EngineSnapshot(nodes, timers, orphans, tuple(n.path for n in recon.starts))
 
 
 class Reconciliation:
@@ -136,7 +186,7 @@ class Reconciliation:
         self._current: ServiceNode | int | None = None
         self._token = -1
 
-    def add_orphan(self, path: str, pid: int, stop_signal: str, shutdown: Any) -> None:
+    def add_orphan(self, path: str, pid: int, stop_signal: str, shutdown: Shutdown) -> None:
         """An old process to stop with its old settings (in the order they are added)."""
         name = path.rpartition(".")[2]
         spec = Service(name, cmd=["-"], stop_signal=stop_signal, shutdown=shutdown)
@@ -224,113 +274,112 @@ class Reconciliation:
         self.next()
 
 
-def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> list[act.Action]:
+def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> list[act.Action]:
     """Take over from ``snap`` (see the module doc); returns the actions to carry out."""
-    version = snap.get("version") if isinstance(snap, dict) else None
-    if version != SNAPSHOT_VERSION:
-        raise ReexecError(f"unknown snapshot version {version!r} (expected {SNAPSHOT_VERSION})")
+    if snap.version != SNAPSHOT_VERSION:
+        raise ReexecError(
+            f"unknown snapshot version {snap.version!r} (expected {SNAPSHOT_VERSION})"
+        )
     engine.now = now
     engine.report("reexec", "", reason=reason)
-    old: dict[str, Any] = snap["nodes"]
-    orphans: list[tuple[int, str, dict[str, Any]]] = []  # (stop order, path, record)
+    old = snap.nodes
+    orphans: list[tuple[int, str, ServiceRecord | Orphan]] = []  # (stop order, path, record)
     starts: list[Child] = []
     order = {path: i for i, path in enumerate(old)}
 
     for path, node in engine.nodes.items():
         rec = old.get(path)
-        same = rec is not None and rec["kind"] == node.kind and rec["fp"] == fingerprint(node.spec)
+        same = rec is not None and rec.kind == node.kind and rec.fp == fingerprint(node.spec)
         # a supervisor caught in its initial start (a fatal re-exec): the children it had
         # not reached yet start now
         parent_rec = old.get(node.parent.path) if node.parent is not None else None
         not_reached = (
             rec is not None
-            and rec["state"] == State.STOPPED
+            and rec.state is State.STOPPED
             and parent_rec is not None
-            and parent_rec["state"] == State.STARTING
+            and parent_rec.state is State.STARTING
         )
         if isinstance(node, SupNode):
             if not_reached:
                 _put(node, State.STOPPED)
                 starts.append(node)
                 continue
-            if rec is None or rec["kind"] != "supervisor":
+            if not isinstance(rec, SupervisorRecord):
                 _put(node, State.STOPPED)
                 if path == "":
                     _put(node, State.RUNNING)
                 else:
                     starts.append(node)
                 continue
-            node.window.times = [float(t) for t in rec["window"]]
-            node.seq = int(rec["seq"])
-            old_state = State(rec["state"])
-            _put(node, State.RUNNING if old_state in ALIVE else old_state)
-            node.started_at = rec["started_at"]
+            node.window.times = list(rec.window)
+            node.seq = rec.seq
+            _put(node, State.RUNNING if rec.state in ALIVE else rec.state)
+            node.started_at = rec.started_at
             _restore_common(node, rec)
             continue
         assert isinstance(node, ServiceNode)
-        pid = rec.get("pid") if rec is not None and rec["kind"] == "service" else None
-        if rec is not None and pid is not None and not (same and rec["state"] == State.RUNNING):
-            orphans.append((order[path], path, rec))
-        if rec is None or rec["kind"] != "service":
+        srec = rec if isinstance(rec, ServiceRecord) else None
+        pid = None if srec is None else srec.pid
+        adopt = same and srec is not None and srec.state is State.RUNNING and pid is not None
+        if srec is not None and pid is not None and not adopt:
+            orphans.append((order[path], path, srec))
+        if srec is None:
             starts.append(node)
-        elif same and rec["state"] == State.RUNNING and pid is not None:
-            _restore_common(node, rec)
+        elif adopt and pid is not None:
+            _restore_common(node, srec)
             _put(node, State.RUNNING)
-            node.pid = int(pid)
+            node.pid = pid
             node.announced = True
-            node.started_at = rec["started_at"]
-            node.backoff_next = rec["backoff_next"]
+            node.started_at = srec.started_at
+            node.backoff_next = srec.backoff_next
             engine.report("adopt", path, pid=node.pid)
-        elif rec["state"] in (State.RESTARTING, State.EXITED, State.STOPPED) and not not_reached:
-            _restore_common(node, rec)
-            _put(node, State(rec["state"]))
-            node.backoff_next = rec["backoff_next"] if same else None
+        elif srec.state in (State.RESTARTING, State.EXITED, State.STOPPED) and not not_reached:
+            _restore_common(node, srec)
+            _put(node, srec.state)
+            node.backoff_next = srec.backoff_next if same else None
         else:  # changed while running, or caught mid-start/stop by a crash: start afresh
-            _restore_common(node, rec)
+            _restore_common(node, srec)
             _put(node, State.STOPPED)
             starts.append(node)
 
     for path, rec in old.items():
-        if path not in engine.nodes and rec["kind"] == "service" and rec.get("pid") is not None:
+        if path not in engine.nodes and isinstance(rec, ServiceRecord) and rec.pid is not None:
             orphans.append((order[path], path, rec))
-    for i, rec in enumerate(snap.get("orphans", [])):  # being stopped already: first
-        orphans.append((len(order) + i, str(rec["path"]), rec))
+    for i, orphan in enumerate(snap.orphans):  # being stopped already: first
+        orphans.append((len(order) + i, orphan.path, orphan))
 
-    for key_list, due in snap["timers"]:
-        key = parse(tuple(str(k) for k in key_list))
+    for wire, due in snap.timers:
+        key = parse(wire)
         sup = engine.nodes.get(key.path) if isinstance(key, RestartTimer) else None
         if not isinstance(key, RestartTimer) or not isinstance(sup, SupNode):
             continue
         if any(r.restart_key == key for r in sup.records.values()):
             sup.timers.add(key)
-            engine.emit(act.SetTimer(key.wire, max(0.0, float(due) - now)))
+            engine.emit(act.SetTimer(key.wire, max(0.0, due - now)))
     for node in engine.nodes.values():
         if node.status is State.RESTARTING and node.record.restart_key is None:
             _put(node, State.STOPPED)  # its timer is gone: leave it for a start below
             starts.append(node)
-    for path in snap.get("starts", []):  # the last reconciliation had yet to start these
-        left = engine.nodes.get(str(path))
+    for path in snap.starts:  # the last reconciliation had yet to start these
+        left = engine.nodes.get(path)
         if left is not None and left.status is State.STOPPED and left not in starts:
             starts.append(left)
 
     orphans.sort(key=lambda item: -item[0])
     reconciliation = Reconciliation(engine, _top_most(starts))
-    for _, path, rec in orphans:
-        reconciliation.add_orphan(path, int(rec["pid"]), rec["stop_signal"], rec["shutdown"])
+    for _, path, old_proc in orphans:
+        assert old_proc.pid is not None
+        reconciliation.add_orphan(path, old_proc.pid, old_proc.stop_signal, old_proc.shutdown)
     engine.reconciliation = reconciliation
     reconciliation.next()
     return engine.flush()
 
 
-def _wire(key: RestartTimer | None) -> list[str] | None:
-    return None if key is None else list(key.wire)
-
-
-def _restore_common(node: Child, rec: dict[str, Any]) -> None:
+def _restore_common(node: Child, rec: NodeRecord) -> None:
     record = node.record
-    record.restart_times = [float(t) for t in rec["restart_times"]]
-    node.last_exit = rec["last_exit"]
-    key = parse(tuple(str(k) for k in rec["restart_key"])) if rec["restart_key"] else None
+    record.restart_times = list(rec.restart_times)
+    node.last_exit = rec.last_exit
+    key = parse(rec.restart_key) if rec.restart_key else None
     record.restart_key = key if isinstance(key, RestartTimer) else None
 
 

@@ -45,7 +45,7 @@ class AutoShutdown(str, enum.Enum):
 BRUTAL_KILL: Literal["brutal_kill"] = "brutal_kill"
 INFINITY: Literal["infinity"] = "infinity"
 #: seconds to wait after the stop signal, or one of the two special values
-Shutdown: TypeAlias = "float | Literal['brutal_kill', 'infinity']"
+Shutdown: TypeAlias = float | Literal["brutal_kill", "infinity"]
 
 #: signals a service may be stopped with (names without ``SIG``)
 STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2", "WINCH", "ABRT")
@@ -289,7 +289,7 @@ class ReadyCmd:
         _collect(self, "ready")
 
 
-Ready: TypeAlias = "ReadyDelay | ReadyTcp | ReadyNotify | ReadyCmd"
+Ready: TypeAlias = ReadyDelay | ReadyTcp | ReadyNotify | ReadyCmd
 READY_KINDS: tuple[type, ...] = (ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd)
 
 
@@ -430,7 +430,7 @@ class Supervisor:
         return None
 
 
-Node: TypeAlias = "Service | Supervisor"
+Node: TypeAlias = Service | Supervisor
 
 SERVICE_FIELDS = tuple(f.name for f in attrs.fields(Service) if f.name != "name")
 SUPERVISOR_FIELDS = tuple(

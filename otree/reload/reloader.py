@@ -43,6 +43,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+import attrs
+
 from otree.control.protocol import encode, error_reply, ok_reply
 from otree.core import actions as act
 from otree.core import events as ev
@@ -50,11 +52,11 @@ from otree.core import snapshot as core_snapshot
 from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from otree.control.server import ControlServer, HandedClient
-    from otree.core.spec import Supervisor
-    from otree.reload.document import ENV_FAULT, Handoff, InjectedFault
+    from otree.reload.document import Handoff
+    from otree.reload.faults import ENV_FAULT, InjectedFault
     from otree.runtime.driver import Runtime
 
     ReplyCallback = Callable[[act.Reply], None]
@@ -98,10 +100,14 @@ _HANDOFF_ENV = ("OTREE_HANDOFF_FD", "OTREE_TEST_FAULT")
 
 
 def __getattr__(name: str) -> object:
-    if name in ("ENV_FAULT", "Handoff", "InjectedFault"):
+    if name == "Handoff":
         from otree.reload import document
 
-        return getattr(document, name)
+        return document.Handoff
+    if name in ("ENV_FAULT", "InjectedFault"):
+        from otree.reload import faults
+
+        return getattr(faults, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -147,9 +153,9 @@ class Reloader:
         self.history: list[float] = list(handoff.history) if handoff else []
         self.fault = None
         if _HANDOFF_ENV[1] in os.environ:
-            from otree.reload import document
+            from otree.reload import faults
 
-            self.fault = document.FaultHook.from_env()
+            self.fault = faults.FaultHook.from_env()
         #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
         self.guard_message: str | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
@@ -298,25 +304,30 @@ class Reloader:
         assert self.argv is not None
         pipes, strays = rt.processes.handoff()
         exits = [e for e in rt.queued() if isinstance(e, ev.Exited)]
+        # a fatal error during a reload: its clients still wait, now for the next image
+        waiting, self._answer_to = list(self._answer_to), []
+        clients: list[HandedClient] = []
+        control_socket = None
+        control = self.control
+        if control is not None:  # last: from here on, clients wait in the backlog
+            waiting += control.handoff_waiting()
+            clients = control.handoff_clients()
+            started = control.info.get("started")
+            control_socket = document.ControlSocket(control.handoff(), started)
         h = Handoff(
             reason=reason,
             engine=core_snapshot.snapshot(rt.engine),
             tree=rt.tree,
-            procs=[document.Inherited(p, pid, fd, part) for p, pid, fd, part in pipes],
-            exits=exits,
-            strays=strays,
-            history=history,
+            procs=tuple(document.Inherited(p, pid, fd, part) for p, pid, fd, part in pipes),
+            exits=tuple(exits),
+            strays=tuple(strays),
+            history=tuple(history),
+            control=control_socket,
+            waiting=tuple(waiting),
             notify_dir=rt.processes.notify_dir,
             ring=_rings(rt),
+            clients=tuple(clients),
         )
-        # a fatal error during a reload: its clients still wait, now for the next image
-        h.waiting, self._answer_to = self._answer_to, []
-        control = self.control
-        if control is not None:  # last: from here on, clients wait in the backlog
-            h.waiting += control.handoff_waiting()
-            h.clients = control.handoff_clients()
-            h.control_started = control.info.get("started")
-            h.control_fd = control.handoff()
         fds = [fd for fd in h.fds() if fd >= 0]
         memfd = -1
         old_mask: set[int | signal.Signals] | None = None
@@ -342,12 +353,12 @@ class Reloader:
                     os.set_inheritable(fd, False)
             for fd, rid in h.waiting:  # their connections left the server: answer here
                 _send_and_close(fd, encode(error_reply(rid, f"cannot re-exec: {_clip(str(exc))}")))
-            if control is not None and h.control_fd is not None:
-                control.resume(h.control_fd)
+            if control is not None and h.control is not None:
+                control.resume(h.control.fd)
             self._adopt_clients(h.clients)
             raise
 
-    def _adopt_clients(self, clients: list[HandedClient]) -> None:
+    def _adopt_clients(self, clients: Iterable[HandedClient]) -> None:
         """Serve the control clients handed over (or kept when the exec failed)."""
         for client in clients:
             if self.control is not None:
@@ -363,9 +374,9 @@ class Reloader:
         h = self.handoff
         assert h is not None
         rt = self.rt
-        from otree.reload import document
+        from otree.reload import faults
 
-        document.hold_for_tests()
+        faults.hold_for_tests()
         for fd, _ in h.waiting:
             with contextlib.suppress(OSError):
                 os.set_inheritable(fd, False)
@@ -374,13 +385,7 @@ class Reloader:
         self._summary = {"adopted": [], "stopped": [], "started": [], "failed": []}
         if h.notify_dir is not None and rt.processes.notify_dir is None:
             rt.processes.notify_dir = h.notify_dir  # cleaned up at the end as before
-        # which process the engine thinks each service runs
-        known: dict[int, str] = {}
-        for path, rec in h.engine.get("nodes", {}).items():
-            if rec.get("kind") == "service" and rec.get("pid") is not None:
-                known[int(rec["pid"])] = path
-        for rec in h.engine.get("orphans", []):  # replaced by a reload, still stopping
-            known[int(rec["pid"])] = str(rec["path"])
+        known = h.known_pids()  # which process the engine thinks each service runs
         for path, chunk in h.ring:  # before the half-read lines the pipes hand over
             output = rt.outputs.get(path)
             if output is not None:
@@ -416,7 +421,7 @@ class Reloader:
         asked for when ``event`` is the one; it fires once."""
         if self.fault is not None and self.fault.hits(event):
             self.fault = None
-            from otree.reload.document import ENV_FAULT, InjectedFault
+            from otree.reload.faults import ENV_FAULT, InjectedFault
 
             os.environ.pop(ENV_FAULT, None)
             raise InjectedFault(f"{ENV_FAULT}: {event!r}")
@@ -469,17 +474,17 @@ def _send_and_close(fd: int, data: bytes) -> None:
             pass
 
 
-def keep_running_tree(h: Handoff, exc: OtreeError) -> Supervisor:
-    """The re-read tree cannot be used in the new image: say why, keep the one that ran."""
+def keep_running_tree(h: Handoff, exc: OtreeError) -> Handoff:
+    """The re-read tree cannot be used in the new image: say why, keep the one that ran
+    (``h.tree``; the answer to ``otree reload`` carries the issues)."""
     issues = exc.lines() if isinstance(exc, ConfigError) else [str(exc)]
     for line in issues:
         stderr_line(line)
     stderr_line("the tree file is invalid now; keeping the tree that was running")
-    h.config_errors = issues
-    return h.tree
+    return attrs.evolve(h, config_errors=tuple(issues))
 
 
-def _rings(rt: Runtime) -> list[tuple[str, bytes]]:
+def _rings(rt: Runtime) -> tuple[tuple[str, bytes], ...]:
     """Every service's ring buffer as (path, whole lines), in the order the lines came."""
     chunks = sorted((seq, p, c) for p, out in rt.outputs.items() for seq, c in out.ring_chunks())
-    return [(path, chunk) for _, path, chunk in chunks]
+    return tuple((path, chunk) for _, path, chunk in chunks)

@@ -588,9 +588,9 @@ def test_a_follower_is_handed_over_with_its_unsent_lines_and_half_a_request(sock
         handed = old.call(old.server.handoff_clients)
         assert len(handed) == 2
         f = next(c for c in handed if c.follows)
-        assert f.follows == [(1, "web")] and f.inbound == b'{"id": 2, "cmd": "st'
+        assert f.follows == ((1, "web"),) and f.inbound == b'{"id": 2, "cmd": "st'
         assert len(f.out) > 0  # lines it had yet to receive
-        assert [(c.follows, c.out, c.inbound) for c in handed if c is not f] == [([], b"", b"")]
+        assert [(c.follows, c.out, c.inbound) for c in handed if c is not f] == [((), b"", b"")]
         assert old.call(lambda: old.server.clients) == 1  # only the busy one is left
         for c in handed:
             new.call(lambda c=c: new.server.adopt(c))

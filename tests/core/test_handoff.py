@@ -14,6 +14,16 @@ from otree.core import snapshot
 from otree.core.engine import Engine
 from otree.core.spec import Backoff, ReadyNotify, Supervisor
 from otree.errors import ReexecError
+from otree.reload import document
+
+
+def through_json(snap: snapshot.EngineSnapshot) -> snapshot.EngineSnapshot:
+    """The snapshot as the next image reads it: JSON written and read by the handoff."""
+    conv = document.converter()
+    data = json.loads(json.dumps(conv.unstructure(snap)))
+    back: snapshot.EngineSnapshot = conv.structure(data, snapshot.EngineSnapshot)
+    assert back == snap
+    return back
 
 
 class World:
@@ -66,7 +76,7 @@ class World:
         self.run(self.engine.handle(ev.Exited(path, pid, code), self.now))
 
     def reload(self, tree: Supervisor, reason: str = "reload") -> None:
-        snap = json.loads(json.dumps(snapshot.snapshot(self.engine)))
+        snap = through_json(snapshot.snapshot(self.engine))
         self.engine = Engine(tree)
         self.log.clear()
         self.timers.clear()
@@ -183,7 +193,7 @@ def test_new_supervisor_is_started_as_a_whole() -> None:
 def test_unknown_snapshot_version_is_an_error_not_a_guess() -> None:
     tree = Supervisor("root", children=[svc("a")])
     with pytest.raises(ReexecError, match="unknown snapshot version 99"):
-        snapshot.resume(Engine(tree), {"version": 99, "nodes": {}, "timers": []}, 0.0, "x")
+        snapshot.resume(Engine(tree), snapshot.EngineSnapshot({}, version=99), 0.0, "x")
 
 
 def test_fatal_reexec_during_the_initial_start_starts_the_children_not_reached_yet() -> None:
@@ -192,7 +202,7 @@ def test_fatal_reexec_during_the_initial_start_starts_the_children_not_reached_y
     actions = engine.start(0.0)
     assert [a.path for a in actions if isinstance(a, act.Spawn)] == ["a"]
     engine.handle(ev.Spawned("a", 10), 0.0)  # a is up, s.b is being spawned: then a crash
-    snap = json.loads(json.dumps(snapshot.snapshot(engine)))
+    snap = through_json(snapshot.snapshot(engine))
     w = World.__new__(World)
     w.stubborn = frozenset()
     w.engine, w.now, w.next_pid, w.live, w.log, w.timers = Engine(tree), 1.0, 200, {"a": 10}, [], {}
@@ -266,8 +276,8 @@ def test_a_reexec_while_an_old_process_is_stopping_goes_on_stopping_it() -> None
     a = w.live["a"]
     w.reload(new)
     w.advance(1.0)  # half of its shutdown has gone by
-    snap = json.loads(json.dumps(snapshot.snapshot(w.engine)))
-    assert snap["orphans"] == [{"path": "a", "pid": a, "stop_signal": "INT", "shutdown": 2.0}]
+    snap = through_json(snapshot.snapshot(w.engine))
+    assert snap.orphans == (snapshot.Orphan("a", a, "INT", 2.0),)
     w.reload(new, reason="fatal: RuntimeError: boom")
     assert [(e["event"], e.get("pid")) for e in w.log if e["path"] == "a"] == [("stop", a)]
     assert w.timers == {("kill", "a", str(a)): w.now + 2.0}
@@ -290,7 +300,7 @@ def test_a_reexec_during_a_reloads_starts_starts_what_was_left() -> None:
     w.reload(new)
     first = w.live["f1"]
     assert "f2" not in w.live  # waits for f1's readiness
-    assert snapshot.snapshot(w.engine)["starts"] == ["f1", "f2"]
+    assert snapshot.snapshot(w.engine).starts == ("f1", "f2")
     w.reload(new, reason="fatal: RuntimeError: boom")
     assert w.events("adopt", "stop", "exit") == [("adopt", "a"), ("stop", "f1"), ("exit", "f1")]
     second = w.live["f1"]  # spawned once the first had exited ("spawn" waits for readiness)
@@ -298,4 +308,4 @@ def test_a_reexec_during_a_reloads_starts_starts_what_was_left() -> None:
     w.run(w.engine.handle(ev.Ready("f1", second), w.now))
     assert w.events("spawn", "tree_ready") == [("spawn", "f1"), ("spawn", "f2"), ("tree_ready", "")]
     assert set(w.live) == {"a", "f1", "f2"}
-    assert snapshot.snapshot(w.engine)["starts"] == []
+    assert snapshot.snapshot(w.engine).starts == ()

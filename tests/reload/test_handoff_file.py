@@ -4,27 +4,52 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from otree.config.convert import json_converter
 from otree.control.server import HandedClient
 from otree.core import events as ev
 from otree.core.engine import Engine
-from otree.core.snapshot import snapshot
+from otree.core.snapshot import fingerprint, snapshot
 from otree.core.spec import Service, Supervisor
 from otree.errors import ReexecError
-from otree.reload import document
+from otree.reload import document, faults
 from otree.testing import supervisors
+
+#: a version-1 document as the otree before the typed handoff wrote it (every kind of
+#: field filled: a restart timer pending, ready/backoff/log/env, bytes that are not UTF-8)
+V1 = Path(__file__).parent / "data" / "handoff-v1.json"
 
 
 @settings(max_examples=150, deadline=None)
 @given(supervisors(max_depth=3, max_children=3))
 def test_any_tree_survives_the_trip_through_json(tree: Supervisor) -> None:
-    data = json.loads(json.dumps(document.tree_to_data(tree)))
-    assert document.tree_from_data(data) == tree
+    conv = json_converter()
+    data = json.loads(json.dumps(conv.unstructure(tree)))
+    assert conv.structure(data, Supervisor) == tree
+
+
+def test_a_document_the_previous_otree_wrote_is_read_and_written_the_same() -> None:
+    """Same version, same shape: an in-place upgrade reads the old image's handoff."""
+    old = json.loads(V1.read_text())
+    h = document.from_data(old)
+    assert h.tree.child("web").child("api").backoff.max == 8.0  # type: ignore[union-attr]
+    assert h.procs[0].partial == b"half\xff" and h.ring == (("db", b"one\n\x00\x80\n"),)
+    assert h.engine.timers[0][0] == ("restart", "web", "1")
+    assert h.control is not None and h.control.fd == 9
+    again = json.loads(json.dumps(document.to_data(h)))
+    assert again == {**old, "config_errors": []}  # the one key added since
+    # the same tree has the same fingerprints: an upgrade adopts, never restarts
+    for path, rec in h.engine.nodes.items():
+        node: Any = h.tree
+        for name in filter(None, path.split(".")):
+            node = node.child(name)
+        assert fingerprint(node) == rec.fp, path
 
 
 @settings(max_examples=50, deadline=None)
@@ -34,16 +59,15 @@ def test_a_whole_handoff_survives_the_trip(tree: Supervisor, reason: str, partia
         reason=reason,
         engine=snapshot(Engine(tree)),
         tree=tree,
-        procs=[document.Inherited("a.b", 123, 7, partial), document.Inherited("gone", None, 8)],
-        exits=[ev.Exited("a.b", 99, None, "KILL"), ev.Exited("c", 98, 3, None)],
-        strays=[55],
-        history=[1.5, 2.5],
-        control_fd=9,
-        control_started=1700000000.5,
-        waiting=[(10, 4)],
+        procs=(document.Inherited("a.b", 123, 7, partial), document.Inherited("gone", None, 8)),
+        exits=(ev.Exited("a.b", 99, None, "KILL"), ev.Exited("c", 98, 3, None)),
+        strays=(55,),
+        history=(1.5, 2.5),
+        control=document.ControlSocket(9, 1700000000.5),
+        waiting=((10, 4),),
         notify_dir="/tmp/x",
-        ring=[("a.b", b"one\n" + partial + b"\n"), ("c", b"two\nthree\n")],
-        clients=[HandedClient(11, [(3, None), (4, "a.b")], partial, b'{"id": 5')],
+        ring=(("a.b", b"one\n" + partial + b"\n"), ("c", b"two\nthree\n")),
+        clients=(HandedClient(11, ((3, None), (4, "a.b")), partial, b'{"id": 5'),),
     )
     back = document.from_data(json.loads(json.dumps(document.to_data(h))))
     assert back == h
@@ -52,7 +76,7 @@ def test_a_whole_handoff_survives_the_trip(tree: Supervisor, reason: str, partia
 
 def _doc(**changes: Any) -> dict[str, Any]:
     tree = Supervisor("root", children=[Service("a", cmd="sleep 1")])
-    h = document.Handoff("reload", snapshot(Engine(tree)), tree, [], [], [], [])
+    h = document.Handoff("reload", snapshot(Engine(tree)), tree, (), (), (), ())
     return {**document.to_data(h), **changes}
 
 
@@ -63,12 +87,29 @@ def _doc(**changes: Any) -> dict[str, Any]:
         ({}, "unknown handoff version None (this otree reads version 1)"),
         (_doc(otree_handoff=2), "unknown handoff version 2 (this otree reads version 1)"),
         (_doc(otree_handoff="1"), "unknown handoff version '1' (this otree reads version 1)"),
-        (_doc(procs=[{"path": "a"}]), "the handoff is incomplete or malformed (KeyError('pid'))"),
         (
-            _doc(tree=document.tree_to_data(Service("a", cmd="x"))),
-            "the tree in the handoff is not a supervisor",
+            _doc(procs=[{"path": "a"}]),
+            "the handoff is incomplete or malformed (required field missing @ handoff.procs[0].pid;"
+            " required field missing @ handoff.procs[0].pipe)",
         ),
-        (_doc(tree={"service": {}}), "the tree in the handoff cannot be read: 'name'"),
+        (
+            _doc(tree=json_converter().unstructure(Service("a", cmd="x"))),
+            "the handoff is incomplete or malformed"
+            " (invalid value for type, expected Supervisor @ handoff.tree)",
+        ),
+        (
+            _doc(tree={"supervisor": {"name": "r", "intensity": -1}}),
+            "the handoff is incomplete or malformed (unknown error"
+            " (r.intensity: expected an integer >= 0, got -1) @ handoff.tree)",
+        ),
+        (
+            _doc(engine={"version": 2, "nodes": {}}),
+            "unknown snapshot version 2 (this otree reads 1)",
+        ),
+        (
+            _doc(surprise=1),
+            "the handoff is incomplete or malformed (extra fields found (surprise) @ handoff)",
+        ),
     ],
 )
 def test_an_unusable_document_is_an_error_never_a_guess(data: Any, message: str) -> None:
@@ -102,9 +143,9 @@ def test_a_bad_variable_or_fd_is_an_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_test_fault_hook_matches_the_nth_event() -> None:
-    fault = document.FaultHook("exited:web.api:2")
+    fault = faults.FaultHook("exited:web.api:2")
     assert not fault.hits(ev.Exited("web", 1, 0))
     assert not fault.hits(ev.Spawned("web.api", 1))
     assert not fault.hits(ev.Exited("web.api", 1, 0))
     assert fault.hits(ev.Exited("web.api", 2, 0))
-    assert document.FaultHook("Spawned:a").hits(ev.Spawned("a", 5))
+    assert faults.FaultHook("Spawned:a").hits(ev.Spawned("a", 5))

@@ -100,8 +100,10 @@ def _env(value: Any, _: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _shutdown(value: Any, _: Any) -> Shutdown:
-    if value in ("brutal_kill", "infinity"):
-        return str(value)  # type: ignore[return-value]
+    if value == "brutal_kill":
+        return "brutal_kill"
+    if value == "infinity":
+        return "infinity"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected seconds, 'brutal_kill' or 'infinity', got {value!r}")
     return float(value)

@@ -6,16 +6,18 @@ exception inside otree's own loop (a fatal internal error).
 **Old image** (:class:`Reloader`). A reload first re-reads and validates the
 tree file (an invalid one is refused with its errors; nothing changes), then
 waits until the tree is quiet (nothing starting or stopping, no supervisor
-busy: at most ``QUIET_WAIT`` seconds, else it is refused as busy), then
-checks the loop guard (a fourth re-exec within ``GUARD_WINDOW`` seconds stops
-the tree in order and ``otree run`` exits 4). A fatal error cannot wait: it
-re-execs at once, and the new image restarts whatever was caught mid-start
-or mid-stop. The handoff (:mod:`otree.reload.document`): the engine snapshot
+busy: at most ``QUIET_WAIT`` seconds, else it is refused as busy); requests
+that come meanwhile join it (a burst of them is one reload). A fatal error
+cannot wait: it re-execs at once, and the new image restarts whatever was
+caught mid-start or mid-stop. The loop guard counts fatal re-execs only (a
+fourth within ``GUARD_WINDOW`` seconds stops the tree in order and ``otree
+run`` exits 4): an operator's reloads are not crashes and never stop the tree.
+The handoff (:mod:`otree.reload.document`): the engine snapshot
 (:func:`otree.core.snapshot.snapshot`), the running tree, every output pipe
 with its unfinished last line and the PID writing it, exits seen but not yet
 handled, the control socket, the clients waiting for ``reload``'s answer,
 every other client with no command in flight (what it had yet to receive,
-what it follows), ``otree logs``' ring buffers, and the re-exec history.
+what it follows), ``otree logs``' ring buffers, and the fatal re-exec history.
 Those fds are made inheritable, ``TERM``, ``INT`` and ``HUP`` are blocked
 (the mask survives the exec, so a signal that comes meanwhile waits instead
 of killing otree), and ``os.execv(sys.executable,
@@ -74,7 +76,7 @@ __all__ = [
     "keep_running_tree",
 ]
 
-#: at most this many re-execs within GUARD_WINDOW seconds; one more stops the tree
+#: at most this many fatal re-execs within GUARD_WINDOW seconds; one more stops the tree
 GUARD_COUNT = 3
 GUARD_WINDOW = 60.0
 #: how long a reload waits for the tree to be quiet before it is refused as busy
@@ -248,20 +250,20 @@ class Reloader:
         return rt.engine.busy()
 
     def _reexec(self, reason: str, waiters: list[tuple[str, ReplyCallback | None]]) -> None:
-        now = time.monotonic()
-        recent = [t for t in self.history if now - t < GUARD_WINDOW]
-        if len(recent) >= GUARD_COUNT:
-            self._trip(reason, len(recent) + 1)
-            self._refuse([w for w in waiters if w[1] is not None], self.guard_message or "")
-            return
-        try:
-            self._exec(reason, [*recent, now])
+        try:  # an operator's reload: not counted by the guard
+            self._exec(reason, self._recent())
         except Exception as exc:  # the exec failed: otree carries on as before
             self._refuse(waiters, f"cannot re-exec: {_clip(str(exc))}")
 
+    def _recent(self) -> list[float]:
+        """When the fatal re-execs of the last ``GUARD_WINDOW`` seconds were."""
+        now = time.monotonic()
+        return [t for t in self.history if now - t < GUARD_WINDOW]
+
     def _trip(self, reason: str, count: int) -> None:
         self.guard_message = (
-            f"re-exec guard: {count} re-execs within {GUARD_WINDOW:g} s (the last: {reason});"
+            f"re-exec guard: {count} fatal re-execs within {GUARD_WINDOW:g} s"
+            f" (the last: {reason});"
             f" stopping the tree (exit {ExitCode.REEXEC:d})"
         )
         self.rt.stderr(self.guard_message)  # once: run() prints the exit message through it
@@ -280,14 +282,13 @@ class Reloader:
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         reason = _clip(f"fatal: {type(exc).__name__}: {exc}")
-        now = time.monotonic()
-        recent = [t for t in self.history if now - t < GUARD_WINDOW]
+        recent = self._recent()
         stderr_line(f"internal error; re-executing to recover ({reason})")
         if len(recent) >= GUARD_COUNT:
             self._trip(reason, len(recent) + 1)
             return True
         try:
-            self._exec(reason, [*recent, now])
+            self._exec(reason, [*recent, time.monotonic()])
         except Exception:
             import traceback
 
@@ -418,12 +419,14 @@ class Reloader:
 
     def check_fault(self, event: ev.Event) -> None:
         """Test-only (the runtime's event hook): raise the fault ``OTREE_TEST_FAULT``
-        asked for when ``event`` is the one; it fires once."""
-        if self.fault is not None and self.fault.hits(event):
+        asked for when ``event`` is the one; it fires once (in each image: ``always``)."""
+        fault = self.fault
+        if fault is not None and fault.hits(event):
             self.fault = None
             from otree.reload.faults import ENV_FAULT, InjectedFault
 
-            os.environ.pop(ENV_FAULT, None)
+            if not fault.always:
+                os.environ.pop(ENV_FAULT, None)
             raise InjectedFault(f"{ENV_FAULT}: {event!r}")
 
     def on_report(self, report: act.Report) -> act.Report:

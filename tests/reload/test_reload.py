@@ -159,23 +159,38 @@ def test_sighup_with_an_invalid_file_says_why_on_stderr(tree: Start) -> None:
     reload(run, run.sock, 1)  # type: ignore[attr-defined]
 
 
-def test_the_loop_guard_trips_on_the_fourth_reexec_within_60s(tree: Start) -> None:
+def test_operator_reloads_never_trip_the_guard(tree: Start) -> None:
+    """Finding: the re-exec guard counted operator reloads, so a fourth ``otree reload``
+    within 60 s (or a burst of HUPs) stopped the whole tree."""
     run = tree(TREE)
-    for i in range(1, 4):
+    before = pids(run)
+    for i in range(1, 7):
         reload(run, run.sock, i)  # type: ignore[attr-defined]
-
+    assert run.proc.poll() is None and pids(run) == before
+    assert "re-exec guard" not in run.stderr
+    # a burst of HUPs: coalesced into reloads, never a stop
+    for _ in range(5):
+        run.send(signal.SIGHUP)
+    wait_until(lambda: len(run.find("tree_ready")) >= 8, what="a reload after the HUPs")
     r = ctl("reload", sock=run.sock)  # type: ignore[attr-defined]
+    assert r.returncode == 0, r.stderr
+    assert run.proc.poll() is None and pids(run) == before
+    assert not run.find("stop")
 
-    assert r.returncode == 1
-    assert "re-exec guard: 4 re-execs within 60 s" in r.stderr
+
+def test_the_loop_guard_trips_on_the_fourth_fatal_reexec_within_60s(tree: Start) -> None:
+    # b crashes at once, every time; each image fails on its exit: a fault that recurs
+    text = f'[a]\n{SLEEP}\n[b]\ncmd = ["sh", "-c", "sleep 0.3; exit 1"]\n[c]\n{SLEEP}\n'
+    run = tree(text, env={"OTREE_TEST_FAULT": "exited:b:1:always"})
     assert run.wait_exit() == 4
     assert len(run.find("reexec")) == 3
+    assert all(r["reason"].startswith("fatal: InjectedFault") for r in run.find("reexec"))
     stopped = run.find("tree_stopped")
     assert stopped and stopped[0]["exit_code"] == 4
-    # stopped in order: reverse start order, every child
-    assert [e["path"] for e in run.find("stop")] == ["web.worker", "web.api", "a"]
+    # stopped in order: reverse start order, every child that runs
+    assert [e["path"] for e in run.find("stop")] == ["c", "a"]
     err = run.stderr
-    assert err.count("otree: re-exec guard: 4 re-execs within 60 s (the last: reload);") == 1
+    assert err.count("otree: re-exec guard: 4 fatal re-execs within 60 s (the last: fatal:") == 1
     assert "stopping the tree (exit 4)" in err
 
 

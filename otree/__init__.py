@@ -3,11 +3,20 @@
 The public surface only, loaded lazily (PEP 562): ``import otree`` imports
 none of otree's modules until a name is used, so the client commands
 (``otree status`` ...) and ``python -m otree._target`` start fast and small.
+In a re-exec'd otree it first arms :mod:`otree.reload.bootstrap` (standard
+library only), so that a new image that cannot start stops the children it
+was handed.
 """
 
 from __future__ import annotations
 
+import os as _os
 import typing as _typing
+
+if "OTREE_HANDOFF_FD" in _os.environ:  # a re-exec: before any other otree code can fail
+    from otree.reload.bootstrap import arm as _arm
+
+    _arm()
 
 if _typing.TYPE_CHECKING:
     from otree.core.spec import (

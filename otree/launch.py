@@ -66,6 +66,14 @@ def run(
     return launch.run()
 
 
+def preflight(source: str) -> ExitCode:
+    """``otree run SOURCE --preflight``: import all a run needs, load the tree, exit
+    (:mod:`otree.reload.preflight`); starts nothing."""
+    from otree.reload.preflight import check
+
+    return check(source)
+
+
 def prepare_tree_file(
     source: str,
     *,

@@ -70,7 +70,9 @@ LAYERS: dict[str, Layer] = {
         types_only="core",
     ),
     "__init__": _layer(
-        "core config launch errors", "the public surface re-exports; it has no logic"
+        "core config launch errors reload.bootstrap",
+        "the public surface re-exports; it has no logic (but arms the re-exec bootstrap,"
+        " stdlib only, before anything else can fail)",
     ),
     "__main__": _layer("cli", "python -m otree is the otree command"),
     "_target": _layer("", "_target runs in every target child: it imports nothing of otree"),

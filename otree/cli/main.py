@@ -80,6 +80,8 @@ def _print_issues(exc: ConfigError) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from otree import launch
 
+    if args.preflight:
+        return launch.preflight(args.tree)
     try:
         prepared = launch.prepare_tree_file(
             args.tree,
@@ -126,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", metavar="F", help="append JSON-lines supervision events to F")
     run.add_argument("--log-dir", metavar="D", help="write each service's output to D/PATH.log")
     run.add_argument("--subreaper", action="store_true", help="adopt and reap orphaned descendants")
+    run.add_argument(
+        "--preflight",
+        action="store_true",
+        help="only check that this otree can start TREE (what a reload runs before it execs)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a tree and print it")

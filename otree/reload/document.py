@@ -202,6 +202,11 @@ def read_inherited() -> Handoff | None:
     text = os.environ.pop(ENV_FD, None)
     if text is None:
         return None
+    from otree.reload import bootstrap
+
+    held = bootstrap.raw()  # ``import otree`` read it already, to stop the children with
+    if held is not None:
+        return from_data(_json(held))
     try:
         fd = int(text)
     except ValueError:
@@ -218,8 +223,11 @@ def read_inherited() -> Handoff | None:
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
+    return from_data(_json(b"".join(chunks)))
+
+
+def _json(blob: bytes) -> Any:
     try:
-        data = json.loads(b"".join(chunks))
+        return json.loads(blob)
     except ValueError as exc:
         raise ReexecError(f"the handoff is not valid JSON: {exc}") from None
-    return from_data(data)

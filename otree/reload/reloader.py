@@ -5,6 +5,8 @@ exception inside otree's own loop (a fatal internal error).
 
 **Old image** (:class:`Reloader`). A reload first re-reads and validates the
 tree file (an invalid one is refused with its errors; nothing changes), then
+tries the new image's start-up in a child (:mod:`otree.reload.preflight`: a
+broken upgrade is refused before the exec, never found after it), then
 waits until the tree is quiet (nothing starting or stopping, no supervisor
 busy: at most ``QUIET_WAIT`` seconds, else it is refused as busy); requests
 that come meanwhile join it (a burst of them is one reload). A fatal error
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from otree.control.server import ControlServer, HandedClient
     from otree.reload.document import Handoff
     from otree.reload.faults import ENV_FAULT, InjectedFault
+    from otree.reload.preflight import Preflight
     from otree.runtime.driver import Runtime
 
     ReplyCallback = Callable[[act.Reply], None]
@@ -161,7 +164,8 @@ class Reloader:
         #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
         self.guard_message: str | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
-        self._deadline: float | None = None
+        self._preflight: Preflight | None = None  # the new image's start-up, being tried
+        self._deadline: float | None = None  # waiting until quiet, after the preflight
         self._told = False  # the console was told the reload waits
         # new image: what the reconciliation did, for the waiting clients' answer
         self._summary: dict[str, list[str]] | None = None
@@ -178,10 +182,23 @@ class Reloader:
             self._refuse([(reason, on_reply)], error)
             return
         self._waiters.append((reason, on_reply))
-        if self._deadline is None:
-            self._deadline = time.monotonic() + QUIET_WAIT
-            self._told = False
-            self._when_quiet()
+        if self._deadline is None and self._preflight is None:
+            from otree.reload.preflight import Preflight
+
+            assert self.argv is not None  # else _refusal() said so
+            self._preflight = Preflight(self.rt.loop, self.argv, self._preflight_done)
+
+    def _preflight_done(self, error: str | None) -> None:
+        """The new image's start-up was tried (:mod:`otree.reload.preflight`): wait until
+        the tree is quiet and exec, or refuse every request waiting."""
+        self._preflight = None
+        if error is not None:
+            waiters, self._waiters = self._waiters, []
+            self._refuse(waiters, error)
+            return
+        self._deadline = time.monotonic() + QUIET_WAIT
+        self._told = False
+        self._when_quiet()
 
     def _stopping(self) -> str | None:
         if self.guard_message is not None or self.rt.engine.stopping():
@@ -415,6 +432,9 @@ class Reloader:
             elif pid not in live:
                 rt.defer(ev.Exited(path, pid, None, None))
         self.handoff = None
+        from otree.reload import bootstrap
+
+        bootstrap.taken()  # the children are watched again: ours to supervise, not to stop
         return actions
 
     def check_fault(self, event: ev.Event) -> None:

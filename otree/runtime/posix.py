@@ -197,23 +197,6 @@ def reap_exited() -> None:
             return
 
 
-def children() -> list[int]:
-    """The PIDs whose parent is this process (from /proc)."""
-    me = os.getpid()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 1 and int(fields[1]) == me:
-            found.append(int(entry))
-    return found
-
-
 PR_SET_CHILD_SUBREAPER = 36
 
 

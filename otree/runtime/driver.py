@@ -144,6 +144,12 @@ class Runtime:
         """Every node in start order, root first (``started_at`` is ``loop.clock()`` time)."""
         return self.engine.status(self.loop.clock())
 
+    def dropped(self) -> dict[str, int]:
+        """Lines the tree's own sinks missed: ``{"console": N, "events": N}`` (a service's
+        log file says its own: ``outputs[path].dropped``)."""
+        events = self.event_log.dropped if self.event_log is not None else 0
+        return {"console": self.console.dropped, "events": events}
+
     def tail(self, path: str, n: int = output.RING_LINES) -> list[bytes]:
         """The last ``n`` output lines of service ``path`` (KeyError if no such service)."""
         return self.outputs[path].tail(n)

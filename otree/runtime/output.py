@@ -11,15 +11,25 @@ lines were lost. Log files and the ring buffer always get everything.
 
 from __future__ import annotations
 
-import errno
 import itertools
-import json
 import os
 import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
+
+from otree.runtime.sinks import EventLog, RotatingFile, Sink, write_some
+
+__all__ = [
+    "Console",
+    "EventLog",
+    "RotatingFile",
+    "ServiceOutput",
+    "describe_event",
+    "prefixes",
+    "same_file",
+]
 
 READ_SIZE = 64 * 1024
 RING_LINES = 1000
@@ -38,15 +48,18 @@ class _Loop(Protocol):
 # --- console ------------------------------------------------------------------
 
 
-class Console:
+class Console(Sink):
     """otree's stdout: written without ever blocking the loop.
 
     A pipe or tty is reopened through ``/proc/self/fd`` as a new, non-blocking
     open file description, so the shell's own descriptor keeps its flags. A
-    regular file is written directly (it never blocks for long).
+    regular file is written directly (it never blocks for long). A write error
+    (a full disk, a closed pipe) disables it for a while (``Sink``): what it
+    misses is counted in ``dropped``, with the lines a slow reader made it drop.
     """
 
     def __init__(self, loop: _Loop | None, fd: int = 1, limit: int = CONSOLE_LIMIT) -> None:
+        super().__init__("console (stdout)")
         self.loop = loop
         self.limit = limit
         self.tty = _isatty(fd)
@@ -54,7 +67,7 @@ class Console:
         self._own_fd = False
         self._buffer: deque[bytes] = deque()
         self._size = 0
-        self._dropped = 0
+        self._unmarked = 0  # lines dropped since the last marker line
         self._watching = False
         self.blocking = True
         try:
@@ -82,27 +95,40 @@ class Console:
         unless ``keep`` (otree's own lines: few, and never dropped)."""
         if self.fd < 0:
             return
+        if self.failing is not None and not self.may_retry():
+            self.dropped += lines
+            return
         if self.blocking:
-            _write_all(self.fd, data)
+            done, exc = write_some(self.fd, data)
+            if exc is not None:
+                self.failed(exc, data.count(b"\n", done))
+            else:
+                self.recovered()
             return
         if not keep and self._size + len(data) > self.limit and self._size:
-            self._dropped += lines
+            self._unmarked += lines
+            self.dropped += lines
             return
-        if self._dropped:
-            self._push(b"[otree: %d lines dropped from console]\n" % self._dropped)
-            self._dropped = 0
+        if self._unmarked:
+            self._push(b"[otree: %d lines dropped from console]\n" % self._unmarked)
+            self._unmarked = 0
         self._push(data)
+        if self.failing is not None and not self._buffer and self._size == 0:
+            self.recovered()
 
     def _push(self, data: bytes) -> None:
+        if self.failing is not None and self._buffer:
+            return
         if not self._buffer:
             try:
                 n = os.write(self.fd, data)
             except BlockingIOError:
                 n = 0
-            except OSError:  # EPIPE, EIO: the console is gone; keep running silently
-                self._broken()
+            except OSError as exc:  # EPIPE, EIO, ENOSPC: dropped until it works again
+                self._broken(exc, data)
                 return
             if n == len(data):
+                self.recovered()
                 return
             data = data[n:]
         self._buffer.append(data)
@@ -119,16 +145,17 @@ class Console:
                 n = os.write(self.fd, chunk)
             except BlockingIOError:
                 n = 0
-            except OSError:
-                self._broken()
+            except OSError as exc:
+                buffer.clear()
+                self._broken(exc, chunk)
                 return
             buffer.clear()
             self._size = len(chunk) - n
             if n < len(chunk):
                 buffer.append(chunk[n:])
                 return
-        if self._dropped:
-            self._dropped, dropped = 0, self._dropped
+        if self._unmarked:
+            self._unmarked, dropped = 0, self._unmarked
             self._push(b"[otree: %d lines dropped from console]\n" % dropped)
             if self._buffer:
                 return
@@ -136,21 +163,23 @@ class Console:
         if self.loop is not None:
             self.loop.remove_writer(self.fd)
 
-    def _broken(self) -> None:
+    def _broken(self, exc: OSError, lost: bytes) -> None:
         if self._watching and self.loop is not None:
             self.loop.remove_writer(self.fd)
         self._watching = False
+        lines = lost.count(b"\n") + sum(chunk.count(b"\n") for chunk in self._buffer)
         self._buffer.clear()
         self._size = 0
-        self.fd = -1
+        self._unmarked = 0
+        self.failed(exc, lines)
 
     def flush(self, timeout: float = 1.0) -> None:
         """Write out what is buffered, waiting at most ``timeout`` seconds."""
-        if self.fd < 0:
+        if self.fd < 0 or self.failing is not None:
             return
-        if self._dropped:
-            self._buffer.append(b"[otree: %d lines dropped from console]\n" % self._dropped)
-            self._dropped = 0
+        if self._unmarked:
+            self._buffer.append(b"[otree: %d lines dropped from console]\n" % self._unmarked)
+            self._unmarked = 0
         if not self._buffer:
             return
         import select
@@ -170,6 +199,7 @@ class Console:
                 select.select([], [self.fd], [], left)
             except OSError:
                 break
+        self.dropped += data.count(b"\n")
 
     def close(self) -> None:
         self.flush()
@@ -195,86 +225,6 @@ def _isatty(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.EPIPE, errno.EIO, errno.EBADF):
-                return
-            raise
-        view = view[n:]
-
-
-# --- log files ----------------------------------------------------------------
-
-
-class RotatingFile:
-    """An append-only file rotated by size: ``file`` -> ``file.1`` ... ``file.N``.
-
-    Rotation happens on line boundaries; ``max_bytes = 0`` never rotates, and
-    ``backups = 0`` truncates instead of keeping old files.
-    """
-
-    def __init__(self, path: str, max_bytes: int, backups: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self.fd = self._open()
-        self.size = os.fstat(self.fd).st_size
-
-    def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-
-    def write(self, data: bytes) -> None:
-        """Write whole lines (``data`` ends with a newline), rotating as needed."""
-        limit = self.max_bytes
-        if not limit:
-            _write_all(self.fd, data)
-            self.size += len(data)
-            return
-        while data:
-            room = limit - self.size
-            if len(data) <= room:
-                _write_all(self.fd, data)
-                self.size += len(data)
-                if self.size >= limit:
-                    self.rotate()
-                return
-            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
-            if cut == 0 and self.size == 0:
-                cut = data.find(b"\n") + 1 or len(data)  # one line longer than the limit
-            if cut:
-                _write_all(self.fd, data[:cut])
-                self.size += cut
-                data = data[cut:]
-            self.rotate()
-
-    def rotate(self) -> None:
-        os.close(self.fd)
-        if self.backups > 0:
-            for i in range(self.backups - 1, 0, -1):
-                src = f"{self.path}.{i}"
-                if os.path.exists(src):
-                    os.replace(src, f"{self.path}.{i + 1}")
-            os.replace(self.path, f"{self.path}.1")
-            self.fd = self._open()
-        else:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC)
-        self.size = 0
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 # --- one service's output -----------------------------------------------------
@@ -318,6 +268,11 @@ class ServiceOutput:
                     return
                 data = data[:end]
         self._lines(data)
+
+    @property
+    def dropped(self) -> int:
+        """Lines its log file missed (0 without one)."""
+        return self.file.dropped if self.file is not None else 0
 
     def unfinished(self, fd: int) -> bytes:
         """The unfinished last line read from pipe ``fd`` so far (a re-exec hands it over)."""
@@ -391,23 +346,6 @@ def prefixes(paths: Iterable[str], tty: bool) -> dict[str, bytes]:
 
 
 # --- supervision events ------------------------------------------------------
-
-
-class EventLog:
-    """``--events F``: one JSON object per line, appended and flushed per line."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps({"ts": time.time(), **record}, separators=(", ", ": "))
-        _write_all(self.fd, line.encode() + b"\n")
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def describe_event(event: str, path: str, fields: dict[str, Any]) -> str:

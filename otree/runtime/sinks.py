@@ -1,0 +1,354 @@
+"""The files otree writes: rotating log files and the JSON-lines event log.
+
+A sink never takes the tree down. A write that fails (ENOSPC, EIO, EFBIG, a
+file removed under it) disables that one sink: one line on stderr (at most one
+a minute per sink after that), and the lines it misses are counted in
+``dropped``. It tries again by itself at the next write once ``RETRY_EVERY``
+seconds have passed, reopening its path. A log file also notices when its
+path no longer names the file it has open (logrotate's ``mv`` or ``rm``
+without ``copytruncate``) and reopens it; ``reopen()`` (``SIGUSR1``) does so
+at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from otree.errors import stderr_line
+
+#: a failing sink is tried again at its next write once this many seconds have passed
+RETRY_EVERY = 2.0
+#: how often (at most) a log file checks, at a write, that its path is still its file
+CHECK_EVERY = 1.0
+#: at most one stderr line a minute per sink after its first
+WARN_EVERY = 60.0
+
+Clock = Callable[[], float]
+Warn = Callable[[str], None]
+
+
+def write_some(fd: int, data: bytes) -> tuple[int, OSError | None]:
+    """Write ``data`` to ``fd``: ``(bytes written, the error that stopped it or None)``."""
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        try:
+            done += os.write(fd, view[done:])
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            return done, exc
+    return done, None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+
+
+class Sink:
+    """The failure state a sink shares: ``failing`` (the reason, or None) and ``dropped``."""
+
+    def __init__(self, name: str, clock: Clock = time.monotonic, warn: Warn = stderr_line):
+        self.name = name
+        self.clock = clock
+        self.warn = warn
+        self.dropped = 0  #: lines this sink missed since otree started
+        self.failing: str | None = None  #: why writes fail now (None: they work)
+        self._retry_at = 0.0
+        self._warned_at: float | None = None
+        self._dropped_at_failure = 0
+
+    def _say(self, text: str) -> None:
+        now = self.clock()
+        if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            self.warn(text)
+
+    def failed(self, exc: OSError, lines: int) -> None:
+        """A write failed and ``lines`` lines were lost: disable the sink for a while."""
+        self.dropped += lines
+        self._retry_at = self.clock() + RETRY_EVERY
+        if self.failing is None:
+            self._dropped_at_failure = self.dropped - lines
+            self.failing = _reason(exc)
+            self._say(
+                f"{self.name}: {self.failing}; its lines are dropped (and counted) "
+                "until it can be written again"
+            )
+
+    def recovered(self) -> None:
+        if self.failing is not None:
+            self.failing = None
+            missed = self.dropped - self._dropped_at_failure
+            self._say(f"{self.name}: written again ({missed} lines dropped)")
+
+    def may_retry(self) -> bool:
+        """A failing sink may be tried again now."""
+        return self.clock() >= self._retry_at
+
+
+# --- opening -----------------------------------------------------------------
+
+
+def open_append(path: str, truncate: bool = False) -> int:
+    """Open ``path`` to append to it (created 0644; emptied first with ``truncate``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    return os.open(path, flags | os.O_TRUNC if truncate else flags, 0o644)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _path_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+# --- log files ----------------------------------------------------------------
+
+
+class RotatingFile(Sink):
+    """An append-only file rotated by size: ``file`` -> ``file.1`` ... ``file.N``.
+
+    Rotation happens on line boundaries; ``max_bytes = 0`` never rotates, and
+    ``backups = 0`` truncates instead of keeping old files. Opening it at start
+    raises OSError; after that, nothing it does raises.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        max_bytes: int,
+        backups: int,
+        *,
+        clock: Clock = time.monotonic,
+        warn: Warn = stderr_line,
+    ) -> None:
+        super().__init__(f"log file {path}", clock, warn)
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.fd = -1
+        self._ident = (0, 0)
+        self._midline = False  # a failed write cut a line: end it before writing again
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self._open()
+        self._check_at = clock() + CHECK_EVERY
+
+    def _open(self, truncate: bool = False) -> None:
+        fd = open_append(self.path, truncate)
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        self._close_fd()
+        self.fd = fd
+        self._ident = (st.st_dev, st.st_ino)
+        self.size = st.st_size
+
+    def _close_fd(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+    def write(self, data: bytes) -> None:
+        """Write whole lines (``data`` ends with a newline), rotating as needed."""
+        if self.failing is None:
+            now = self.clock()
+            if now >= self._check_at:
+                self._check_at = now + CHECK_EVERY
+                self._follow_path()
+        if self.failing is not None and not (self.may_retry() and self._resume()):
+            self.dropped += data.count(b"\n")
+            return
+        before = self.dropped
+        try:
+            self._write_lines(data)
+        except OSError as exc:
+            lost, self.dropped = self.dropped - before, before
+            self._close_fd()  # opened again when it is tried again
+            self.failed(exc, lost)
+            return
+        self.recovered()
+
+    def _put(self, data: bytes) -> None:
+        """Write ``data`` (whole lines), or count the lines lost and raise."""
+        done, exc = write_some(self.fd, data)
+        self.size += done
+        if exc is not None:
+            self._midline = done > 0 and data[done - 1] != 0x0A
+            self.dropped += data[done:].count(b"\n")
+            raise exc
+
+    def _write_lines(self, data: bytes) -> None:
+        limit = self.max_bytes
+        if not limit:
+            self._put(data)
+            return
+        while data:
+            room = limit - self.size
+            if len(data) <= room:
+                self._put(data)
+                if self.size >= limit:
+                    self._rotate()
+                return
+            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            if cut == 0 and self.size == 0:
+                cut = data.find(b"\n") + 1 or len(data)  # one line longer than the limit
+            if cut:
+                head, data = data[:cut], data[cut:]
+                try:
+                    self._put(head)
+                except OSError:
+                    self.dropped += data.count(b"\n")
+                    raise
+            try:
+                self._rotate()
+            except OSError:
+                self.dropped += data.count(b"\n")
+                raise
+
+    def _rotate(self) -> None:
+        self._close_fd()
+        self._midline = False
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                src = f"{self.path}.{i}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.path}.{i + 1}")
+            # moved or removed under us (logrotate): then a new file it is
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.path, f"{self.path}.1")
+            self._open()
+        else:
+            self._open(truncate=True)
+
+    def rotate(self) -> None:
+        """Rotate now (never raises: a failure disables the file until it is retried)."""
+        try:
+            self._rotate()
+        except OSError as exc:
+            self.failed(exc, 0)
+
+    def _follow_path(self) -> None:
+        """The path names another file, or none (moved or removed): reopen it."""
+        if _path_identity(self.path) != self._ident:
+            self.reopen()
+
+    def reopen(self) -> None:
+        """Open the path again (``SIGUSR1``, or the file was moved); never raises."""
+        if self.failing is not None:
+            self._retry_at = 0.0  # at the next write
+            return
+        try:
+            self._open()
+        except OSError as exc:
+            self._close_fd()
+            self.failed(exc, 0)
+            return
+        self._midline = False
+
+    def _resume(self) -> bool:
+        """Try a failing file again: open it, end a cut line. True if it can be written."""
+        try:
+            self._open()
+            if self._midline and self.size > 0:
+                done, exc = write_some(self.fd, b"\n")
+                self.size += done
+                if exc is not None:
+                    raise exc
+            self._midline = False
+        except OSError:
+            self._close_fd()
+            self._retry_at = self.clock() + RETRY_EVERY
+            return False
+        return True
+
+    def close(self) -> None:
+        self._close_fd()
+
+
+# --- supervision events ------------------------------------------------------
+
+
+class EventLog(Sink):
+    """``--events F``: one JSON object per line, appended and flushed per line."""
+
+    def __init__(
+        self, path: str, *, clock: Clock = time.monotonic, warn: Warn = stderr_line
+    ) -> None:
+        super().__init__(f"event log {path}", clock, warn)
+        self.path = path
+        self.fd = -1
+        self._ident = (0, 0)
+        self._open()
+        self._check_at = clock() + CHECK_EVERY
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.failing is None:
+            now = self.clock()
+            if now >= self._check_at:
+                self._check_at = now + CHECK_EVERY
+                if _path_identity(self.path) != self._ident:
+                    self.reopen()
+        if self.failing is not None and not (self.may_retry() and self._resume()):
+            self.dropped += 1
+            return
+        line = json.dumps({"ts": time.time(), **record}, separators=(", ", ": "))
+        data = line.encode() + b"\n"
+        done, exc = write_some(self.fd, data)
+        if exc is not None:
+            if done:  # end the cut line, or the next one would be glued to it
+                write_some(self.fd, b"\n")
+            self.failed(exc, 1)
+            return
+        self.recovered()
+
+    def _open(self) -> None:
+        fd = open_append(self.path)
+        try:
+            ident = _identity(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        self.close()
+        self.fd, self._ident = fd, ident
+
+    def reopen(self) -> None:
+        """Open the path again (``SIGUSR1``, or the file was moved); never raises."""
+        if self.failing is not None:
+            self._retry_at = 0.0  # at the next write
+            return
+        try:
+            self._open()
+        except OSError as exc:
+            self.failed(exc, 0)
+
+    def _resume(self) -> bool:
+        try:
+            self._open()
+        except OSError:
+            self._retry_at = self.clock() + RETRY_EVERY
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1

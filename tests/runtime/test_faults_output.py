@@ -1,0 +1,111 @@
+"""Faults in otree's output sinks (issue 11): a full disk, /dev/full, logrotate's moves,
+long lines, symlinks, forged console lines. Each test is named after its finding."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from support.cli import otree_cli, status
+from support.disk import SmallDisk
+from support.otreeproc import OtreeProc
+from support.treefiles import write_tree
+from support.waits import wait_until
+
+Run = Callable[..., OtreeProc]
+
+#: a service printing a numbered line every 10 ms
+TICKER = """["sh", "-c", "i=0; while :; do echo \\"line $i\\"; i=$((i+1)); sleep 0.01; done"]"""
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(m) for m in re.findall(r"^line (\d+)$", text, re.M)]
+
+
+def _whole_lines(text: str) -> bool:
+    return all(re.fullmatch(r"line \d+", line) for line in text.splitlines())
+
+
+def _node(sock: str, path: str) -> dict[str, Any]:
+    return status(sock)[path]
+
+
+def test_f1_a_full_disk_under_every_sink_is_not_fatal(
+    small_disk: SmallDisk, otree: Run, tmp_path: Path, sock: str
+) -> None:
+    """--log-dir, --events and the console all on a full disk: otree supervises on, counts
+    what each sink missed, says so once per sink, and writes again once there is room."""
+    disk = small_disk.path
+    tree = write_tree(tmp_path, f"[talk]\ncmd = {TICKER}\n")
+    small_disk.fill()
+    run = otree(
+        command=[
+            "sh",
+            "-c",
+            'exec "$0" -m otree run "$1" --socket "$2" --log-dir "$3" --events "$4" > "$5"',
+            sys.executable,
+            str(tree),
+            sock,
+            str(disk / "logs"),
+            str(disk / "events.jsonl"),
+            str(disk / "console.txt"),
+        ]
+    )
+    wait_until(lambda: run.proc.poll() is not None or Path(sock).exists(), what="the socket")
+    assert run.proc.poll() is None, run.stderr
+
+    def counts() -> tuple[int, int, int]:
+        root, talk = _node(sock, ""), _node(sock, "talk")
+        return talk["dropped"], root["events_dropped"], root["console_dropped"]
+
+    wait_until(lambda: min(counts()) > 0, what="every sink to drop lines")
+    assert _node(sock, "talk")["state"] == "running"
+    for sink in ("log file", "event log", "console (stdout)"):
+        said = [line for line in run.stderr.splitlines() if f"otree: {sink}" in line]
+        assert len(said) == 1, run.stderr  # one line per sink, not one per failed write
+        assert "No space left on device" in said[0]
+
+    small_disk.empty()
+    log = disk / "logs" / "talk.log"
+    wait_until(lambda: log.exists() and len(_numbers(log.read_text())) > 20, what="the log file")
+    r = otree_cli("restart", "talk", "--socket", sock)  # a few events to write
+    assert r.returncode == 0, r.stderr
+    events = disk / "events.jsonl"
+    wait_until(lambda: events.exists() and '"event": "spawn"' in events.read_text())
+    wait_until(lambda: "talk | line" in (disk / "console.txt").read_text())
+    dropped = counts()
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0, run.stderr
+    assert _whole_lines(log.read_text())
+    for line in events.read_text().splitlines():
+        json.loads(line)  # whole records only
+    assert "written again" in run.stderr
+    assert min(dropped) > 0
+
+
+def test_f1_log_file_dev_full_supervises_on(otree: Run, tmp_path: Path, sock: str) -> None:
+    """``log.file = "/dev/full"``: every write fails (ENOSPC), the tree runs on."""
+    tree = write_tree(
+        tmp_path,
+        f'[talk]\ncmd = {TICKER}\nlog = {{ file = "/dev/full", max_bytes = 1000 }}\n'
+        '[quiet]\ncmd = "sleep 60"\n',
+    )
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    wait_until(lambda: _node(sock, "talk")["dropped"] > 50, what="lines dropped")
+    first = run.running_pid("talk")
+    r = otree_cli("restart", "talk", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    run.wait_for("spawn", "talk", count=2)
+    nodes = status(sock)
+    assert nodes["talk"]["state"] == "running" and nodes["talk"]["pid"] != first
+    assert nodes["quiet"]["dropped"] == 0
+    assert run.stderr.count("log file /dev/full: No space left on device") == 1, run.stderr
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0, run.stderr
+    assert not run.find("reexec")

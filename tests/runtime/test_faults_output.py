@@ -4,6 +4,7 @@ long lines, symlinks, forged console lines. Each test is named after its finding
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -109,3 +110,36 @@ def test_f1_log_file_dev_full_supervises_on(otree: Run, tmp_path: Path, sock: st
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0, run.stderr
     assert not run.find("reexec")
+
+
+def test_f11_logrotate_without_copytruncate_moves_and_removes(otree: Run, tmp_path: Path) -> None:
+    """logrotate's ``mv`` (and a plain ``rm``) of a log file and of the event log: otree
+    notices and writes a new file at the path; no line is lost, nothing is fatal."""
+    tree = write_tree(
+        tmp_path,
+        f'[talk]\ncmd = {TICKER}\nlog = {{ file = "talk.log", max_bytes = 0 }}\n'
+        f'[small]\ncmd = {TICKER}\nlog = {{ file = "small.log", max_bytes = 3000, backups = 2 }}\n',
+    )
+    run = otree("run", tree)
+    run.wait_for("tree_ready")
+    log = tmp_path / "talk.log"
+    wait_until(lambda: len(_numbers(log.read_text())) > 10, what="lines in talk.log")
+    killed = run.running_pid("talk")
+    log.rename(tmp_path / "talk.log.moved")  # logrotate without copytruncate
+    run.events_file.rename(tmp_path / "events.moved")
+    small = tmp_path / "small.log"
+    small.unlink()  # removed, then rotated by size when it fills up
+    wait_until(lambda: log.exists() and len(_numbers(log.read_text())) > 10, what="a new talk.log")
+    wait_until(lambda: (tmp_path / "small.log.1").exists(), what="small.log rotated")
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: run.events_file.exists() and run.find("spawn", "talk"), what="new events")
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0, run.stderr
+    numbers = _numbers((tmp_path / "talk.log.moved").read_text() + log.read_text())
+    # the first incarnation's lines, then the second's: each one without a gap
+    restart = next(i for i in range(1, len(numbers)) if numbers[i] < numbers[i - 1])
+    assert numbers[:restart] == list(range(restart))
+    assert numbers[restart:] == list(range(len(numbers) - restart))
+    assert _whole_lines((tmp_path / "small.log.1").read_text())
+    assert "Traceback" not in run.stderr and "reexec" not in run.stdout
+

@@ -143,3 +143,29 @@ def test_f11_logrotate_without_copytruncate_moves_and_removes(otree: Run, tmp_pa
     assert _whole_lines((tmp_path / "small.log.1").read_text())
     assert "Traceback" not in run.stderr and "reexec" not in run.stdout
 
+
+def test_sigusr1_reopens_every_log_file(otree: Run, tmp_path: Path) -> None:
+    """logrotate's ``postrotate``: ``mv`` the files, then ``kill -USR1`` otree: it opens
+    them again at their paths (and lives on; USR1's default action would kill it)."""
+    tree = write_tree(
+        tmp_path, f'[talk]\ncmd = {TICKER}\nlog = {{ file = "talk.log", max_bytes = 0 }}\n'
+    )
+    run = otree("run", tree)
+    run.wait_for("tree_ready")
+    log = tmp_path / "talk.log"
+    wait_until(lambda: len(_numbers(log.read_text())) > 10, what="lines in talk.log")
+    for turn in range(1, 4):
+        log.rename(tmp_path / f"talk.log.{turn}")
+        run.send(signal.SIGUSR1)
+        wait_until(
+            lambda turn=turn: run.stdout.count("otree: SIGUSR1: 2 log files reopened") == turn,
+            what="the reopen",
+        )
+        wait_until(lambda: log.exists() and len(_numbers(log.read_text())) > 5, what="new lines")
+    assert run.proc.poll() is None
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0, run.stderr
+    kept = "".join((tmp_path / f"talk.log.{turn}").read_text() for turn in range(1, 4))
+    numbers = _numbers(kept + log.read_text())
+    assert numbers == list(range(len(numbers)))  # in order, none lost
+    assert len(run.find("spawn", "talk")) == 1

@@ -34,7 +34,8 @@ __all__ = [
 READ_SIZE = 64 * 1024
 RING_LINES = 1000
 CONSOLE_LIMIT = 1 << 20  # bytes of console output held back before lines are dropped
-MAX_PARTIAL = 64 * 1024  # a line longer than this is cut
+#: the console and the ring show at most this much of a line (the log file gets it whole)
+MAX_LINE = 64 * 1024
 
 _SEQ = itertools.count()  # orders ring chunks across services (control plane: ``otree logs``)
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
@@ -250,24 +251,49 @@ class ServiceOutput:
         self.listeners: list[Callable[[str, bytes], None]] = []
         self._ring_lines = 0
         self._partial: dict[int, bytes] = {}  # per pipe fd: an unfinished last line
+        # per pipe fd inside a line longer than MAX_LINE: bytes cut so far, and its head
+        self._long: dict[int, int] = {}
+        self._long_head: dict[int, bytes] = {}
 
     def feed(self, fd: int, data: bytes) -> None:
-        """A chunk read from pipe ``fd``: handle every whole line in it."""
+        """A chunk read from pipe ``fd``: handle every whole line in it.
+
+        A line longer than ``MAX_LINE`` goes to the log file whole (streamed as it
+        comes); the console and the ring show its first ``MAX_LINE`` bytes and
+        ``…[N bytes]``, the number of bytes cut."""
+        long = self._long.get(fd)
+        if long is not None:  # inside a long line: stream it to the file to its end
+            nl = data.find(b"\n")
+            if nl < 0:
+                self._file_part(data)
+                self._long[fd] = long + len(data)
+                return
+            del self._long[fd]
+            self._file_lines(data[: nl + 1])
+            self._show(self._long_head.pop(fd) + _cut_marker(long + nl))
+            data = data[nl + 1 :]
+            if not data:
+                return
+        # only the first line can be too long, unless the chunk itself is (not a pipe read)
+        every = len(data) > MAX_LINE
         partial = self._partial.pop(fd, None)
         if partial:
             data = partial + data
         end = data.rfind(b"\n") + 1
         if end < len(data):
             rest = data[end:]
-            if len(rest) >= MAX_PARTIAL:
-                end = len(data)
-                data += b"\n"
-            else:
-                self._partial[fd] = rest
-                if not end:
-                    return
-                data = data[:end]
-        self._lines(data)
+            if len(rest) > MAX_LINE:  # an unfinished line too long to hold: stream it
+                self._long[fd] = len(rest) - MAX_LINE
+                self._long_head[fd] = rest[:MAX_LINE]
+                if end:
+                    self._lines(data[:end], every)
+                self._file_part(rest)
+                return
+            self._partial[fd] = rest
+            if not end:
+                return
+            data = data[:end]
+        self._lines(data, every)
 
     @property
     def dropped(self) -> int:
@@ -275,19 +301,38 @@ class ServiceOutput:
         return self.file.dropped if self.file is not None else 0
 
     def unfinished(self, fd: int) -> bytes:
-        """The unfinished last line read from pipe ``fd`` so far (a re-exec hands it over)."""
+        """The unfinished last line read from pipe ``fd`` so far (a re-exec hands it over;
+        of a long line, whose start is in the log file already, nothing)."""
         return self._partial.get(fd, b"")
 
     def eof(self, fd: int) -> None:
+        long = self._long.pop(fd, None)
+        if long is not None:
+            self._file_lines(b"\n")
+            self._show(self._long_head.pop(fd) + _cut_marker(long))
         partial = self._partial.pop(fd, None)
         if partial:
             self._lines(partial + b"\n")
 
-    def _lines(self, data: bytes) -> None:
-        count = data.count(b"\n")
-        self.console.write(self.prefix + data[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
+    def _lines(self, data: bytes, every: bool = False) -> None:
+        self._file_lines(data)
+        if len(data) > MAX_LINE:
+            data = _cut_long_lines(data, every)
+        self._show(data)
+
+    def _file_lines(self, data: bytes) -> None:
         if self.file is not None:
             self.file.write(data)
+
+    def _file_part(self, data: bytes) -> None:
+        if self.file is not None:
+            self.file.write_part(data)
+
+    def _show(self, data: bytes) -> None:
+        """Whole lines (none longer than ``MAX_LINE`` and a marker) to the console, the
+        ring and the followers."""
+        count = data.count(b"\n")
+        self.console.write(self.prefix + data[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
         self._remember(data, count)
         if self.listeners:
             for listener in list(self.listeners):
@@ -330,6 +375,30 @@ class ServiceOutput:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _cut_marker(cut: int) -> bytes:
+    return "…[%d bytes]\n".encode() % cut
+
+
+def _cut_long_lines(data: bytes, every: bool) -> bytes:
+    """``data`` (whole lines) with its lines past ``MAX_LINE`` cut, each with its marker:
+    the first line only, or ``every`` line."""
+    first = data.find(b"\n")
+    if not every:
+        if first <= MAX_LINE:
+            return data
+        return data[:MAX_LINE] + _cut_marker(first - MAX_LINE) + data[first + 1 :]
+    out = []
+    start = 0
+    while start < len(data):
+        nl = data.find(b"\n", start)
+        if nl - start > MAX_LINE:
+            out.append(data[start : start + MAX_LINE] + _cut_marker(nl - start - MAX_LINE))
+        else:
+            out.append(data[start : nl + 1])
+        start = nl + 1
+    return b"".join(out)
 
 
 def prefixes(paths: Iterable[str], tty: bool) -> dict[str, bytes]:

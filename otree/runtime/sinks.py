@@ -142,6 +142,8 @@ class RotatingFile(Sink):
         self.fd = -1
         self._ident = (0, 0)
         self._midline = False  # a failed write cut a line: end it before writing again
+        self._open_line = False  # the start of a long line is written, its end is not yet
+        self._skip_line = False  # a failure cut a long line: drop the rest of it
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
@@ -166,8 +168,31 @@ class RotatingFile(Sink):
                 os.close(self.fd)
             self.fd = -1
 
+    def write_part(self, data: bytes) -> None:
+        """The start of a line too long to hold, without its newline: written at once, and
+        the file is not rotated before the line's end (``write()``) is written too."""
+        if self._skip_line:
+            return
+        if self.failing is None:
+            done, exc = write_some(self.fd, data)
+            self.size += done
+            if exc is None:
+                self._open_line = True
+                return
+            self._midline = self._midline or done > 0 or self._open_line
+            self._close_fd()
+            self.failed(exc, 0)
+        self._skip_line = True  # the rest of this line is lost with it (counted at its end)
+
     def write(self, data: bytes) -> None:
         """Write whole lines (``data`` ends with a newline), rotating as needed."""
+        if self._skip_line:  # the end of a long line a failure cut: one line lost
+            nl = data.find(b"\n") + 1
+            self._skip_line = self._open_line = False
+            self.dropped += 1
+            data = data[nl:]
+            if not data:
+                return
         if self.failing is None:
             now = self.clock()
             if now >= self._check_at:
@@ -178,8 +203,16 @@ class RotatingFile(Sink):
             return
         before = self.dropped
         try:
+            if self._open_line:  # the end of a long line: no rotation inside it
+                nl = data.find(b"\n") + 1
+                self._put(data[:nl])
+                self._open_line = False
+                data = data[nl:]
+                if self.max_bytes and self.size >= self.max_bytes:
+                    self._rotate()
             self._write_lines(data)
         except OSError as exc:
+            self._open_line = False
             lost, self.dropped = self.dropped - before, before
             self._close_fd()  # opened again when it is tried again
             self.failed(exc, lost)

@@ -169,3 +169,46 @@ def test_sigusr1_reopens_every_log_file(otree: Run, tmp_path: Path) -> None:
     numbers = _numbers(kept + log.read_text())
     assert numbers == list(range(len(numbers)))  # in order, none lost
     assert len(run.find("spawn", "talk")) == 1
+
+
+LONG_LINES = (
+    "import sys, time; o = sys.stdout.buffer; "
+    "o.write(b'a' * 200000 + b'\\n'); o.flush(); o.write(b'short\\n'); "
+    "o.write(b'b' * 50000); o.flush(); time.sleep(0.3); o.write(b'b' * 50000 + b'\\n'); "
+    "o.flush(); time.sleep(60)"
+)
+
+
+def test_f13_a_line_over_64_kib_reaches_the_log_file_whole(
+    otree: Run, tmp_path: Path, sock: str
+) -> None:
+    """A 200 000-byte line and a 100 000-byte one written in two parts: whole in the log
+    file; cut at 64 KiB with ``…[N bytes]`` on the console and in ``otree logs``."""
+    tree = write_tree(
+        tmp_path,
+        f'[talk]\ncmd = ["{sys.executable}", "-c", {json.dumps(LONG_LINES)}]\n'
+        'log = { file = "talk.log", max_bytes = 150000 }\n',
+    )
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    log = tmp_path / "talk.log"
+    cut_a, cut_b = 200000 - 65536, 100000 - 65536
+    wait_until(lambda: f"…[{cut_b} bytes]" in run.stdout, what="the second long line")
+    logs = otree_cli("logs", "talk", "-n", "3", "--socket", sock)
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0, run.stderr
+    rotated = (tmp_path / "talk.log.1").read_text()
+    assert rotated + log.read_text() == "a" * 200000 + "\nshort\n" + "b" * 100000 + "\n"
+    assert rotated == "a" * 200000 + "\n"  # a line longer than max_bytes: a file of its own
+    shown = [line for line in run.stdout.splitlines() if line.startswith("talk | ")]
+    assert shown == [
+        "talk | " + "a" * 65536 + f"…[{cut_a} bytes]",
+        "talk | short",
+        "talk | " + "b" * 65536 + f"…[{cut_b} bytes]",
+    ]
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == [
+        "a" * 65536 + f"…[{cut_a} bytes]",
+        "short",
+        "b" * 65536 + f"…[{cut_b} bytes]",
+    ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import stat
 import time
 from collections import deque
@@ -27,6 +28,7 @@ __all__ = [
     "RotatingFile",
     "ServiceOutput",
     "describe_event",
+    "escape_controls",
     "prefixes",
     "same_file",
 ]
@@ -330,9 +332,12 @@ class ServiceOutput:
 
     def _show(self, data: bytes) -> None:
         """Whole lines (none longer than ``MAX_LINE`` and a marker) to the console, the
-        ring and the followers."""
+        ring and the followers. On a terminal, control characters are shown escaped."""
         count = data.count(b"\n")
-        self.console.write(self.prefix + data[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
+        shown = data
+        if self.console.tty and _CONTROL.search(data) is not None:
+            shown = escape_controls(data)
+        self.console.write(self.prefix + shown[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
         self._remember(data, count)
         if self.listeners:
             for listener in list(self.listeners):
@@ -375,6 +380,26 @@ class ServiceOutput:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+#: what a terminal would act on in a child's line: C0 controls but tab (and the newline
+#: between lines), DEL, and the C1 controls (U+0080-U+009F) as UTF-8
+_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+def _escaped(match: re.Match[bytes]) -> bytes:
+    code = match.group()
+    char = code[-1] if len(code) == 1 else code[1]  # C1 as UTF-8: its code point
+    return _NAMED.get(char) or b"\\x%02x" % char
+
+
+_NAMED = {0x0D: b"\\r", 0x0B: b"\\v", 0x0C: b"\\f", 0x08: b"\\b", 0x07: b"\\a", 0x00: b"\\0"}
+
+
+def escape_controls(data: bytes) -> bytes:
+    """``data`` with the control characters a terminal would act on written out: ``\\r``,
+    ``\\x1b``, ... (tab and newline stay), so a child cannot forge or hide lines."""
+    return _CONTROL.sub(_escaped, data)
 
 
 def _cut_marker(cut: int) -> bytes:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -212,3 +214,82 @@ def test_f13_a_line_over_64_kib_reaches_the_log_file_whole(
         "short",
         "b" * 65536 + f"…[{cut_b} bytes]",
     ]
+
+
+FORGER = (
+    "import sys, time; o = sys.stdout.buffer; "
+    "o.write(b'\\rotree: db: exit pid 1 code 0 (normal)\\n'); "
+    "o.write(b'\\x1b[2K\\x1b[1Gotree: tree stopped (exit code 0)\\x07\\n'); "
+    "o.write(b'tab\\tstays\\n'); o.flush(); time.sleep(60)"
+)
+
+
+class _Terminal:
+    """A pseudo-terminal otree writes to; a thread keeps reading it."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = pty.openpty()
+        self.name = os.ttyname(self.slave)
+        self.data = b""
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.data += chunk
+
+    def close(self) -> None:
+        os.close(self.slave)
+        self._thread.join(10)
+        os.close(self.master)
+
+
+def test_f15_a_service_cannot_forge_otree_lines_on_a_terminal(
+    otree: Run, tmp_path: Path, sock: str
+) -> None:
+    """``\\r`` and ANSI escapes in a child's output are shown escaped on a terminal and in
+    ``otree logs``; the log file keeps the raw bytes."""
+    tree = write_tree(
+        tmp_path,
+        f'[talk]\ncmd = ["{sys.executable}", "-c", {json.dumps(FORGER)}]\n'
+        'log = { file = "talk.log" }\n',
+    )
+    term = _Terminal()
+    try:
+        run = otree(
+            env={"NO_COLOR": "1"},
+            command=[
+                "sh",
+                "-c",
+                'exec "$0" -m otree run "$1" --socket "$2" --events "$3" > "$4"',
+                sys.executable,
+                str(tree),
+                sock,
+                str(tmp_path / "events.jsonl"),
+                term.name,
+            ],
+        )
+        run.wait_for("tree_ready")
+        wait_until(lambda: b"tab\tstays" in term.data, what="the lines on the terminal")
+        logs = otree_cli("logs", "talk", "--socket", sock)
+        run.send(signal.SIGTERM)
+        assert run.wait_exit() == 0, run.stderr
+    finally:
+        term.close()
+    screen = term.data.replace(b"\r\n", b"\n")  # the terminal's own line ends (onlcr)
+    assert b"\r" not in screen and b"\x1b" not in screen and b"\x07" not in screen
+    assert b"talk | \\rotree: db: exit pid 1 code 0 (normal)\n" in screen
+    assert b"talk | \\x1b[2K\\x1b[1Gotree: tree stopped (exit code 0)\\a\n" in screen
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == [
+        "\\rotree: db: exit pid 1 code 0 (normal)",
+        "\\x1b[2K\\x1b[1Gotree: tree stopped (exit code 0)\\a",
+        "tab\tstays",
+    ]
+    assert (tmp_path / "talk.log").read_bytes().startswith(b"\rotree: db: exit pid 1 code 0")

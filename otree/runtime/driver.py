@@ -93,7 +93,10 @@ class Runtime:
         self.outputs: dict[str, output.ServiceOutput] = {}
         try:
             if events is not None:
-                self.event_log = output.EventLog(events)
+                try:
+                    self.event_log = output.EventLog(events)
+                except OSError as exc:
+                    raise OtreeError(f"--events {events}: {exc.strerror}") from None
             services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
             posix.raise_fd_limit(4 * len(services) + 64)
             colour = self.console.tty and not os.environ.get("NO_COLOR")

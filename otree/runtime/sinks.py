@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,10 +97,80 @@ class Sink:
 # --- opening -----------------------------------------------------------------
 
 
+#: otree's own streams, taken as they are (a duplicate of fd 1 or 2)
+STREAMS = {"/dev/stdout": 1, "/dev/stderr": 2}
+#: character devices a log may name: /dev/null (discard) and /dev/full (always full)
+DEVICES = frozenset({os.makedev(1, 3), os.makedev(1, 7)})
+KERNEL_FS = ("/proc", "/sys")
+
+
+class UnsafePath(OSError):
+    """A log path otree refuses to write (``strerror`` says why)."""
+
+
+def unsafe_directory(directory: str) -> str | None:
+    """Why ``directory`` or one above it lets another user replace what is in it, or None.
+
+    The same rule as ``otree.config.logpaths`` applies at load (the runtime cannot import
+    config): writable by another user (or owned by one) and not sticky and root-owned."""
+    uid, gid = os.geteuid(), os.getegid()
+    current = os.path.realpath(directory)
+    while True:
+        try:
+            st = os.stat(current)
+        except OSError:
+            st = None
+        if st is not None:
+            others = bool(st.st_mode & stat.S_IWOTH) or (
+                bool(st.st_mode & stat.S_IWGRP) and st.st_gid not in (0, gid)
+            )
+            owner = st.st_uid not in (0, uid)
+            sticky = bool(st.st_mode & stat.S_ISVTX) and st.st_uid == 0
+            if (others or owner) and not sticky:
+                who = f"user {st.st_uid}" if owner else "other users"
+                return f"the directory {current} is writable by {who} (not sticky and root-owned)"
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
 def open_append(path: str, truncate: bool = False) -> int:
-    """Open ``path`` to append to it (created 0644; emptied first with ``truncate``)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-    return os.open(path, flags | os.O_TRUNC if truncate else flags, 0o644)
+    """Open ``path`` to append to it (created 0644; emptied first with ``truncate``).
+
+    Never through a symbolic link (``O_NOFOLLOW``), never a FIFO, a socket or a device
+    but ``/dev/null``/``/dev/full``, nothing under /proc or /sys, and not in a directory
+    another user could swap files in: those raise ``UnsafePath``."""
+    if path in STREAMS:
+        return os.dup(STREAMS[path])
+    full = os.path.abspath(path)
+    real = os.path.realpath(full)
+    for top in KERNEL_FS:
+        if real == top or real.startswith(top + "/"):
+            raise UnsafePath(errno.EPERM, f"under {top}: not a file to write logs to", path)
+    problem = unsafe_directory(os.path.dirname(full))
+    if problem is not None:
+        raise UnsafePath(errno.EPERM, problem, path)
+    link = "a symbolic link (log files are opened without following links)"
+    if os.path.islink(full):  # said plainly (the kernel may say EACCES, protected_symlinks)
+        raise UnsafePath(errno.ELOOP, link, path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+    flags |= os.O_NONBLOCK | os.O_NOCTTY  # a FIFO must not block the open
+    try:
+        fd = os.open(full, flags | os.O_TRUNC if truncate else flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link planted since: O_NOFOLLOW refused it
+            raise UnsafePath(errno.ELOOP, link, path) from None
+        raise
+    try:
+        mode, rdev = (st := os.fstat(fd)).st_mode, st.st_rdev
+        if not (stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and rdev in DEVICES)):
+            raise UnsafePath(errno.EPERM, "not a regular file", path)
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _identity(fd: int) -> tuple[int, int]:
@@ -141,6 +212,7 @@ class RotatingFile(Sink):
         self.backups = backups
         self.fd = -1
         self._ident = (0, 0)
+        self.regular = True
         self._midline = False  # a failed write cut a line: end it before writing again
         self._open_line = False  # the start of a long line is written, its end is not yet
         self._skip_line = False  # a failure cut a long line: drop the rest of it
@@ -161,6 +233,10 @@ class RotatingFile(Sink):
         self.fd = fd
         self._ident = (st.st_dev, st.st_ino)
         self.size = st.st_size
+        # a device or otree's own stream: never renamed, never rotated, never reopened
+        self.regular = stat.S_ISREG(st.st_mode)
+        if not self.regular:
+            self.max_bytes = 0
 
     def _close_fd(self) -> None:
         if self.fd >= 0:
@@ -280,7 +356,7 @@ class RotatingFile(Sink):
 
     def _follow_path(self) -> None:
         """The path names another file, or none (moved or removed): reopen it."""
-        if _path_identity(self.path) != self._ident:
+        if self.regular and _path_identity(self.path) != self._ident:
             self.reopen()
 
     def reopen(self) -> None:
@@ -337,7 +413,7 @@ class EventLog(Sink):
             now = self.clock()
             if now >= self._check_at:
                 self._check_at = now + CHECK_EVERY
-                if _path_identity(self.path) != self._ident:
+                if self.path not in STREAMS and _path_identity(self.path) != self._ident:
                     self.reopen()
         if self.failing is not None and not (self.may_retry() and self._resume()):
             self.dropped += 1

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import os
 import pty
+import pwd
 import re
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.cli import otree_cli, status
 from support.disk import SmallDisk
 from support.otreeproc import OtreeProc
@@ -293,3 +296,76 @@ def test_f15_a_service_cannot_forge_otree_lines_on_a_terminal(
         "tab\tstays",
     ]
     assert (tmp_path / "talk.log").read_bytes().startswith(b"\rotree: db: exit pid 1 code 0")
+
+
+@pytest.fixture
+def other_user() -> Iterator[int]:
+    """A throwaway user (no home, no login), removed at teardown: its uid."""
+    name = f"otreet{os.getpid() % 100000}"
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    try:
+        yield pwd.getpwnam(name).pw_uid
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def test_f8_log_files_never_follow_a_planted_symlink(
+    other_user: int, otree: Run, tmp_path: Path, sock: str
+) -> None:
+    """Another user owns a directory (or plants a link in a sticky one, like /tmp) where a
+    log file, --log-dir or --events points: refused at load (exit 2, the key path) and at
+    run, and a reload to such a tree is refused; the root-only file stays untouched."""
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n")
+    secret.chmod(0o600)
+    owned = tmp_path / "owned"  # belongs to the other user
+    owned.mkdir()
+    os.chown(owned, other_user, other_user)
+    os.symlink(secret, owned / "app.log")
+    sticky = tmp_path / "sticky"  # root-owned and sticky, as /tmp
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    os.symlink(secret, sticky / "app.log")
+    os.lchown(sticky / "app.log", other_user, other_user)
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo)
+
+    def tree_with(file: str) -> Path:
+        return write_tree(tmp_path, f'[app]\ncmd = "sleep 60"\nlog = {{ file = "{file}" }}\n')
+
+    cases = {
+        str(owned / "app.log"): "a symbolic link",
+        str(owned / "plain.log"): f"the directory {owned} is writable by user {other_user}",
+        str(owned / "new" / "app.log"): f"the directory {owned} is writable by user",
+        str(sticky / "app.log"): "a symbolic link",
+        str(fifo): "a FIFO, not a regular file",
+        "/proc/self/status": "is under /proc",
+    }
+    for file, reason in cases.items():
+        tree = tree_with(file)
+        for command in ("check", "run"):
+            args = [command, str(tree)] + (["--socket", sock] if command == "run" else [])
+            r = otree_cli(*args)
+            assert r.returncode == 2, (file, command, r.stdout, r.stderr)
+            assert f"{tree}:3: app.log.file: " in r.stderr and reason in r.stderr, r.stderr
+            assert "Traceback" not in r.stderr
+    for extra, where in (
+        (["--log-dir", str(owned)], f"the directory {owned} is writable"),
+        (["--log-dir", str(sticky)], "a symbolic link"),
+        (["--events", str(owned / "events.jsonl")], "--events "),
+        (["--events", str(sticky / "app.log")], "a symbolic link"),
+    ):
+        tree = write_tree(tmp_path, '[app]\ncmd = "sleep 60"\n')
+        r = otree_cli("run", str(tree), "--socket", sock, *extra)
+        assert r.returncode == 2 and where in r.stderr, (extra, r.stderr)
+
+    tree = write_tree(tmp_path, '[app]\ncmd = "sleep 60"\n')
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    tree_with(str(sticky / "app.log"))
+    r = otree_cli("reload", "--socket", sock)
+    assert r.returncode != 0 and "a symbolic link" in r.stderr, r.stderr
+    assert status(sock)["app"]["pid"] == run.running_pid("app")  # nothing changed
+    run.send(signal.SIGTERM)
+    assert run.wait_exit() == 0, run.stderr
+    assert secret.read_text() == "root only\n"

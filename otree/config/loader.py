@@ -36,6 +36,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from otree.config.convert import CONVERTER
 from otree.config.keylines import KeyLines, Keys
+from otree.config.logpaths import log_path_problem
 from otree.config.pytree import load_target
 from otree.core.spec import (
     RESERVED_NAMES,
@@ -51,6 +52,7 @@ from otree.core.spec import (
     Service,
     Supervisor,
     check_tree,
+    walk,
 )
 from otree.errors import ConfigError, Issue
 
@@ -229,7 +231,17 @@ class _Builder:
             except ConfigError as exc:
                 for issue in exc.issues:
                     self.problem(self.keys_of(issue.path), issue.message)
+            self.log_paths(root)
         return root
+
+    def log_paths(self, root: Supervisor) -> None:
+        """Every ``log.file`` must be safe to write (``logpaths``): checked now, at load."""
+        for path, node in walk(root):
+            log = node.log if isinstance(node, Service) else None
+            if log is not None and log.file is not None and path in self.node_keys:
+                problem = log_path_problem(log.file)
+                if problem is not None:
+                    self.problem(self.node_keys[path] + ("log", "file"), problem)
 
     def table(self, keys: Keys, table: Mapping[str, Any]) -> Service | Supervisor | None:
         is_root = not keys

@@ -8,6 +8,7 @@ lines in the order they arrived; ``follow`` calls back with each new line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,23 @@ if TYPE_CHECKING:
 FILE_TAIL_BYTES = 8 * 1024 * 1024
 
 
+#: what a terminal would act on: C0 controls but tab, DEL, C1 controls
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_NAMED = {"\r": "\\r", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\b": "\\b", "\a": "\\a", "\0": "\\0"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+
+
 def _text(line: bytes) -> str:
-    return line.decode("utf-8", "replace")
+    """A line as ``otree logs`` shows it: text, control characters written out (``\\r``,
+    ``\\x1b``), so that a service cannot forge or hide lines on the reader's terminal."""
+    text = line.decode("utf-8", "replace")
+    if _CONTROL.search(text) is not None:
+        text = _CONTROL.sub(_escaped, text)
+    return text
 
 
 def file_tail(path: str, n: int, limit: int = FILE_TAIL_BYTES) -> list[bytes]:

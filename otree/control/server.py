@@ -92,24 +92,39 @@ class Backend(Protocol):
         self, name: str, path: str = "", on_reply: Callable[[Reply], None] | None = None
     ) -> None: ...
     def status(self) -> list[NodeStatus]: ...
+    def dropped(self) -> dict[str, int]: ...
 
 
-def status_payload(nodes: list[NodeStatus], now: float) -> dict[str, Any]:
-    """``{"nodes": [...]}`` as ``otree status --json`` prints it (start order, root first)."""
-    return {
-        "nodes": [
-            {
-                "path": n.path,
-                "kind": n.kind,
-                "state": n.state,
-                "pid": n.pid,
-                "uptime": round(now - n.started_at, 3) if n.started_at is not None else None,
-                "restarts": n.restarts,
-                "last_exit": n.last_exit,
-            }
-            for n in nodes
-        ]
-    }
+def status_payload(
+    nodes: list[NodeStatus],
+    now: float,
+    outputs: Mapping[str, ServiceOutput] | None = None,
+    dropped: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """``{"nodes": [...]}`` as ``otree status --json`` prints it (start order, root first).
+
+    With ``outputs``, a service says how many lines its log file missed (``dropped``);
+    with ``dropped`` (``{"console": N, "events": N}``), the root says it for the tree's
+    console and event log (``console_dropped``, ``events_dropped``)."""
+    rows = []
+    for n in nodes:
+        row: dict[str, Any] = {
+            "path": n.path,
+            "kind": n.kind,
+            "state": n.state,
+            "pid": n.pid,
+            "uptime": round(now - n.started_at, 3) if n.started_at is not None else None,
+            "restarts": n.restarts,
+            "last_exit": n.last_exit,
+        }
+        if outputs is not None and n.kind == "service":
+            out = outputs.get(n.path)
+            row["dropped"] = out.dropped if out is not None else 0
+        if dropped is not None and n.path == "":
+            for sink, count in dropped.items():
+                row[f"{sink}_dropped"] = count
+        rows.append(row)
+    return {"nodes": rows}
 
 
 @attrs.frozen
@@ -335,7 +350,10 @@ class ControlServer:
     def _handle(self, conn: _Conn, req: Request) -> None:
         rid = req.id
         if req.cmd == "status":
-            payload = status_payload(self.backend.status(), self.loop.clock())
+            backend = self.backend
+            payload = status_payload(
+                backend.status(), self.loop.clock(), backend.outputs, backend.dropped()
+            )
             self._send(conn, ok_reply(rid, **payload))
         elif req.cmd == "info":
             self._send(conn, ok_reply(rid, **self.info, uptime=time.time() - self.info["started"]))

@@ -86,7 +86,7 @@ GUARD_WINDOW = 60.0
 QUIET_WAIT = 30.0
 _QUIET_POLL = 0.02
 #: signals held back across the exec (the mask survives it; the new image unblocks them)
-BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1})
 #: the first line of a reload refused for an invalid tree file (the issues follow)
 INVALID = "the tree file is invalid; the running tree carries on:"
 

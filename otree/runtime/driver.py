@@ -11,7 +11,8 @@ It knows nothing of the control socket or the self-reload; they plug in
 (``otree.launch`` wires them) through a small public surface:
 ``command()``, ``status()``, ``tail()`` and ``outputs`` for the control
 plane; ``add_command()`` (a command of their own, ``reload``),
-``on_signal()``, ``set_fatal_handler()``, ``add_report_hook()``,
+``on_signal()`` (``TERM``, ``INT`` and ``USR1``, which reopens the log files, are the
+runtime's own), ``set_fatal_handler()``, ``add_report_hook()``,
 ``set_event_hook()``, ``on_close()``, ``busy()``, ``queued()``, ``defer()``,
 ``exit_as()`` and ``stderr()`` for the reload; ``run(start)`` takes over a
 handed-over tree instead of starting one.
@@ -79,6 +80,7 @@ class Runtime:
         self._signals: dict[int, Callable[[int], None]] = {
             signal.SIGTERM: self._on_term,
             signal.SIGINT: self._on_int,
+            signal.SIGUSR1: self._on_usr1,
         }
         self._report_hooks: list[ReportHook] = []
         self._event_hook: Callable[[ev.Event], None] | None = None
@@ -91,7 +93,10 @@ class Runtime:
         self.outputs: dict[str, output.ServiceOutput] = {}
         try:
             if events is not None:
-                self.event_log = output.EventLog(events)
+                try:
+                    self.event_log = output.EventLog(events)
+                except OSError as exc:
+                    raise OtreeError(f"--events {events}: {exc.strerror}") from None
             services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
             posix.raise_fd_limit(4 * len(services) + 64)
             colour = self.console.tty and not os.environ.get("NO_COLOR")
@@ -143,6 +148,12 @@ class Runtime:
     def status(self) -> list[NodeStatus]:
         """Every node in start order, root first (``started_at`` is ``loop.clock()`` time)."""
         return self.engine.status(self.loop.clock())
+
+    def dropped(self) -> dict[str, int]:
+        """Lines the tree's own sinks missed: ``{"console": N, "events": N}`` (a service's
+        log file says its own: ``outputs[path].dropped``)."""
+        events = self.event_log.dropped if self.event_log is not None else 0
+        return {"console": self.console.dropped, "events": events}
 
     def tail(self, path: str, n: int = output.RING_LINES) -> list[bytes]:
         """The last ``n`` output lines of service ``path`` (KeyError if no such service)."""
@@ -254,6 +265,22 @@ class Runtime:
 
     def _on_term(self, signum: int) -> None:
         self.command("shutdown")
+
+    def _on_usr1(self, signum: int) -> None:
+        """logrotate's ``postrotate``: open every log file and the event log again."""
+        count = self.reopen_files()
+        self.console.write(f"otree: SIGUSR1: {count} log files reopened\n".encode(), keep=True)
+
+    def reopen_files(self) -> int:
+        """Open every log file and the event log again at its path; how many there are."""
+        files: list[output.RotatingFile | output.EventLog] = [
+            out.file for out in self.outputs.values() if out.file is not None
+        ]
+        if self.event_log is not None:
+            files.append(self.event_log)
+        for file in files:
+            file.reopen()
+        return len(files)
 
     def _on_int(self, signum: int) -> None:
         self._interrupts += 1

@@ -11,20 +11,33 @@ lines were lost. Log files and the ring buffer always get everything.
 
 from __future__ import annotations
 
-import errno
 import itertools
-import json
 import os
+import re
 import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from otree.runtime.sinks import EventLog, RotatingFile, Sink, write_some
+
+__all__ = [
+    "Console",
+    "EventLog",
+    "RotatingFile",
+    "ServiceOutput",
+    "describe_event",
+    "escape_controls",
+    "prefixes",
+    "same_file",
+]
+
 READ_SIZE = 64 * 1024
 RING_LINES = 1000
 CONSOLE_LIMIT = 1 << 20  # bytes of console output held back before lines are dropped
-MAX_PARTIAL = 64 * 1024  # a line longer than this is cut
+#: the console and the ring show at most this much of a line (the log file gets it whole)
+MAX_LINE = 64 * 1024
 
 _SEQ = itertools.count()  # orders ring chunks across services (control plane: ``otree logs``)
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
@@ -38,15 +51,18 @@ class _Loop(Protocol):
 # --- console ------------------------------------------------------------------
 
 
-class Console:
+class Console(Sink):
     """otree's stdout: written without ever blocking the loop.
 
     A pipe or tty is reopened through ``/proc/self/fd`` as a new, non-blocking
     open file description, so the shell's own descriptor keeps its flags. A
-    regular file is written directly (it never blocks for long).
+    regular file is written directly (it never blocks for long). A write error
+    (a full disk, a closed pipe) disables it for a while (``Sink``): what it
+    misses is counted in ``dropped``, with the lines a slow reader made it drop.
     """
 
     def __init__(self, loop: _Loop | None, fd: int = 1, limit: int = CONSOLE_LIMIT) -> None:
+        super().__init__("console (stdout)")
         self.loop = loop
         self.limit = limit
         self.tty = _isatty(fd)
@@ -54,7 +70,7 @@ class Console:
         self._own_fd = False
         self._buffer: deque[bytes] = deque()
         self._size = 0
-        self._dropped = 0
+        self._unmarked = 0  # lines dropped since the last marker line
         self._watching = False
         self.blocking = True
         try:
@@ -82,27 +98,40 @@ class Console:
         unless ``keep`` (otree's own lines: few, and never dropped)."""
         if self.fd < 0:
             return
+        if self.failing is not None and not self.may_retry():
+            self.dropped += lines
+            return
         if self.blocking:
-            _write_all(self.fd, data)
+            done, exc = write_some(self.fd, data)
+            if exc is not None:
+                self.failed(exc, data.count(b"\n", done))
+            else:
+                self.recovered()
             return
         if not keep and self._size + len(data) > self.limit and self._size:
-            self._dropped += lines
+            self._unmarked += lines
+            self.dropped += lines
             return
-        if self._dropped:
-            self._push(b"[otree: %d lines dropped from console]\n" % self._dropped)
-            self._dropped = 0
+        if self._unmarked:
+            self._push(b"[otree: %d lines dropped from console]\n" % self._unmarked)
+            self._unmarked = 0
         self._push(data)
+        if self.failing is not None and not self._buffer and self._size == 0:
+            self.recovered()
 
     def _push(self, data: bytes) -> None:
+        if self.failing is not None and self._buffer:
+            return
         if not self._buffer:
             try:
                 n = os.write(self.fd, data)
             except BlockingIOError:
                 n = 0
-            except OSError:  # EPIPE, EIO: the console is gone; keep running silently
-                self._broken()
+            except OSError as exc:  # EPIPE, EIO, ENOSPC: dropped until it works again
+                self._broken(exc, data)
                 return
             if n == len(data):
+                self.recovered()
                 return
             data = data[n:]
         self._buffer.append(data)
@@ -119,16 +148,17 @@ class Console:
                 n = os.write(self.fd, chunk)
             except BlockingIOError:
                 n = 0
-            except OSError:
-                self._broken()
+            except OSError as exc:
+                buffer.clear()
+                self._broken(exc, chunk)
                 return
             buffer.clear()
             self._size = len(chunk) - n
             if n < len(chunk):
                 buffer.append(chunk[n:])
                 return
-        if self._dropped:
-            self._dropped, dropped = 0, self._dropped
+        if self._unmarked:
+            self._unmarked, dropped = 0, self._unmarked
             self._push(b"[otree: %d lines dropped from console]\n" % dropped)
             if self._buffer:
                 return
@@ -136,21 +166,23 @@ class Console:
         if self.loop is not None:
             self.loop.remove_writer(self.fd)
 
-    def _broken(self) -> None:
+    def _broken(self, exc: OSError, lost: bytes) -> None:
         if self._watching and self.loop is not None:
             self.loop.remove_writer(self.fd)
         self._watching = False
+        lines = lost.count(b"\n") + sum(chunk.count(b"\n") for chunk in self._buffer)
         self._buffer.clear()
         self._size = 0
-        self.fd = -1
+        self._unmarked = 0
+        self.failed(exc, lines)
 
     def flush(self, timeout: float = 1.0) -> None:
         """Write out what is buffered, waiting at most ``timeout`` seconds."""
-        if self.fd < 0:
+        if self.fd < 0 or self.failing is not None:
             return
-        if self._dropped:
-            self._buffer.append(b"[otree: %d lines dropped from console]\n" % self._dropped)
-            self._dropped = 0
+        if self._unmarked:
+            self._buffer.append(b"[otree: %d lines dropped from console]\n" % self._unmarked)
+            self._unmarked = 0
         if not self._buffer:
             return
         import select
@@ -170,6 +202,7 @@ class Console:
                 select.select([], [self.fd], [], left)
             except OSError:
                 break
+        self.dropped += data.count(b"\n")
 
     def close(self) -> None:
         self.flush()
@@ -197,86 +230,6 @@ def _isatty(fd: int) -> bool:
         return False
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.EPIPE, errno.EIO, errno.EBADF):
-                return
-            raise
-        view = view[n:]
-
-
-# --- log files ----------------------------------------------------------------
-
-
-class RotatingFile:
-    """An append-only file rotated by size: ``file`` -> ``file.1`` ... ``file.N``.
-
-    Rotation happens on line boundaries; ``max_bytes = 0`` never rotates, and
-    ``backups = 0`` truncates instead of keeping old files.
-    """
-
-    def __init__(self, path: str, max_bytes: int, backups: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self.fd = self._open()
-        self.size = os.fstat(self.fd).st_size
-
-    def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-
-    def write(self, data: bytes) -> None:
-        """Write whole lines (``data`` ends with a newline), rotating as needed."""
-        limit = self.max_bytes
-        if not limit:
-            _write_all(self.fd, data)
-            self.size += len(data)
-            return
-        while data:
-            room = limit - self.size
-            if len(data) <= room:
-                _write_all(self.fd, data)
-                self.size += len(data)
-                if self.size >= limit:
-                    self.rotate()
-                return
-            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
-            if cut == 0 and self.size == 0:
-                cut = data.find(b"\n") + 1 or len(data)  # one line longer than the limit
-            if cut:
-                _write_all(self.fd, data[:cut])
-                self.size += cut
-                data = data[cut:]
-            self.rotate()
-
-    def rotate(self) -> None:
-        os.close(self.fd)
-        if self.backups > 0:
-            for i in range(self.backups - 1, 0, -1):
-                src = f"{self.path}.{i}"
-                if os.path.exists(src):
-                    os.replace(src, f"{self.path}.{i + 1}")
-            os.replace(self.path, f"{self.path}.1")
-            self.fd = self._open()
-        else:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC)
-        self.size = 0
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 # --- one service's output -----------------------------------------------------
 
 
@@ -300,39 +253,91 @@ class ServiceOutput:
         self.listeners: list[Callable[[str, bytes], None]] = []
         self._ring_lines = 0
         self._partial: dict[int, bytes] = {}  # per pipe fd: an unfinished last line
+        # per pipe fd inside a line longer than MAX_LINE: bytes cut so far, and its head
+        self._long: dict[int, int] = {}
+        self._long_head: dict[int, bytes] = {}
 
     def feed(self, fd: int, data: bytes) -> None:
-        """A chunk read from pipe ``fd``: handle every whole line in it."""
+        """A chunk read from pipe ``fd``: handle every whole line in it.
+
+        A line longer than ``MAX_LINE`` goes to the log file whole (streamed as it
+        comes); the console and the ring show its first ``MAX_LINE`` bytes and
+        ``…[N bytes]``, the number of bytes cut."""
+        long = self._long.get(fd)
+        if long is not None:  # inside a long line: stream it to the file to its end
+            nl = data.find(b"\n")
+            if nl < 0:
+                self._file_part(data)
+                self._long[fd] = long + len(data)
+                return
+            del self._long[fd]
+            self._file_lines(data[: nl + 1])
+            self._show(self._long_head.pop(fd) + _cut_marker(long + nl))
+            data = data[nl + 1 :]
+            if not data:
+                return
+        # only the first line can be too long, unless the chunk itself is (not a pipe read)
+        every = len(data) > MAX_LINE
         partial = self._partial.pop(fd, None)
         if partial:
             data = partial + data
         end = data.rfind(b"\n") + 1
         if end < len(data):
             rest = data[end:]
-            if len(rest) >= MAX_PARTIAL:
-                end = len(data)
-                data += b"\n"
-            else:
-                self._partial[fd] = rest
-                if not end:
-                    return
-                data = data[:end]
-        self._lines(data)
+            if len(rest) > MAX_LINE:  # an unfinished line too long to hold: stream it
+                self._long[fd] = len(rest) - MAX_LINE
+                self._long_head[fd] = rest[:MAX_LINE]
+                if end:
+                    self._lines(data[:end], every)
+                self._file_part(rest)
+                return
+            self._partial[fd] = rest
+            if not end:
+                return
+            data = data[:end]
+        self._lines(data, every)
+
+    @property
+    def dropped(self) -> int:
+        """Lines its log file missed (0 without one)."""
+        return self.file.dropped if self.file is not None else 0
 
     def unfinished(self, fd: int) -> bytes:
-        """The unfinished last line read from pipe ``fd`` so far (a re-exec hands it over)."""
+        """The unfinished last line read from pipe ``fd`` so far (a re-exec hands it over;
+        of a long line, whose start is in the log file already, nothing)."""
         return self._partial.get(fd, b"")
 
     def eof(self, fd: int) -> None:
+        long = self._long.pop(fd, None)
+        if long is not None:
+            self._file_lines(b"\n")
+            self._show(self._long_head.pop(fd) + _cut_marker(long))
         partial = self._partial.pop(fd, None)
         if partial:
             self._lines(partial + b"\n")
 
-    def _lines(self, data: bytes) -> None:
-        count = data.count(b"\n")
-        self.console.write(self.prefix + data[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
+    def _lines(self, data: bytes, every: bool = False) -> None:
+        self._file_lines(data)
+        if len(data) > MAX_LINE:
+            data = _cut_long_lines(data, every)
+        self._show(data)
+
+    def _file_lines(self, data: bytes) -> None:
         if self.file is not None:
             self.file.write(data)
+
+    def _file_part(self, data: bytes) -> None:
+        if self.file is not None:
+            self.file.write_part(data)
+
+    def _show(self, data: bytes) -> None:
+        """Whole lines (none longer than ``MAX_LINE`` and a marker) to the console, the
+        ring and the followers. On a terminal, control characters are shown escaped."""
+        count = data.count(b"\n")
+        shown = data
+        if self.console.tty and _CONTROL.search(data) is not None:
+            shown = escape_controls(data)
+        self.console.write(self.prefix + shown[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
         self._remember(data, count)
         if self.listeners:
             for listener in list(self.listeners):
@@ -377,6 +382,50 @@ class ServiceOutput:
             self.file.close()
 
 
+#: what a terminal would act on in a child's line: C0 controls but tab (and the newline
+#: between lines), DEL, and the C1 controls (U+0080-U+009F) as UTF-8
+_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+def _escaped(match: re.Match[bytes]) -> bytes:
+    code = match.group()
+    char = code[-1] if len(code) == 1 else code[1]  # C1 as UTF-8: its code point
+    return _NAMED.get(char) or b"\\x%02x" % char
+
+
+_NAMED = {0x0D: b"\\r", 0x0B: b"\\v", 0x0C: b"\\f", 0x08: b"\\b", 0x07: b"\\a", 0x00: b"\\0"}
+
+
+def escape_controls(data: bytes) -> bytes:
+    """``data`` with the control characters a terminal would act on written out: ``\\r``,
+    ``\\x1b``, ... (tab and newline stay), so a child cannot forge or hide lines."""
+    return _CONTROL.sub(_escaped, data)
+
+
+def _cut_marker(cut: int) -> bytes:
+    return "…[%d bytes]\n".encode() % cut
+
+
+def _cut_long_lines(data: bytes, every: bool) -> bytes:
+    """``data`` (whole lines) with its lines past ``MAX_LINE`` cut, each with its marker:
+    the first line only, or ``every`` line."""
+    first = data.find(b"\n")
+    if not every:
+        if first <= MAX_LINE:
+            return data
+        return data[:MAX_LINE] + _cut_marker(first - MAX_LINE) + data[first + 1 :]
+    out = []
+    start = 0
+    while start < len(data):
+        nl = data.find(b"\n", start)
+        if nl - start > MAX_LINE:
+            out.append(data[start : start + MAX_LINE] + _cut_marker(nl - start - MAX_LINE))
+        else:
+            out.append(data[start : nl + 1])
+        start = nl + 1
+    return b"".join(out)
+
+
 def prefixes(paths: Iterable[str], tty: bool) -> dict[str, bytes]:
     """``web.api | `` for each path, padded to one width; coloured on a tty."""
     paths = list(paths)
@@ -391,23 +440,6 @@ def prefixes(paths: Iterable[str], tty: bool) -> dict[str, bytes]:
 
 
 # --- supervision events ------------------------------------------------------
-
-
-class EventLog:
-    """``--events F``: one JSON object per line, appended and flushed per line."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps({"ts": time.time(), **record}, separators=(", ", ": "))
-        _write_all(self.fd, line.encode() + b"\n")
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def describe_event(event: str, path: str, fields: dict[str, Any]) -> str:

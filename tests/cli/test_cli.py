@@ -180,8 +180,13 @@ def test_status_json(tree: OtreeProc, sock: str) -> None:
         "service",
         "service",
     ]
+    base = {"path", "kind", "state", "pid", "uptime", "restarts", "last_exit"}
     for n in nodes:
-        assert set(n) == {"path", "kind", "state", "pid", "uptime", "restarts", "last_exit"}
+        extra = {"supervisor": set(), "service": {"dropped"}}[n["kind"]]
+        if n["path"] == "":
+            extra = {"console_dropped", "events_dropped"}
+        assert set(n) == base | extra
+        assert all(n[key] == 0 for key in extra)
         assert n["state"] == "running"
         assert n["restarts"] == 0 and n["last_exit"] is None
         assert 0 <= n["uptime"] < DEADLINE

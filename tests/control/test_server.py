@@ -174,6 +174,8 @@ def test_status(served: Served) -> None:
         "uptime": 100.0,
         "restarts": 0,
         "last_exit": None,
+        "console_dropped": 0,
+        "events_dropped": 0,
     }
     assert [n["path"] for n in reply["nodes"]] == ["", "db", "web", "web.cache", "web.api"]
     assert reply["nodes"][3]["uptime"] is None
@@ -185,6 +187,7 @@ def test_status(served: Served) -> None:
         "uptime": 9.5,
         "restarts": 2,
         "last_exit": {"signal": "KILL", "normal": False},
+        "dropped": 0,
     }
 
 

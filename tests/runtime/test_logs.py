@@ -217,3 +217,18 @@ def test_describe_event() -> None:
         "(root): restart (one_for_all) after a"
     )
     assert d("tree_stopped", "", {"exit_code": 1}) == "tree stopped (exit code 1)"
+
+
+def test_long_lines_are_whole_in_the_file_and_cut_in_the_ring(tmp_path: Path) -> None:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    file = RotatingFile(str(tmp_path / "svc.log"), max_bytes=0, backups=0)
+    output = ServiceOutput("a", Console(None, fd), b"a | ", file)
+    big = b"x" * 70000
+    output.feed(3, b"one\n" + big + b"\ntwo\n" + big + b"\n")  # one chunk, two long lines
+    output.feed(3, big)  # an unfinished long line ...
+    output.eof(3)  # ... ended by the pipe's end
+    output.close()
+    os.close(fd)
+    assert (tmp_path / "svc.log").read_bytes() == b"one\n" + big + b"\ntwo\n" + (big + b"\n") * 2
+    cut = b"x" * 65536 + "…[4464 bytes]".encode()
+    assert output.tail() == [b"one", cut, b"two", cut, cut]

@@ -51,6 +51,9 @@ class FakeBackend:
         self.delay: dict[str, float] = {}
         self.refuse: dict[str, str] = {}
 
+    def dropped(self) -> dict[str, int]:
+        return {"console": 0, "events": 0}
+
     def command(
         self, name: str, path: str = "", on_reply: Callable[[Reply], None] | None = None
     ) -> None:

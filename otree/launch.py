@@ -146,6 +146,7 @@ def _wire(
     reloader = reload.Reloader(runtime, argv=argv, tree_source=tree_source, handoff=handoff)
     runtime.add_command("reload", lambda path, on_reply: reloader.request("reload", on_reply))
     runtime.on_signal(signal.SIGHUP, lambda _: reloader.request("SIGHUP", None))
+    _stray_signals(runtime)
     runtime.set_fatal_handler(reloader.fatal)
     runtime.add_report_hook(reloader.on_report)
     if reloader.fault is not None:  # test-only (OTREE_TEST_FAULT)
@@ -159,6 +160,48 @@ def _wire(
         reloader.control = control
         runtime.on_close(control.close)
     return Launch(runtime, reloader)
+
+
+#: asynchronous signals whose default action would end otree, and that otree only logs
+LOGGED_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+    if hasattr(signal, name)
+)
+
+
+def _stray_signals(runtime: Runtime) -> None:
+    """No signal's default action may end otree while it has children (Faults, DESIGN.md):
+    ``QUIT`` is an orderly shutdown like ``TERM``, ``USR1`` reopens the log files (and binds
+    a deleted socket again), ``PIPE`` and ``XFSZ`` are ignored (the write fails instead; a
+    child gets both back at its default, ``subprocess`` restores them), and every other
+    asynchronous signal that would end otree (``USR2``, ``ALRM``, the real-time ones ...)
+    is logged on the console and ignored. ``TERM``, ``INT`` and ``HUP`` are handled already."""
+    for ignored in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(ignored, signal.SIG_IGN)
+    runtime.on_signal(signal.SIGQUIT, lambda _: runtime.command("shutdown"))
+    runtime.on_signal(signal.SIGUSR1, lambda _: on_usr1(runtime))
+    realtime = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+    valid = signal.valid_signals()
+    for signum in (*LOGGED_SIGNALS, *realtime):
+        if signum in valid:
+            runtime.on_signal(signum, lambda n: _ignored(runtime, n))
+
+
+def _ignored(runtime: Runtime, signum: int) -> None:
+    runtime.console.write(f"otree: {_signal_name(signum)} received: ignored\n".encode(), keep=True)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+
+
+def on_usr1(runtime: Runtime) -> None:
+    """``SIGUSR1``: reopen the log files (logrotate's ``postrotate``; the output sinks'
+    reopen is called from here) and bind the control socket again if it was deleted."""
 
 
 def _control(

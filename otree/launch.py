@@ -27,14 +27,42 @@ if TYPE_CHECKING:
 class Launch:
     """A runtime wired to its reloader (and control server), ready to ``run()``."""
 
-    def __init__(self, runtime: Runtime, reloader: reload.Reloader) -> None:
+    def __init__(
+        self, runtime: Runtime, reloader: reload.Reloader, lock: _Lock | None = None
+    ) -> None:
         self.runtime = runtime
         self.reloader = reloader
+        #: the tree's lock (one otree per tree), held until the tree has stopped
+        self.lock = lock
 
     def run(self) -> int:
         """Run the tree until it stops (a re-exec takes over the handed-over children)."""
         start = self.reloader.adopt if self.reloader.handoff is not None else None
-        return self.runtime.run(start)
+        try:
+            return self.runtime.run(start)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the tree's lock (``run()`` does, once the tree has stopped)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+class _Lock:
+    """The lock of the tree served on ``socket`` (``otree.control.sockets.lock_tree``)."""
+
+    def __init__(self, socket: str) -> None:
+        from otree.control.sockets import lock_tree
+
+        self.socket = socket
+        self.fd = lock_tree(socket)
+
+    def release(self) -> None:
+        from otree.control.sockets import unlock_tree
+
+        unlock_tree(self.socket, self.fd)
 
 
 def run(
@@ -142,15 +170,38 @@ def _wire(
     argv: list[str] | None = None,
     handoff: reload.Handoff | None = None,
 ) -> Launch:
+    # one otree per tree: refused before anything opens or starts
+    lock = _Lock(socket) if socket is not None else None
+    try:
+        return _wire_locked(
+            tree, events, log_dir, subreaper, socket, tree_source, argv, handoff, lock
+        )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _wire_locked(
+    tree: Supervisor,
+    events: str | None,
+    log_dir: str | None,
+    subreaper: bool,
+    socket: str | None,
+    tree_source: str | None,
+    argv: list[str] | None,
+    handoff: reload.Handoff | None,
+    lock: _Lock | None,
+) -> Launch:
     runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper)
     reloader = reload.Reloader(runtime, argv=argv, tree_source=tree_source, handoff=handoff)
     runtime.add_command("reload", lambda path, on_reply: reloader.request("reload", on_reply))
     runtime.on_signal(signal.SIGHUP, lambda _: reloader.request("SIGHUP", None))
-    _stray_signals(runtime)
     runtime.set_fatal_handler(reloader.fatal)
     runtime.add_report_hook(reloader.on_report)
     if reloader.fault is not None:  # test-only (OTREE_TEST_FAULT)
         runtime.set_event_hook(reloader.check_fault)
+    control = None
     if socket is not None:  # the control plane: listening before the tree starts
         try:
             control = _control(runtime, socket, tree_source, handoff)
@@ -159,7 +210,8 @@ def _wire(
             raise
         reloader.control = control
         runtime.on_close(control.close)
-    return Launch(runtime, reloader)
+    _stray_signals(runtime, control)
+    return Launch(runtime, reloader, lock)
 
 
 #: asynchronous signals whose default action would end otree, and that otree only logs
@@ -170,7 +222,7 @@ LOGGED_SIGNALS = tuple(
 )
 
 
-def _stray_signals(runtime: Runtime) -> None:
+def _stray_signals(runtime: Runtime, control: ControlServer | None) -> None:
     """No signal's default action may end otree while it has children (Faults, DESIGN.md):
     ``QUIT`` is an orderly shutdown like ``TERM``, ``USR1`` reopens the log files (and binds
     a deleted socket again), ``PIPE`` and ``XFSZ`` are ignored (the write fails instead; a
@@ -180,7 +232,7 @@ def _stray_signals(runtime: Runtime) -> None:
     for ignored in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(ignored, signal.SIG_IGN)
     runtime.on_signal(signal.SIGQUIT, lambda _: runtime.command("shutdown"))
-    runtime.on_signal(signal.SIGUSR1, lambda _: on_usr1(runtime))
+    runtime.on_signal(signal.SIGUSR1, lambda _: on_usr1(runtime, control))
     realtime = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
     valid = signal.valid_signals()
     for signum in (*LOGGED_SIGNALS, *realtime):
@@ -199,9 +251,24 @@ def _signal_name(signum: int) -> str:
         return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
 
 
-def on_usr1(runtime: Runtime) -> None:
+def on_usr1(runtime: Runtime, control: ControlServer | None) -> None:
     """``SIGUSR1``: reopen the log files (logrotate's ``postrotate``; the output sinks'
     reopen is called from here) and bind the control socket again if it was deleted."""
+    if control is not None:
+        rebind_socket(runtime, control)
+
+
+def rebind_socket(runtime: Runtime, control: ControlServer) -> None:
+    """Bind the control socket again if its file is gone, and say so on the console."""
+    try:
+        rebound = control.rebind()
+    except OtreeError as exc:
+        runtime.stderr(f"cannot bind the control socket again: {exc}")
+        return
+    if rebound:
+        runtime.console.write(
+            f"otree: control socket {control.path} bound again\n".encode(), keep=True
+        )
 
 
 def _control(

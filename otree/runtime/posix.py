@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 #: variables otree sets for its children; an inherited value must not leak through
-_OWN_VARS = ("NOTIFY_SOCKET",)
+_OWN_VARS = ("NOTIFY_SOCKET", "OTREE_LOCK_FD")
 
 
 class SpawnError(Exception):

@@ -10,6 +10,7 @@ runtime's public surface. The runtime imports neither.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -58,6 +59,8 @@ class _Lock:
 
         self.socket = socket
         self.fd = lock_tree(socket)
+        #: the running children, written down for the next run if this otree dies
+        self.state_file = os.path.abspath(socket) + ".state"
 
     def release(self) -> None:
         from otree.control.sockets import unlock_tree
@@ -193,7 +196,11 @@ def _wire_locked(
     handoff: reload.Handoff | None,
     lock: _Lock | None,
 ) -> Launch:
+    if lock is not None and handoff is None:  # not a re-exec: what a dead otree left?
+        stop_leftovers(tree, lock.state_file)
     runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper)
+    if lock is not None:
+        runtime.processes.state_file = lock.state_file
     reloader = reload.Reloader(runtime, argv=argv, tree_source=tree_source, handoff=handoff)
     runtime.add_command("reload", lambda path, on_reply: reloader.request("reload", on_reply))
     runtime.on_signal(signal.SIGHUP, lambda _: reloader.request("SIGHUP", None))
@@ -212,6 +219,35 @@ def _wire_locked(
         runtime.on_close(control.close)
     _stray_signals(runtime, control)
     return Launch(runtime, reloader, lock)
+
+
+def stop_leftovers(tree: Supervisor, state_file: str) -> None:
+    """Stop what a dead otree of this tree left running (its state file names the PIDs
+    and their start times), in reverse start order, each as the tree stops it (its
+    ``stop_signal``, its ``shutdown``, then SIGKILL), and say so on stderr."""
+    from otree.core.spec import Service, walk
+    from otree.runtime import posix
+
+    owner, left = posix.read_state(state_file)
+    if left:
+        names = ", ".join(f"{name} (pid {pid})" for pid, name in left)
+        stderr_line(
+            f"a previous otree (pid {owner}) of this tree died; stopping what it left: {names}"
+        )
+        services = {p: n for p, n in walk(tree) if isinstance(n, Service)}
+        for pid, name in reversed(left):
+            spec = services.get(name)
+            signum = posix.signal_number(spec.stop_signal) if spec else signal.SIGTERM
+            timeout = spec.shutdown if spec else 5.0
+            if timeout == "brutal_kill":
+                signum, timeout = signal.SIGKILL, 0.0
+            killed = posix.stop_leftover(
+                pid, signum, None if timeout == "infinity" else float(timeout)
+            )
+            how = "killed" if killed else "stopped"
+            stderr_line(f"{name} (pid {pid}), left by the previous otree: {how}")
+    with contextlib.suppress(OSError):
+        os.unlink(state_file)
 
 
 #: asynchronous signals whose default action would end otree, and that otree only logs

@@ -217,7 +217,7 @@ class CmdProbe(Probe):
         if self.done:
             return
         try:
-            pid = posix.spawn(self.argv, self.env, self.cwd)
+            pid = posix.spawn(self.argv, self.env, self.cwd, death_signal=signal.SIGKILL)
         except posix.SpawnError as exc:
             self._failed(f"ready cmd: {exc}")
             return

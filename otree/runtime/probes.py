@@ -102,7 +102,11 @@ class TcpProbe(Probe):
             if self._addrs is None:
                 return
         family, addr = self._addrs[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        except OSError:  # out of fds or memory for now: try again later
+            self._retry()
+            return
         sock.setblocking(False)
         err = sock.connect_ex(addr)
         if err == 0:

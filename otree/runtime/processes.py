@@ -80,7 +80,13 @@ class Processes:
                 return
         env = posix.child_env(spec.environ, notify.path if notify else None)
         argv = service_argv(spec, sys.executable)
-        r, w = posix.pipe()
+        try:
+            r, w = posix.pipe()
+        except OSError as exc:  # EMFILE, ENFILE, ENOMEM: a start failure, retried as any
+            if notify is not None:
+                notify.cancel()
+            self.feed(ev.SpawnFailed(path, f"cannot create its output pipe: {exc.strerror}"))
+            return
         try:
             death = posix.signal_number(spec.stop_signal)
             pid = posix.spawn(argv, env, spec.cwd, output=w, death_signal=death)

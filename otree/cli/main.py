@@ -163,12 +163,24 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush fails quietly
         return ExitCode.BROKEN_PIPE
-    except Exception:
+    except Exception as exc:
+        _report_bug(exc)
+        return ExitCode.BUG
+
+
+def _report_bug(exc: Exception) -> None:
+    """The traceback and BUG_LINE on stderr; with no fd or memory left to import
+    ``traceback`` (it reads source files), the exception alone."""
+    try:
         import traceback
 
-        traceback.print_exc()
-        print(BUG_LINE, file=sys.stderr)
-        return ExitCode.BUG
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    except Exception:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+    with contextlib.suppress(Exception):
+        sys.stderr.write(BUG_LINE + "\n")
+        sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

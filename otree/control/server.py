@@ -414,6 +414,24 @@ class ControlServer:
             except OSError:
                 pass
 
+    def rebind(self) -> bool:
+        """Bind the socket again if its file was deleted or replaced by something else
+        (``SIGUSR1``): clients reach the tree again. True if it was bound anew."""
+        if self._closed:
+            return False
+        try:
+            if os.lstat(self.path).st_ino == self._ino:
+                return False  # still ours
+        except OSError:
+            pass
+        new = bind_socket(self.path)  # a file in the way that is not a socket: refused
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()  # clients connected already are served on
+        self.sock = new
+        self._ino = os.stat(self.path).st_ino
+        self.loop.add_reader(new.fileno(), self._accept)
+        return True
+
     def handoff(self) -> int:
         """Stop serving but keep the socket listening, for a re-exec: close every client
         and return the listening fd, made inheritable. The new image passes

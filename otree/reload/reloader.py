@@ -85,8 +85,25 @@ GUARD_WINDOW = 60.0
 #: how long a reload waits for the tree to be quiet before it is refused as busy
 QUIET_WAIT = 30.0
 _QUIET_POLL = 0.02
-#: signals held back across the exec (the mask survives it; the new image unblocks them)
-BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1})
+#: signals held back across the exec (the mask survives it; the new image unblocks them):
+#: every signal otree handles, since a handler does not survive the exec and the default
+#: action of most of them would end the new image before it installs its own
+BLOCKED = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGALRM,
+        signal.SIGVTALRM,
+        signal.SIGPROF,
+        signal.SIGIO,
+        signal.SIGPWR,
+        *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+    }
+)
 #: the first line of a reload refused for an invalid tree file (the issues follow)
 INVALID = "the tree file is invalid; the running tree carries on:"
 

@@ -267,7 +267,11 @@ class Runtime:
         self.command("shutdown")
 
     def _on_usr1(self, signum: int) -> None:
-        """logrotate's ``postrotate``: open every log file and the event log again."""
+        self.reopen_logs()
+
+    def reopen_logs(self) -> None:
+        """logrotate's ``postrotate`` (``SIGUSR1``): open every log file and the event log
+        again, and say so on the console."""
         count = self.reopen_files()
         self.console.write(f"otree: SIGUSR1: {count} log files reopened\n".encode(), keep=True)
 

@@ -102,7 +102,11 @@ class TcpProbe(Probe):
             if self._addrs is None:
                 return
         family, addr = self._addrs[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        except OSError:  # out of fds or memory for now: try again later
+            self._retry()
+            return
         sock.setblocking(False)
         err = sock.connect_ex(addr)
         if err == 0:
@@ -217,7 +221,7 @@ class CmdProbe(Probe):
         if self.done:
             return
         try:
-            pid = posix.spawn(self.argv, self.env, self.cwd)
+            pid = posix.spawn(self.argv, self.env, self.cwd, death_signal=signal.SIGKILL)
         except posix.SpawnError as exc:
             self._failed(f"ready cmd: {exc}")
             return

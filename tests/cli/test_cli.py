@@ -227,7 +227,7 @@ def test_default_socket_is_private_and_found_from_the_same_directory(
         proc.wait_for("tree_ready")
         sock_dir = os.path.join(runtime_dir, "otree")
         assert stat.S_IMODE(os.stat(sock_dir).st_mode) == 0o700
-        [name] = os.listdir(sock_dir)
+        [name] = [n for n in os.listdir(sock_dir) if n.endswith(".sock")]  # and its .lock
         assert name.startswith("tree-") and name.endswith(".sock")
         sock = os.path.join(sock_dir, name)
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
@@ -263,8 +263,8 @@ def test_a_second_run_on_the_same_socket_is_refused(
     second = otree("run", "tree.toml", "--socket", sock, cwd=other)
     assert second.wait_exit() == 2
     assert second.stderr == (
-        f"otree: another otree (pid {tree.pid}) is already running on {sock};"
-        " stop it first or pass --socket\n"
+        f"otree: another otree (pid {tree.pid}) is already running on {sock}"
+        f" (it holds {sock}.lock); stop it first or pass --socket\n"
     )
     assert second.events() == []  # nothing started
     assert tree.proc.poll() is None

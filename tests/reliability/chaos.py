@@ -204,7 +204,13 @@ class Chaos:
     # --- the killer ----------------------------------------------------------------------
 
     def _kill_some(self) -> None:
-        targets = procfs.children(self.pid)
+        # what otree supervises (services, their readiness checks): not the preflight of a
+        # reload, which is otree's own start-up being tried (killing it refuses the reload)
+        targets = [
+            pid
+            for pid in procfs.children(self.pid)
+            if not procfs.cmdline(pid).endswith("--preflight")
+        ]
         if not targets:
             return
         roll = self.rng.random()

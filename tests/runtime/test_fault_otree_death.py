@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from support.otreeproc import OtreeProc
 from support.procfs import parent_of, pid_alive
 from support.treefiles import prog, write_tree
@@ -21,16 +22,20 @@ from support.waits import wait_until
 Run = Callable[..., OtreeProc]
 
 
+@pytest.mark.parametrize("how", ["setpriv", "preexec"])
 def test_children_of_a_killed_otree_are_stopped_and_never_run_twice(
-    otree: Run, tmp_path: Path, sock: str
+    otree: Run, tmp_path: Path, sock: str, how: str
 ) -> None:
+    """``setpriv --pdeathsig`` exec'd first in the child (a spawn stays a vfork), or a
+    ``preexec_fn`` where there is no such setpriv (``OTREE_NO_SETPRIV`` plays that)."""
+    env = {"OTREE_NO_SETPRIV": "1"} if how == "preexec" else None
     tree = write_tree(
         tmp_path,
         '[plain]\ncmd = "sleep 60"\n'
         '[quit]\ncmd = "sleep 60"\nstop_signal = "QUIT"\n'
         f"[stubborn]\ncmd = {prog('ignore_term')}\nshutdown = 1\n",
     )
-    first = otree("run", tree, "--socket", sock)
+    first = otree("run", tree, "--socket", sock, env=env)
     first.wait_for("tree_ready")
     wait_until(lambda: "ignoring TERM" in first.stdout)
     pids = {p: first.running_pid(p) for p in ("plain", "quit", "stubborn")}

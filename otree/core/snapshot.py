@@ -41,7 +41,7 @@ import attrs
 
 from otree.core import actions as act
 from otree.core.node import ALIVE, Child, ServiceNode, State, SupNode
-from otree.core.spec import Service, Shutdown, Supervisor
+from otree.core.spec import Service, Shutdown, Supervisor, walk
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
 
@@ -61,7 +61,7 @@ SNAPSHOT_VERSION = 1
 class ServiceRecord:
     """What the old image knew of one service."""
 
-    fp: str  #: :func:`fingerprint` of its spec: unchanged means adopt
+    fp: str  #: :func:`fingerprint` of its spec (what an older otree compared)
     state: State
     started_at: float | None
     restart_times: tuple[float, ...]
@@ -274,8 +274,20 @@ class Reconciliation:
         self.next()
 
 
-def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> list[act.Action]:
-    """Take over from ``snap`` (see the module doc); returns the actions to carry out."""
+def resume(
+    engine: Engine,
+    snap: EngineSnapshot,
+    now: float,
+    reason: str,
+    old_tree: Supervisor,
+) -> list[act.Action]:
+    """Take over from ``snap`` (see the module doc); returns the actions to carry out.
+
+    ``old_tree`` is the tree the old image ran, as this code reads it: a node is
+    unchanged when its spec equals the new one (children aside). A field this
+    otree has and the old one had not takes its default on both sides, so an
+    upgrade that adds a field restarts nothing (the snapshot's fingerprints are
+    written for an older otree, which compares those)."""
     if snap.version != SNAPSHOT_VERSION:
         raise ReexecError(
             f"unknown snapshot version {snap.version!r} (expected {SNAPSHOT_VERSION})"
@@ -286,10 +298,12 @@ def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> lis
     orphans: list[tuple[int, str, ServiceRecord | Orphan]] = []  # (stop order, path, record)
     starts: list[Child] = []
     order = {path: i for i, path in enumerate(old)}
+    old_specs: dict[str, Service | Supervisor] = {"": old_tree, **dict(walk(old_tree))}
 
     for path, node in engine.nodes.items():
         rec = old.get(path)
-        same = rec is not None and rec.kind == node.kind and rec.fp == fingerprint(node.spec)
+        was = old_specs.get(path)
+        same = rec is not None and was is not None and _own(was) == _own(node.spec)
         # a supervisor caught in its initial start (a fatal re-exec): the children it had
         # not reached yet start now
         parent_rec = old.get(node.parent.path) if node.parent is not None else None
@@ -373,6 +387,11 @@ def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> lis
     engine.reconciliation = reconciliation
     reconciliation.next()
     return engine.flush()
+
+
+def _own(spec: Service | Supervisor) -> Service | Supervisor:
+    """A node's own settings: a supervisor without its children."""
+    return attrs.evolve(spec, children=()) if isinstance(spec, Supervisor) else spec
 
 
 def _restore_common(node: Child, rec: NodeRecord) -> None:

@@ -367,7 +367,7 @@ class Reloader:
         memfd = -1
         old_mask: set[int | signal.Signals] | None = None
         try:
-            memfd = document.write_fd(document.to_data(h))
+            memfd = document.write_fd(document.encode(h))
             for fd in fds:
                 os.set_inheritable(fd, True)
             rt.console.flush()
@@ -438,7 +438,9 @@ class Reloader:
         for pid in live - set(known):  # started, but the engine never heard of it: not ours
             rt.processes.signal(pid, signal.SIGKILL)
         try:
-            actions = core_snapshot.resume(rt.engine, h.engine, rt.loop.clock(), h.reason)
+            actions = core_snapshot.resume(
+                rt.engine, h.engine, rt.loop.clock(), h.reason, h.tree
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReexecError(f"the engine snapshot cannot be used ({exc!r})") from None
         # exits seen before the exec, then any process lost track of (an exit whose

@@ -101,9 +101,15 @@ class Runtime:
             posix.raise_fd_limit(4 * len(services) + 64)
             colour = self.console.tty and not os.environ.get("NO_COLOR")
             prefixes = output.prefixes([p for p, _ in services], colour)
+            share = output.TREE_RING_BYTES // max(1, len(services))
             for path, svc in services:
+                ring = svc.log.ring_bytes if svc.log is not None else output.RING_BYTES
                 self.outputs[path] = output.ServiceOutput(
-                    path, self.console, prefixes[path], _log_file(path, svc, log_dir)
+                    path,
+                    self.console,
+                    prefixes[path],
+                    _log_file(path, svc, log_dir),
+                    ring_bytes=min(ring, share),
                 )
         except OSError as exc:
             self._close_files()

@@ -99,6 +99,7 @@ def logs() -> st.SearchStrategy[Log]:
         file=st.one_of(st.none(), st.sampled_from(["app.log", "logs/web.log"])),
         max_bytes=st.integers(0, 10**8),
         backups=st.integers(0, 10),
+        ring_bytes=st.integers(0, 10**7),
     )
 
 

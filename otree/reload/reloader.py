@@ -438,9 +438,7 @@ class Reloader:
         for pid in live - set(known):  # started, but the engine never heard of it: not ours
             rt.processes.signal(pid, signal.SIGKILL)
         try:
-            actions = core_snapshot.resume(
-                rt.engine, h.engine, rt.loop.clock(), h.reason, h.tree
-            )
+            actions = core_snapshot.resume(rt.engine, h.engine, rt.loop.clock(), h.reason, h.tree)
         except (KeyError, TypeError, ValueError) as exc:
             raise ReexecError(f"the engine snapshot cannot be used ({exc!r})") from None
         # exits seen before the exec, then any process lost track of (an exit whose

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from otree.core import actions as act
-from otree.core.node import ALIVE, Child, ServiceNode, State, SupNode
+from otree.core.node import ALIVE, Child, PendingRestart, ServiceNode, State, SupNode
 from otree.core.spec import Service, Supervisor
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
@@ -89,7 +89,12 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 shutdown=node.spec.shutdown,
             )
         elif isinstance(node, SupNode):
-            rec.update(window=list(node.window.times), seq=node.seq)
+            rec.update(
+                window=list(node.window.times),
+                seq=node.seq,
+                # who each pending restart waits on, and whether it is a retry's turn
+                pending=[[list(k.wire), p.trigger.path, p.retry] for k, p in node.pending.items()],
+            )
         nodes[path] = rec
     timers = [[list(k), due] for k, due in engine.timer_due.items() if k[0] == "restart"]
     # a fatal error during a reload's reconciliation: the next image goes on stopping the
@@ -301,8 +306,10 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
         sup = engine.nodes.get(key.path) if isinstance(key, RestartTimer) else None
         if not isinstance(key, RestartTimer) or not isinstance(sup, SupNode):
             continue
-        if any(r.restart_key == key for r in sup.records.values()):
+        members = [c for c in sup.children if c.record.restart_key == key]
+        if members:
             sup.timers.add(key)
+            sup.pending[key] = _pending_of(old.get(sup.path), key, members)
             engine.emit(act.SetTimer(key.wire, max(0.0, float(due) - now)))
     for node in engine.nodes.values():
         if node.status is State.RESTARTING and node.record.restart_key is None:
@@ -320,6 +327,18 @@ def resume(engine: Engine, snap: dict[str, Any], now: float, reason: str) -> lis
     engine.reconciliation = reconciliation
     reconciliation.next()
     return engine.flush()
+
+
+def _pending_of(rec: Any, key: RestartTimer, members: list[Child]) -> PendingRestart:
+    """The pending restart of ``key`` as the old image kept it (a snapshot without it:
+    a delayed restart of its first member)."""
+    entries = rec.get("pending", []) if isinstance(rec, dict) else []
+    for wire, trigger, retry in entries:
+        if tuple(str(k) for k in wire) == key.wire:
+            chosen = [c for c in members if c.path == trigger]
+            if chosen:
+                return PendingRestart(chosen[0], retry=bool(retry))
+    return PendingRestart(members[0], retry=False)
 
 
 def _wire(key: RestartTimer | None) -> list[str] | None:

@@ -85,6 +85,8 @@ class SupNode(NodeBase):
         self.ending = None
         self.command_running = None
         self.window = RestartWindow(self.spec.intensity, self.spec.period)
+        for rec in self.records.values():  # status shows the restarts the window counts
+            rec.restart_times.clear()
         self.mailbox.clear()
         self.pending.clear()
         self._run([StartChild(c) for c in self.children], on_fail=self._initial_start_failed)

@@ -118,12 +118,27 @@ def example(seed: int, items: int = 5) -> Example:
     return Example(seed, text, tree, schedule)
 
 
-def simulate_example(ex: Example) -> tuple[list[dict[str, Any]], list[tuple[float, str, str]]]:
-    """The simulated events, and the schedule items that had an effect (the real run
-    does those only: a crash of a service that does not run is nothing)."""
+@attrs.frozen
+class Simulated:
+    events: list[dict[str, Any]]
+    #: the schedule items that had an effect, at their simulated times (the real run
+    #: does those only: a crash of a service that does not run is nothing)
+    done: list[tuple[float, str, str]]
+    shutdown_at: float | None  # when ``otree shutdown`` was sent (None: the tree ended)
+
+
+def simulate_example(ex: Example) -> Simulated:
+    """The example on the simulator; the schedule's times count from ``tree_ready``."""
     sim = Simulation(ex.tree, seed=ex.seed)
+    while not sim.done and not sim.trace.count("tree_ready"):  # readiness delays play out
+        due = sim.next_timer()
+        if due is None:
+            break
+        sim.at(due)
+    ready = sim.trace.filter("tree_ready")[0]["ts"] if sim.trace.count("tree_ready") else 0.0
     done = []
     for at, path, how in ex.schedule:
+        at += ready
         sim.at(at)
         if sim.done:
             break
@@ -133,11 +148,13 @@ def simulate_example(ex: Example) -> tuple[list[dict[str, Any]], list[tuple[floa
         else:
             sim.command(how, path)
             done.append((at, path, how))
+    shutdown_at = None
     if not sim.done:
         sim.advance(GAP)
+        shutdown_at = sim.now
         sim.command("shutdown")
         sim.run(until=sim.now + 60)
-    return sim.trace.events, done
+    return Simulated(sim.trace.events, done, shutdown_at)
 
 
 def _current_pid(proc: OtreeProc, path: str) -> int | None:
@@ -150,13 +167,13 @@ def _current_pid(proc: OtreeProc, path: str) -> int | None:
     return pid
 
 
-def run_example(
-    proc: OtreeProc, sock: str, done: list[tuple[float, str, str]]
-) -> list[dict[str, Any]]:
-    """Carry out ``done`` on the running ``proc`` at its times; then shut it down."""
+def run_example(proc: OtreeProc, sock: str, sim: Simulated) -> list[dict[str, Any]]:
+    """Carry out ``sim.done`` on the running ``proc`` at its times, shut it down when the
+    simulation did; the real events, their ``ts`` on the simulation's clock."""
     proc.wait_for("tree_ready")
-    t0 = proc.events()[0]["ts"]  # the simulation's 0: the first spawn
-    for at, path, how in done:
+    # the simulation's 0, from the first event (a spawn: readiness delays may come first)
+    t0 = proc.events()[0]["ts"] - sim.events[0]["ts"]
+    for at, path, how in sim.done:
         time.sleep(max(0.0, t0 + at - time.time()))
         if proc.proc.poll() is not None:
             break
@@ -166,8 +183,8 @@ def run_example(
                 os.kill(pid, SIGNALS[how])
         else:
             otree_cli(how, path, "--socket", sock)
-    if proc.proc.poll() is None:
-        time.sleep(max(0.0, t0 + (done[-1][0] if done else 0.0) + GAP - time.time()))
+    if proc.proc.poll() is None and sim.shutdown_at is not None:
+        time.sleep(max(0.0, t0 + sim.shutdown_at - time.time()))
         otree_cli("shutdown", "--socket", sock)
     proc.wait_exit()
     events = proc.events()

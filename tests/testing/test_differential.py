@@ -24,9 +24,10 @@ from support.otreeproc import RunOtree
 
 def check(seed: int, otree: RunOtree, tmp_path: Path, sock: str) -> int:
     ex = example(seed)
-    sim, done = simulate_example(ex)
+    simulated = simulate_example(ex)
+    sim = simulated.events
     proc = otree("run", write(tmp_path, ex), "--socket", sock)
-    real = run_example(proc, sock, done)
+    real = run_example(proc, sock, simulated)
     diff = differences(sim, real)
     assert not diff, "\n".join(diff) + "\n" + describe(ex, sim, real)
     assert proc.proc.returncode == next(

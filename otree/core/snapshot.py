@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 import attrs
 
 from otree.core import actions as act
-from otree.core.node import ALIVE, Child, ServiceNode, State, SupNode
+from otree.core.node import ALIVE, Child, PendingRestart, ServiceNode, State, SupNode
 from otree.core.spec import Service, Shutdown, Supervisor, walk
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
@@ -87,6 +87,9 @@ class SupervisorRecord:
     restart_key: tuple[str, ...] | None
     window: tuple[float, ...]  #: its restart-intensity window (R21)
     seq: int  #: the sequence number of its next restart timer
+    #: each pending restart: (its timer's key on the wire, the child that triggered it,
+    #: whether it is a retry's turn); an older otree wrote none
+    pending: tuple[tuple[tuple[str, ...], str, bool], ...] = ()
 
     kind: ClassVar[Literal["supervisor"]] = "supervisor"
 
@@ -149,7 +152,11 @@ def snapshot(engine: Engine) -> EngineSnapshot:
             )
         else:
             assert isinstance(node, SupNode)
-            nodes[path] = SupervisorRecord(*common, tuple(node.window.times), node.seq)
+            # who each pending restart waits on, and whether it is a retry's turn
+            pending = tuple((k.wire, p.trigger.path, p.retry) for k, p in node.pending.items())
+            nodes[path] = SupervisorRecord(
+                *common, tuple(node.window.times), node.seq, pending=pending
+            )
     timers = tuple((k, due) for k, due in engine.timer_due.items() if k[0] == "restart")
     # a fatal error during a reload's reconciliation: the next image goes on stopping the
     # processes it replaced and starting what it had not started yet
@@ -367,8 +374,10 @@ def resume(
         sup = engine.nodes.get(key.path) if isinstance(key, RestartTimer) else None
         if not isinstance(key, RestartTimer) or not isinstance(sup, SupNode):
             continue
-        if any(r.restart_key == key for r in sup.records.values()):
+        members = [c for c in sup.children if c.record.restart_key == key]
+        if members:
             sup.timers.add(key)
+            sup.pending[key] = _pending_of(old.get(sup.path), key, members)
             engine.emit(act.SetTimer(key.wire, max(0.0, due - now)))
     for node in engine.nodes.values():
         if node.status is State.RESTARTING and node.record.restart_key is None:
@@ -392,6 +401,18 @@ def resume(
 def _own(spec: Service | Supervisor) -> Service | Supervisor:
     """A node's own settings: a supervisor without its children."""
     return attrs.evolve(spec, children=()) if isinstance(spec, Supervisor) else spec
+
+
+def _pending_of(rec: NodeRecord | None, key: RestartTimer, members: list[Child]) -> PendingRestart:
+    """The pending restart of ``key`` as the old image kept it (a snapshot without it:
+    a delayed restart of its first member)."""
+    entries = rec.pending if isinstance(rec, SupervisorRecord) else ()
+    for wire, trigger, retry in entries:
+        if wire == key.wire:
+            chosen = [c for c in members if c.path == trigger]
+            if chosen:
+                return PendingRestart(chosen[0], retry=retry)
+    return PendingRestart(members[0], retry=False)
 
 
 def _restore_common(node: Child, rec: NodeRecord) -> None:

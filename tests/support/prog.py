@@ -116,5 +116,13 @@ def reaped(pidfile: str) -> None:
     time.sleep(120)
 
 
+def obey() -> None:
+    """Wait; exit 1 on SIGUSR1 (a crash), 0 on SIGUSR2 (a clean exit); TERM as usual."""
+    signal.signal(signal.SIGUSR1, lambda signum, frame: os._exit(1))
+    signal.signal(signal.SIGUSR2, lambda signum, frame: os._exit(0))
+    while True:
+        time.sleep(60)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

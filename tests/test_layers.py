@@ -45,12 +45,17 @@ LAYERS: dict[str, Layer] = {
         forbidden=OS_MODULES,
     ),
     "errors": _layer("", "errors is the bottom layer: everything may import it"),
-    "config": _layer("core errors", "config turns tree sources into specs; it starts nothing"),
+    "paths": _layer(
+        "", "the rule for paths otree writes as root: stdlib only, for config and runtime"
+    ),
+    "config": _layer(
+        "core errors paths", "config turns tree sources into specs; it starts nothing"
+    ),
     "testing": _layer(
         "core errors", "the simulator drives the same core as the runtime, with no OS"
     ),
     "runtime": _layer(
-        "core errors", "the runtime carries out actions; reload and control build on it"
+        "core errors paths", "the runtime carries out actions; reload and control build on it"
     ),
     "control": _layer(
         "core errors", "the control socket serves a runtime it is given", types_only="runtime"

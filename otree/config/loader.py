@@ -36,7 +36,6 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from otree.config.convert import CONVERTER
 from otree.config.keylines import KeyLines, Keys
-from otree.config.logpaths import log_path_problem
 from otree.config.pytree import load_target
 from otree.core.spec import (
     RESERVED_NAMES,
@@ -55,6 +54,7 @@ from otree.core.spec import (
     walk,
 )
 from otree.errors import ConfigError, Issue
+from otree.paths import log_path_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -235,7 +235,7 @@ class _Builder:
         return root
 
     def log_paths(self, root: Supervisor) -> None:
-        """Every ``log.file`` must be safe to write (``logpaths``): checked now, at load."""
+        """Every ``log.file`` must be safe to write (``otree.paths``): checked now, at load."""
         for path, node in walk(root):
             log = node.log if isinstance(node, Service) else None
             if log is not None and log.file is not None and path in self.node_keys:

@@ -4,10 +4,12 @@
 ``example(seed)`` draws a small tree (depth <= 3, every strategy and restart type,
 ``auto_shutdown`` with significant children, a readiness delay or a backoff here and
 there) as a TOML document, and a schedule: one item a second (so the tree is quiet
-between them: real time has no instants), each a crash, a clean exit or a SIGKILL of a
-service, or ``otree start|stop|restart`` of a node. ``simulate_example`` runs it on
+between them: real time has no instants), each a crash, a clean exit, a SIGKILL or a
+hang on stop (it ignores TERM: SIGKILL after its 1 s shutdown) of a service, or
+``otree start|stop|restart`` of a node. ``simulate_example`` runs it on
 the simulator, ``run_example`` under ``otree run``: a driver sends the real signals
-(the services run ``prog.py obey``: SIGUSR1 exits 1, SIGUSR2 exits 0) and control
+(the services run ``prog.py obey``: SIGUSR1 exits 1, SIGUSR2 exits 0, SIGWINCH makes
+it ignore TERM) and control
 commands at the scheduled times, then ``otree shutdown``. ``differences`` compares
 the logs event for event (names, paths, strategies, normal or not, give-ups, exit
 code) and their times within a tolerance.
@@ -48,7 +50,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
 TOLERANCE = 0.6
 #: seconds between schedule items; the first comes at 1.0
 GAP = 1.0
-SIGNALS = {"crash": signal.SIGUSR1, "exit0": signal.SIGUSR2, "kill": signal.SIGKILL}
+SIGNALS = {
+    "crash": signal.SIGUSR1,
+    "exit0": signal.SIGUSR2,
+    "kill": signal.SIGKILL,
+    "hang_on_stop": signal.SIGWINCH,  # ``prog.py obey`` ignores TERM from then on
+}
+#: every service's shutdown time: a hang on stop lasts this long, then SIGKILL
+SHUTDOWN = 1
 
 
 @attrs.frozen
@@ -79,6 +88,7 @@ def _node(rng: random.Random, depth: int, significant_ok: bool, root: bool) -> d
         svc: dict[str, Any] = {
             "cmd": "",
             "restart": rng.choice(["permanent", "transient", "temporary"]),
+            "shutdown": SHUTDOWN,
         }
         if auto != "never" and svc["restart"] != "permanent" and rng.random() < 0.6:
             svc["significant"] = True
@@ -112,7 +122,8 @@ def example(seed: int, items: int = 5) -> Example:
     for i in range(items):
         at = GAP * (i + 1)
         if rng.random() < 0.7:
-            schedule.append((at, rng.choice(services), rng.choice(["crash", "exit0", "kill"])))
+            how = rng.choice(["crash", "exit0", "kill", "hang_on_stop"])
+            schedule.append((at, rng.choice(services), how))
         else:
             schedule.append((at, rng.choice(nodes), rng.choice(["start", "stop", "restart"])))
     return Example(seed, text, tree, schedule)
@@ -142,6 +153,8 @@ def simulate_example(ex: Example) -> Simulated:
         sim.at(at)
         if sim.done:
             break
+        if how == "hang_on_stop" and path not in sim.running():
+            continue  # it would mark the next process: the real driver has none to signal
         if how in SIGNALS:
             if sim.inject(path, how):
                 done.append((at, path, how))

@@ -117,9 +117,13 @@ def reaped(pidfile: str) -> None:
 
 
 def obey() -> None:
-    """Wait; exit 1 on SIGUSR1 (a crash), 0 on SIGUSR2 (a clean exit); TERM as usual."""
+    """Wait; exit 1 on SIGUSR1 (a crash), 0 on SIGUSR2 (a clean exit); TERM as usual
+    until SIGWINCH, which makes it ignore TERM from then on (a hang on stop)."""
     signal.signal(signal.SIGUSR1, lambda signum, frame: os._exit(1))
     signal.signal(signal.SIGUSR2, lambda signum, frame: os._exit(0))
+    signal.signal(
+        signal.SIGWINCH, lambda signum, frame: signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    )
     while True:
         time.sleep(60)
 

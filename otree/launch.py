@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 from otree.core.spec import Supervisor, check_tree
 from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 from otree.reload import reloader as reload
+from otree.runtime import posix
 from otree.runtime.driver import Runtime
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from otree.control.server import ControlServer
 
 
@@ -212,7 +215,7 @@ def _wire_locked(
         runtime.processes.state_file = lock.state_file
     reloader = reload.Reloader(runtime, argv=argv, tree_source=tree_source, handoff=handoff)
     runtime.add_command("reload", lambda path, on_reply: reloader.request("reload", on_reply))
-    runtime.on_signal(signal.SIGHUP, lambda _: reloader.request("SIGHUP", None))
+    runtime.on_signal(signal.SIGHUP, _hangup(runtime, reloader))
     runtime.set_fatal_handler(reloader.fatal)
     runtime.add_report_hook(reloader.on_report)
     if reloader.fault is not None:  # test-only (OTREE_TEST_FAULT)
@@ -235,7 +238,6 @@ def stop_leftovers(tree: Supervisor, state_file: str) -> None:
     and their start times), in reverse start order, each as the tree stops it (its
     ``stop_signal``, its ``shutdown``, then SIGKILL), and say so on stderr."""
     from otree.core.spec import Service, walk
-    from otree.runtime import posix
 
     owner, left = posix.read_state(state_file)
     if left:
@@ -265,6 +267,21 @@ LOGGED_SIGNALS = tuple(
     for name in ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
     if hasattr(signal, name)
 )
+
+
+def _hangup(runtime: Runtime, reloader: reload.Reloader) -> Callable[[int], None]:
+    """``SIGHUP``: a reload, unless otree was started from a terminal: then the hangup is
+    the terminal closing, and the tree stops in order (as honcho and foreman do)."""
+    if not posix.has_controlling_terminal():
+        return lambda _: reloader.request("SIGHUP", None)
+
+    def stop(_: int) -> None:
+        runtime.console.write(
+            b"otree: SIGHUP: the terminal hung up; stopping the tree\n", keep=True
+        )
+        runtime.command("shutdown")
+
+    return stop
 
 
 def _stray_signals(runtime: Runtime, control: ControlServer | None) -> None:

@@ -69,7 +69,7 @@ LAYERS: dict[str, Layer] = {
         "launch is the one place that wires runtime, control and reload",
     ),
     "cli": _layer(
-        "launch config control errors runtime.output",
+        "launch config control errors runtime.output _version",
         "the command line goes through launch, config and the control client"
         " (and prints `otree logs` with the console's own line prefixes, runtime.output)",
         types_only="core",
@@ -81,6 +81,7 @@ LAYERS: dict[str, Layer] = {
     ),
     "__main__": _layer("cli", "python -m otree is the otree command"),
     "_target": _layer("", "_target runs in every target child: it imports nothing of otree"),
+    "_version": _layer("", "the version, written once: it imports nothing"),
 }
 
 

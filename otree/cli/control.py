@@ -143,6 +143,8 @@ def human_duration(seconds: float | None) -> str:
 def describe_exit(last: dict[str, Any] | None) -> str:
     if not last:
         return ""
+    if last.get("gave_up"):
+        return "gave up"
     if last.get("signal") is not None:
         text = f"signal {last['signal']}"
     elif last.get("code") is not None:
@@ -197,6 +199,8 @@ def render_header(info: dict[str, Any]) -> str:
 
 @_guard
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args)
     with _connect(args) as client:
         reply = client.call("status")
         info = None if args.json else client.call("info")
@@ -208,6 +212,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(render_header(info))
     print(render_status(nodes, colour=_colour_on(sys.stdout)))
     return ExitCode.OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``otree status --check``: 0 when the root runs and no supervisor has given up (and
+    stayed down), 1 otherwise, 3 when no tree answers; quiet unless ``-v``."""
+    try:
+        with _connect(args) as client:
+            nodes = client.call("status").get("nodes", [])
+    except (NotRunning, ControlError) as exc:
+        if args.verbose:
+            stderr_line(str(exc))
+        return ExitCode.NOT_RUNNING
+    problems = [] if nodes and nodes[0].get("state") == "running" else ["the root is not running"]
+    problems += [
+        f"{n['path']}: gave up"
+        for n in nodes
+        if n.get("kind") == "supervisor"
+        and n.get("state") != "running"
+        and (n.get("last_exit") or {}).get("gave_up")
+    ]
+    if args.verbose:
+        print("\n".join(problems) if problems else f"ok: {len(nodes)} nodes, the root running")
+    return ExitCode.GAVE_UP if problems else ExitCode.OK
 
 
 # --- start | stop | restart | shutdown ---------------------------------------------------
@@ -358,6 +385,13 @@ def add_commands(sub: Any) -> None:
     """Add the control commands to ``otree``'s subparsers (an argparse ``_SubParsersAction``)."""
     p = sub.add_parser("status", help="show the running tree: states, PIDs, uptimes, restarts")
     p.add_argument("--json", action="store_true", help='print {"nodes": [...]} for scripts')
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="a health check: exit 0 when the root runs and no supervisor has given up,"
+        " 1 otherwise, 3 when no tree answers (quiet unless -v)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="with --check: say why")
     _common(p)
     p.set_defaults(func=cmd_status)
 

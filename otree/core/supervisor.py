@@ -468,6 +468,7 @@ class SupNode(NodeBase):
             "give_up", self.path, restarts=len(self.window.times), period=self.spec.period
         )
         self.mark(trigger, State.STOPPED)
+        self.last_exit = {"gave_up": True, "normal": False}  # `otree status`: gave up
         self.state = State.STOPPING
         self.ending = Ending.GAVE_UP
         self._stop_all()

@@ -182,6 +182,16 @@ def _on_parent_death(signum: int) -> Callable[[], None]:
     return hook
 
 
+def has_controlling_terminal() -> bool:
+    """Whether this process has a controlling terminal (it was started from one)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 def pipe() -> tuple[int, int]:
     """A pipe for a child's output: (read end non-blocking, write end blocking)."""
     r, w = os.pipe2(os.O_CLOEXEC)

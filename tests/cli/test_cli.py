@@ -294,6 +294,21 @@ def test_bad_arguments_exit_2(sock: str) -> None:
         r = ctl(*args, "--socket", sock)
         assert r.returncode == 2, args
         assert r.stderr.startswith("otree: "), r.stderr
+    r = ctl("status", "--bogus", "--socket", sock)
+    assert r.stderr == "otree: unrecognized arguments: --bogus (see 'otree status --help')\n"
+
+
+def test_version_and_bare_otree() -> None:
+    from support.cli import otree_cli
+
+    from otree._version import __version__
+
+    r = otree_cli("--version")
+    assert (r.returncode, r.stdout) == (0, f"otree {__version__}\n")
+    bare = otree_cli()
+    assert bare.returncode == 2 and bare.stdout == ""
+    assert bare.stderr.startswith("usage: otree ") and "run       run a tree" in bare.stderr
+    assert "exit codes: 0 ok;" in otree_cli("--help").stdout
 
 
 # --- logs --------------------------------------------------------------------------------

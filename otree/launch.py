@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from otree.control.server import ControlServer
+    from otree.core.actions import Report
 
 
 class Launch:
@@ -230,7 +231,28 @@ def _wire_locked(
         reloader.control = control
         runtime.on_close(control.close)
     _stray_signals(runtime, control)
+    _service_manager(runtime, reloader)
     return Launch(runtime, reloader, lock)
+
+
+def _service_manager(runtime: Runtime, reloader: reload.Reloader) -> None:
+    """Tell otree's own manager (``NOTIFY_SOCKET``: systemd, an otree parent) how the tree
+    is doing: :mod:`otree.runtime.manager`."""
+    from otree.runtime.manager import Manager
+
+    manager = Manager.from_env(
+        runtime.loop, lambda: [n.state for n in runtime.status() if n.kind == "service"]
+    )
+    if manager is None:
+        return
+
+    def on_report(report: Report) -> Report:
+        manager.on_report(report, runtime.engine.stopping())
+        return report
+
+    runtime.add_report_hook(on_report)
+    reloader.exec_hooks.append(manager.reloading)
+    runtime.on_close(manager.close)
 
 
 def stop_leftovers(tree: Supervisor, state_file: str) -> None:

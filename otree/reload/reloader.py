@@ -180,6 +180,9 @@ class Reloader:
             self.fault = faults.FaultHook.from_env()
         #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
         self.guard_message: str | None = None
+        #: called with True just before the exec, and with False if it failed (the service
+        #: manager's RELOADING=1, and READY=1 again)
+        self.exec_hooks: list[Callable[[bool], None]] = []
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
         self._preflight: Preflight | None = None  # the new image's start-up, being tried
         self._deadline: float | None = None  # waiting until quiet, after the preflight
@@ -376,8 +379,12 @@ class Reloader:
                     stream.flush()
             old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
             os.environ[document.ENV_FD] = str(memfd)
+            for hook in self.exec_hooks:
+                hook(True)
             os.execv(self.argv[0], self.argv)
         except BaseException as exc:
+            for hook in self.exec_hooks:
+                hook(False)
             os.environ.pop(document.ENV_FD, None)
             if old_mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

@@ -90,10 +90,14 @@ class Manager:
             self.send("STOPPING=1")
         self._status_soon()
 
-    def reloading(self) -> None:
-        """Just before a reload's exec: the new image says ``READY=1`` when it is done."""
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
+    def reloading(self, execing: bool) -> None:
+        """Just before a reload's exec (``execing``): ``RELOADING=1``; the new image says
+        ``READY=1`` when it is done. If the exec failed, this image is ready again."""
+        if execing:
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
+        else:
+            self.send("READY=1", f"MAINPID={os.getpid()}")
 
     def close(self) -> None:
         if not self._stopping:

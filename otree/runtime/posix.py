@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 #: variables otree sets for its children; an inherited value must not leak through
-_OWN_VARS = ("NOTIFY_SOCKET", "OTREE_LOCK_FD")
+_OWN_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "OTREE_LOCK_FD")
 
 
 class SpawnError(Exception):

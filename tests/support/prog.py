@@ -50,6 +50,15 @@ def chatty(lines: str) -> None:
     out.flush()
 
 
+def burst(lines: str, interval: str) -> None:
+    """Write LINES numbered lines (``line N``) in one write every INTERVAL seconds, for ever."""
+    n, i = int(lines), 0
+    while True:
+        os.write(1, b"".join(b"line %d\n" % k for k in range(i, i + n)))
+        i += n
+        time.sleep(float(interval))
+
+
 def ignore_term() -> None:
     """Ignore SIGTERM (say so on stdout), then wait."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

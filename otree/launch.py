@@ -101,12 +101,12 @@ def run(
     return launch.run()
 
 
-def preflight(source: str) -> ExitCode:
-    """``otree run SOURCE --preflight``: import all a run needs, load the tree, exit
-    (:mod:`otree.reload.preflight`); starts nothing."""
+def preflight(source: str, events: str | None, log_dir: str | None) -> ExitCode:
+    """``otree run SOURCE --preflight``: import all a run needs, load the tree, open the
+    files it writes, exit (:mod:`otree.reload.preflight`); starts nothing."""
     from otree.reload.preflight import check
 
-    return check(source)
+    return check(source, events, log_dir)
 
 
 def prepare_tree_file(

@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from otree import launch
 
     if args.preflight:
-        return launch.preflight(args.tree)
+        return launch.preflight(args.tree, args.events, args.log_dir)
     try:
         prepared = launch.prepare_tree_file(
             args.tree,

@@ -132,6 +132,10 @@ def _setpriv() -> str | None:
     return _SETPRIV[0]
 
 
+#: where each command was found last: (name, PATH, cwd) -> its file
+_FOUND: dict[tuple[str, str, str], str] = {}
+
+
 def _check_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> None:
     """Raise the SpawnError the exec of ``argv[0]`` would give (missing, not executable),
     as ``subprocess`` would have: ``No such file or directory: 'apii'``."""
@@ -141,6 +145,10 @@ def _check_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None)
     if "\0" in name:
         raise SpawnError("embedded null byte")
     here = cwd or ""  # relative names are looked up from the child's directory
+    key = (name, env.get("PATH", os.defpath), here)
+    found = _FOUND.get(key)
+    if found is not None and os.access(found, os.X_OK):  # one stat, not one per PATH entry
+        return
     if "/" in name:
         candidates = [os.path.join(here, name)]
     else:
@@ -150,6 +158,7 @@ def _check_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None)
     for path in candidates:
         if os.path.isfile(path):
             if os.access(path, os.X_OK):
+                _FOUND[key] = path
                 return
             denied = True
     error = "Permission denied" if denied else "No such file or directory"
@@ -349,14 +358,11 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def write_state(path: str, children: Sequence[tuple[int, str]]) -> None:
-    """Write the state file: this otree and its ``(pid, path)`` children in start order,
-    each with its start time (replaced whole, by a rename)."""
+def write_state(path: str, children: Sequence[tuple[int, int, str]]) -> None:
+    """Write the state file: this otree and its ``(pid, start time, path)`` children in
+    start order (replaced whole, by a rename)."""
     lines = [f"otree {os.getpid()} {start_time(os.getpid()) or 0}"]
-    for pid, name in children:
-        when = start_time(pid)
-        if when is not None:
-            lines.append(f"{pid} {when} {name}")
+    lines += [f"{pid} {when} {name}" for pid, when, name in children]
     tmp = f"{path}.{os.getpid()}.new"
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(tmp, flags, 0o600)

@@ -26,10 +26,14 @@ from otree.runtime.output import READ_SIZE, Console, ServiceOutput
 Feed = Callable[[ev.Event], None]
 
 
+#: how often at most the state file is written again
+STATE_EVERY = 0.2
+
+
 class Process:
     """One running incarnation of a service: its main PID, output pipe and probe."""
 
-    __slots__ = ("output", "path", "pid", "pipe", "probe")
+    __slots__ = ("output", "path", "pid", "pipe", "probe", "started")
 
     def __init__(self, path: str, pid: int, pipe: int, output: ServiceOutput) -> None:
         self.path = path
@@ -37,6 +41,8 @@ class Process:
         self.pipe = pipe
         self.output = output
         self.probe: probes.Probe | None = None
+        #: its start time (``/proc/PID/stat``), read once, for the state file
+        self.started: int | None = None
 
 
 class Processes:
@@ -155,18 +161,26 @@ class Processes:
     # --- the state file ----------------------------------------------------------
 
     def _state_changed(self) -> None:
-        """Write the state file again at the end of this loop turn (once per turn)."""
+        """Write the state file again soon: at most once every ``STATE_EVERY`` seconds (a
+        start of 200 children is one or two writes, not 200 of a growing list). What
+        starts meanwhile has ``PR_SET_PDEATHSIG`` should otree die before the write."""
         if self.state_file is not None and not self._state_due:
             self._state_due = True
-            self.loop.call_later(0, self.write_state)
+            self.loop.call_later(STATE_EVERY, self.write_state)
 
     def write_state(self) -> None:
         """Write down the running children now (``state_file``), in start order."""
         self._state_due = False
         if self.state_file is None:
             return
+        children = []
+        for p in self.procs.values():
+            if p.started is None:
+                p.started = posix.start_time(p.pid)
+            if p.started is not None:
+                children.append((p.pid, p.started, p.path))
         with contextlib.suppress(OSError):  # best effort: PR_SET_PDEATHSIG stops them anyway
-            posix.write_state(self.state_file, [(p.pid, p.path) for p in self.procs.values()])
+            posix.write_state(self.state_file, children)
 
     # --- self-reload (otree.reload.reloader) ---------------------------------------------------
 

@@ -238,6 +238,8 @@ def _wire_locked(
 def _service_manager(runtime: Runtime, reloader: reload.Reloader) -> None:
     """Tell otree's own manager (``NOTIFY_SOCKET``: systemd, an otree parent) how the tree
     is doing: :mod:`otree.runtime.manager`."""
+    if "NOTIFY_SOCKET" not in os.environ:  # no manager: nothing to import (RSS)
+        return
     from otree.runtime.manager import Manager
 
     manager = Manager.from_env(

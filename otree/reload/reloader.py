@@ -52,7 +52,6 @@ import attrs
 from otree.control.protocol import encode, error_reply, ok_reply
 from otree.core import actions as act
 from otree.core import events as ev
-from otree.core import snapshot as core_snapshot
 from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 
 if TYPE_CHECKING:
@@ -335,6 +334,7 @@ class Reloader:
     # --- old image: the exec ---------------------------------------------------------
 
     def _exec(self, reason: str, history: list[float]) -> None:
+        from otree.core.snapshot import snapshot  # only at a re-exec: its classes cost RSS
         from otree.reload import document
         from otree.reload.document import Handoff
 
@@ -354,7 +354,7 @@ class Reloader:
             control_socket = document.ControlSocket(control.handoff(), started)
         h = Handoff(
             reason=reason,
-            engine=core_snapshot.snapshot(rt.engine),
+            engine=snapshot(rt.engine),
             tree=rt.tree,
             procs=tuple(document.Inherited(p, pid, fd, part) for p, pid, fd, part in pipes),
             exits=tuple(exits),
@@ -416,6 +416,7 @@ class Reloader:
         h = self.handoff
         assert h is not None
         rt = self.rt
+        from otree.core.snapshot import resume
         from otree.reload import faults
 
         faults.hold_for_tests()
@@ -445,7 +446,7 @@ class Reloader:
         for pid in live - set(known):  # started, but the engine never heard of it: not ours
             rt.processes.signal(pid, signal.SIGKILL)
         try:
-            actions = core_snapshot.resume(rt.engine, h.engine, rt.loop.clock(), h.reason, h.tree)
+            actions = resume(rt.engine, h.engine, rt.loop.clock(), h.reason, h.tree)
         except (KeyError, TypeError, ValueError) as exc:
             raise ReexecError(f"the engine snapshot cannot be used ({exc!r})") from None
         # exits seen before the exec, then any process lost track of (an exit whose

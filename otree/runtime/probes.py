@@ -4,13 +4,12 @@ A probe answers once: ``on_ready()`` or ``on_failed(reason)``. The timeout is
 the engine's business; the runtime ``cancel()``s a probe when the process
 exits or is being stopped. Kinds: a delay (a timer), a TCP connect (a
 non-blocking attempt every ``TCP_RETRY`` seconds until one succeeds), sd_notify
-(a unix datagram socket whose path the child finds in ``NOTIFY_SOCKET``), and
+(``READY=1`` on the service's notify socket, which lives as long as the process), and
 a command run every ``interval`` seconds until it exits 0.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
@@ -20,6 +19,7 @@ from collections.abc import Callable, Mapping
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
 from otree.runtime import posix
 from otree.runtime.loop import Loop, Timer
+from otree.runtime.notify import NotifySocket
 
 TCP_RETRY = 0.05
 
@@ -143,46 +143,31 @@ class TcpProbe(Probe):
 
 
 class NotifyProbe(Probe):
-    """sd_notify: a datagram socket bound at ``path``; ``READY=1`` makes the service ready.
+    """sd_notify readiness: ``READY=1`` on the service's notify socket makes it ready.
 
-    The socket is bound before the spawn (its path goes into the child's
-    environment), so ``bind()`` is separate from ``start()``.
+    The socket (``otree.runtime.notify``) is bound before the spawn (its path goes
+    into the child's environment) and outlives this probe: answering or cancelling
+    only stops listening for ``READY=1``, the socket stays open as long as the process.
     """
 
-    def __init__(self, loop: Loop, path: str, on_ready: OnReady, on_failed: OnFailed):
+    def __init__(self, loop: Loop, sock: NotifySocket, on_ready: OnReady, on_failed: OnFailed):
         super().__init__(loop, on_ready, on_failed)
-        self.path = path
+        self.sock = sock
         self.pid = 0  # the service's PID, set once it is spawned
-        self._sock: socket.socket | None = socket.socket(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-        )
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self._sock.bind(path)
-        self._sock.setblocking(False)
+
+    @property
+    def path(self) -> str:
+        return self.sock.path
 
     def start(self) -> None:
-        if self._sock is not None and not self.done:
-            self.loop.add_reader(self._sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        while self._sock is not None:
-            try:
-                data = self._sock.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            if b"READY=1" in data.split(b"\n"):
-                self._ready()
-                return
+        if not self.done:
+            self.sock.on_ready = self._ready
+            self.sock.start()
 
     def cancel(self) -> None:
         super().cancel()
-        if self._sock is not None:
-            self.loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+        if self.sock.on_ready == self._ready:
+            self.sock.on_ready = None
 
 
 class CmdProbe(Probe):

@@ -21,6 +21,7 @@ from otree.core import events as ev
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyNotify, ReadyTcp, Service, service_argv
 from otree.runtime import posix, probes
 from otree.runtime.loop import Loop
+from otree.runtime.notify import NotifySocket
 from otree.runtime.output import READ_SIZE, Console, ServiceOutput
 
 Feed = Callable[[ev.Event], None]
@@ -29,7 +30,7 @@ Feed = Callable[[ev.Event], None]
 class Process:
     """One running incarnation of a service: its main PID, output pipe and probe."""
 
-    __slots__ = ("output", "path", "pid", "pipe", "probe")
+    __slots__ = ("notify", "output", "path", "pid", "pipe", "probe")
 
     def __init__(self, path: str, pid: int, pipe: int, output: ServiceOutput) -> None:
         self.path = path
@@ -37,6 +38,8 @@ class Process:
         self.pipe = pipe
         self.output = output
         self.probe: probes.Probe | None = None
+        #: its sd_notify socket, open until the process is gone (None: it has none)
+        self.notify: NotifySocket | None = None
 
 
 class Processes:
@@ -67,10 +70,10 @@ class Processes:
     def spawn(self, path: str, spec: Service) -> None:
         """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
         output = self._output(path)
-        notify: probes.NotifyProbe | None = None
+        notify: NotifySocket | None = None
         if isinstance(spec.ready, ReadyNotify):
             try:
-                notify = self._notify_probe(path)
+                notify = self._notify_socket()
             except OSError as exc:
                 self.feed(ev.SpawnFailed(path, f"cannot create the notify socket: {exc}"))
                 return
@@ -82,12 +85,13 @@ class Processes:
         except posix.SpawnError as exc:
             os.close(r)
             if notify is not None:
-                notify.cancel()
+                notify.close()
             self.feed(ev.SpawnFailed(path, str(exc)))
             return
         finally:
             os.close(w)
         proc = Process(path, pid, r, output)
+        proc.notify = notify
         self.procs[pid] = proc
         self.pipes[r] = output
         self.loop.add_reader(r, lambda: self._read(r))
@@ -97,10 +101,10 @@ class Processes:
             self.probing[pid] = path
             line = f"otree: {path}: exec pid {pid}, waiting until ready\n"
             self.console.write(line.encode(), keep=True)
-            if notify is not None:
-                notify.pid = pid
-            proc.probe = notify or self._probe(proc, spec, env)
+            proc.probe = self._probe(proc, spec, env)
             proc.probe.start()
+        elif notify is not None:
+            notify.start()
 
     def signal(self, pid: int, signum: int) -> None:
         """Send ``signum`` to the group of ``pid`` if it is still ours; stop its probe."""
@@ -121,6 +125,8 @@ class Processes:
         for pid, proc in list(self.procs.items()):
             if proc.probe is not None:
                 proc.probe.cancel()
+            if proc.notify is not None:
+                proc.notify.close()
             posix.send_signal(pid, signal.SIGKILL)
             posix.reap(pid, block=True)
         self.procs.clear()
@@ -129,7 +135,7 @@ class Processes:
             if fd in self.pipes:
                 self._close_pipe(fd)
         if self.notify_dir is not None:
-            for name in os.listdir(self.notify_dir):  # sockets left by killed probes
+            for name in os.listdir(self.notify_dir):  # sockets left by processes handed over
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.notify_dir, name))
             with contextlib.suppress(OSError):
@@ -201,6 +207,9 @@ class Processes:
             self.feed(ev.ReadyFailed(path, pid, reason))
 
         ready_spec = spec.ready
+        if isinstance(ready_spec, ReadyNotify):
+            assert proc.notify is not None
+            return probes.NotifyProbe(self.loop, proc.notify, ready, failed)
         if isinstance(ready_spec, ReadyDelay):
             return probes.DelayProbe(self.loop, ready_spec, ready, failed)
         if isinstance(ready_spec, ReadyTcp):
@@ -208,7 +217,7 @@ class Processes:
         assert isinstance(ready_spec, ReadyCmd)
         return probes.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
 
-    def _notify_probe(self, path: str) -> probes.NotifyProbe:
+    def _notify_socket(self) -> NotifySocket:
         if self.notify_dir is None:
             import tempfile  # only with notify services: it is slow to import
 
@@ -217,16 +226,7 @@ class Processes:
                 base = None
             self.notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
         sock_path = os.path.join(self.notify_dir, f"{next(self._notify_seq)}.sock")
-        probe: probes.NotifyProbe
-
-        def ready() -> None:
-            self.feed(ev.Ready(path, probe.pid))
-
-        def failed(reason: str) -> None:
-            self.feed(ev.ReadyFailed(path, probe.pid, reason))
-
-        probe = probes.NotifyProbe(self.loop, sock_path, ready, failed)
-        return probe
+        return NotifySocket(self.loop, sock_path)
 
     # --- output and exits ----------------------------------------------------------
 
@@ -267,6 +267,8 @@ class Processes:
         self.probing.pop(proc.pid, None)
         if proc.probe is not None:
             proc.probe.cancel()
+        if proc.notify is not None:
+            proc.notify.close()
         self._drain(proc.pipe)
         code, sig = posix.describe_status(status)
         self.feed(ev.Exited(proc.path, proc.pid, code, sig))

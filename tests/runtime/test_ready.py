@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 import socket
 from pathlib import Path
@@ -10,8 +11,9 @@ from support.treefiles import free_port
 from test_plumbing import run_loop
 
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
-from otree.runtime import posix, probes
+from otree.runtime import notify, posix, probes
 from otree.runtime.loop import Loop
+from otree.runtime.notify import NotifySocket
 
 
 class Answers:
@@ -86,10 +88,11 @@ def test_tcp_unresolvable_host_fails() -> None:
     loop.close()
 
 
-def test_notify_ready(tmp_path: Path) -> None:
+def test_notify_ready_keeps_the_socket(tmp_path: Path) -> None:
     loop, answers = Loop(), Answers()
     path = str(tmp_path / "n.sock")
-    probe = probes.NotifyProbe(loop, path, answers.on_ready, answers.on_failed)
+    sock = NotifySocket(loop, path)
+    probe = probes.NotifyProbe(loop, sock, answers.on_ready, answers.on_failed)
     probe.start()
     client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
@@ -100,7 +103,32 @@ def test_notify_ready(tmp_path: Path) -> None:
     loop.call_later(0.02, lambda: send(b"STATUS=ok\nREADY=1\n"))
     run_loop(loop, lambda: answers.answered)
     assert (answers.ready, answers.failed) == (1, [])
-    assert not os.path.exists(path)  # closed and removed once answered
+    send(b"STATUS=serving\nWATCHDOG=1")  # the socket outlives the readiness answer
+    run_loop(loop, lambda: sock.status_text == "serving")
+    sock.close()  # once the process is gone
+    assert not os.path.exists(path)
+    client.close()
+    loop.close()
+
+
+def test_notify_socket_closes_passed_fds_and_reads_in_bursts(tmp_path: Path) -> None:
+    """A BARRIER=1 fd is closed at once (systemd-notify waits for that); a flood is
+    taken BURST datagrams per wake-up, so the loop's other work goes on."""
+    loop = Loop()
+    path = str(tmp_path / "n.sock")
+    sock = NotifySocket(loop, path)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    r, w = os.pipe()
+    fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))]
+    client.sendmsg([b"BARRIER=1"], fds, 0, path)
+    os.close(w)
+    for i in range(2 * notify.BURST - 1):
+        client.sendto(b"STATUS=%d" % i, path)
+    assert [sock.read(), sock.read(), sock.read()] == [notify.BURST, notify.BURST, 0]
+    assert sock.status_text == str(2 * notify.BURST - 2)
+    assert os.read(r, 1) == b""  # every copy of the barrier's write end is closed
+    os.close(r)
+    sock.close()
     client.close()
     loop.close()
 

@@ -40,6 +40,43 @@ def notify(delay: str, flag: str) -> None:
     time.sleep(120)
 
 
+def notify_client(client: str, go: str, result: str) -> None:
+    """sd_notify with a real client library (``sdnotify`` or ``libsystemd``, the C library
+    through ctypes): send READY=1, wait until the file GO exists, then send STATUS=,
+    WATCHDOG=1 and STOPPING=1; write ``ok`` or what failed to RESULT, then wait."""
+    if client == "sdnotify":
+        import sdnotify
+
+        notifier = sdnotify.SystemdNotifier(debug=True)  # debug: raise instead of ignoring
+
+        def send(message: str) -> None:
+            notifier.notify(message)
+
+    else:
+        import ctypes
+
+        lib = ctypes.CDLL("libsystemd.so.0", use_errno=True)
+
+        def send(message: str) -> None:
+            rc = lib.sd_notify(0, message.encode())
+            if rc <= 0:
+                raise OSError(-rc, os.strerror(-rc) if rc < 0 else "NOTIFY_SOCKET not used")
+
+    send("READY=1")
+    try:
+        while not os.path.exists(go):
+            time.sleep(0.01)
+        for message in ("STATUS=serving", "WATCHDOG=1", "STOPPING=1"):
+            send(message)
+    except OSError as exc:
+        outcome = f"{message}: {exc}"
+    else:
+        outcome = "ok"
+    with open(result, "w") as f:
+        f.write(outcome)
+    time.sleep(120)
+
+
 def chatty(lines: str) -> None:
     """Write LINES numbered lines as fast as possible, then exit 0."""
     out = sys.stdout.buffer

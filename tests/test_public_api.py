@@ -110,6 +110,7 @@ CORE_PUBLIC = {
     "SpawnFailed",
     "Spawned",
     "TimerFired",
+    "Unhealthy",
     # actions out
     "Action",
     "CancelTimer",
@@ -126,7 +127,7 @@ CORE_PUBLIC = {
 }
 
 #: where each core name is defined (the package re-exports, it defines nothing)
-CORE_HOMES = {"spec": 18, "events": 8, "actions": 9, "engine": 2}
+CORE_HOMES = {"spec": 18, "events": 9, "actions": 9, "engine": 2}
 
 #: what a package ``__init__`` may hold besides its public names: typing machinery
 TYPING_HELPERS = {"annotations", "TYPE_CHECKING", "Any", "ModuleType"}

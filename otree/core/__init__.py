@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         Spawned,
         SpawnFailed,
         TimerFired,
+        Unhealthy,
     )
     from otree.core.spec import (
         AutoShutdown,
@@ -90,6 +91,8 @@ _HOME = {
             "SpawnFailed",
             "Spawned",
             "TimerFired",
+            "Unhealthy",
+            "Unhealthy",
         ),
         "events",
     ),
@@ -185,6 +188,7 @@ __all__ = [
     "Strategy",
     "Supervisor",
     "TimerFired",
+    "Unhealthy",
     "check_tree",
     "walk",
 ]

@@ -5,7 +5,8 @@ the engine's business; the runtime ``cancel()``s a probe when the process
 exits or is being stopped. Kinds: a delay (a timer), a TCP connect (a
 non-blocking attempt every ``TCP_RETRY`` seconds until one succeeds), sd_notify
 (``READY=1`` on the service's notify socket, which lives as long as the process), and
-a command run every ``interval`` seconds until it exits 0.
+a command run every ``interval`` seconds until it exits 0, an HTTP GET every
+``HTTP_RETRY`` seconds until one answers 2xx/3xx, and none for a one-shot step.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import signal
 import socket
 from collections.abc import Callable, Mapping
 
-from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
-from otree.runtime import posix
+from otree.core.spec import ReadyCmd, ReadyDelay, ReadyHttp, ReadyTcp
+from otree.runtime import checks, posix
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.notify import NotifySocket
 
@@ -226,3 +227,50 @@ class CmdProbe(Probe):
         if self._pid is not None:
             # still watched: the loop reaps it (and its group) once it is gone
             posix.send_signal(self._pid, signal.SIGKILL)
+
+
+#: how often ``ready = { http }`` asks again, and how long one attempt may take
+HTTP_RETRY = 0.1
+HTTP_ATTEMPT = 1.0
+
+
+class HttpProbe(Probe):
+    """A GET of the URL every ``HTTP_RETRY`` s until one answers 2xx or 3xx."""
+
+    def __init__(self, loop: Loop, spec: ReadyHttp, on_ready: OnReady, on_failed: OnFailed):
+        super().__init__(loop, on_ready, on_failed)
+        self.url = spec.http
+        self._attempt: checks.Attempt | None = None
+        self._timer: Timer | None = None
+
+    def start(self) -> None:
+        self._try()
+
+    def _try(self) -> None:
+        self._timer = None
+        if not self.done:
+            self._attempt = checks.http_get(self.loop, self.url, HTTP_ATTEMPT, self._answer)
+            self._attempt.start()
+
+    def _answer(self, ok: bool, reason: str) -> None:
+        self._attempt = None
+        if ok:
+            self._ready()
+        elif not self.done:
+            self._timer = self.loop.call_later(HTTP_RETRY, self._try)
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+            self._attempt = None
+
+
+class ExitedProbe(Probe):
+    """A one-shot step: no probe at all (the engine takes its normal exit as its start)."""
+
+    def start(self) -> None:
+        pass

@@ -16,10 +16,21 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from otree.core import events as ev
-from otree.core.spec import ReadyCmd, ReadyDelay, ReadyNotify, ReadyTcp, Service, service_argv
+from otree.core.spec import (
+    ReadyCmd,
+    ReadyDelay,
+    ReadyExited,
+    ReadyHttp,
+    ReadyNotify,
+    ReadyTcp,
+    Service,
+    service_argv,
+)
 from otree.runtime import posix, probes
+from otree.runtime.health import Liveness
 from otree.runtime.loop import Loop
 from otree.runtime.notify import NotifySocket
 from otree.runtime.output import READ_SIZE, Console, ServiceOutput
@@ -30,7 +41,7 @@ Feed = Callable[[ev.Event], None]
 class Process:
     """One running incarnation of a service: its main PID, output pipe and probe."""
 
-    __slots__ = ("notify", "output", "path", "pid", "pipe", "probe")
+    __slots__ = ("liveness", "notify", "output", "path", "pid", "pipe", "probe", "spec")
 
     def __init__(self, path: str, pid: int, pipe: int, output: ServiceOutput) -> None:
         self.path = path
@@ -40,6 +51,9 @@ class Process:
         self.probe: probes.Probe | None = None
         #: its sd_notify socket, open until the process is gone (None: it has none)
         self.notify: NotifySocket | None = None
+        self.spec: Service | None = None  # None: adopted after a re-exec
+        #: its health probes and watchdog, from ready on (None: none, or not ready yet)
+        self.liveness: Liveness | None = None
 
 
 class Processes:
@@ -71,7 +85,7 @@ class Processes:
         """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
         output = self._output(path)
         notify: NotifySocket | None = None
-        if isinstance(spec.ready, ReadyNotify):
+        if isinstance(spec.ready, ReadyNotify) or spec.watchdog is not None:
             try:
                 notify = self._notify_socket()
             except OSError as exc:
@@ -81,6 +95,9 @@ class Processes:
         argv = service_argv(spec, sys.executable)
         r, w = posix.pipe()
         try:
+            if spec.watchdog is not None:
+                env["WATCHDOG_USEC"] = str(round(spec.watchdog * 1_000_000))
+                argv = posix.with_own_pid("WATCHDOG_PID", argv, env)
             pid = posix.spawn(argv, env, spec.cwd, output=w)
         except posix.SpawnError as exc:
             os.close(r)
@@ -92,6 +109,7 @@ class Processes:
             os.close(w)
         proc = Process(path, pid, r, output)
         proc.notify = notify
+        proc.spec = spec
         self.procs[pid] = proc
         self.pipes[r] = output
         self.loop.add_reader(r, lambda: self._read(r))
@@ -103,8 +121,8 @@ class Processes:
             self.console.write(line.encode(), keep=True)
             proc.probe = self._probe(proc, spec, env)
             proc.probe.start()
-        elif notify is not None:
-            notify.start()
+        if notify is not None:
+            notify.start()  # STATUS= and WATCHDOG= from now on, READY=1 too
 
     def signal(self, pid: int, signum: int) -> None:
         """Send ``signum`` to the group of ``pid`` if it is still ours; stop its probe."""
@@ -113,7 +131,50 @@ class Processes:
             return  # already gone: its Exited is on the way or was handled
         if proc.probe is not None:
             proc.probe.cancel()
+        if proc.liveness is not None:
+            proc.liveness.stop()
         posix.send_signal(pid, signum, self.loop.pidfd(pid))
+
+    def ready(self, pid: int) -> None:
+        """The engine took ``pid`` as ready: its health probes and watchdog start now."""
+        proc = self.procs.get(pid)
+        spec = proc.spec if proc is not None else None
+        if proc is None or spec is None or proc.liveness is not None:
+            return
+        if spec.health is None and spec.watchdog is None:
+            return
+        path = proc.path
+
+        def unhealthy(reason: str, failures: int) -> None:
+            self.feed(ev.Unhealthy(path, pid, reason, failures))
+
+        def say(text: str) -> None:
+            self.console.write(f"otree: {path}: {text}\n".encode(), keep=True)
+
+        env = posix.child_env(spec.environ)
+        proc.liveness = Liveness(
+            self.loop,
+            spec.health,
+            spec.watchdog,
+            proc.notify,
+            unhealthy,
+            env=env,
+            cwd=spec.cwd,
+            say=say,
+        )
+        proc.liveness.start()
+
+    def liveness(self) -> dict[str, dict[str, Any]]:
+        """``{path: {"status_text": text or None, "health": {"failures": n} or None}}``."""
+        out: dict[str, dict[str, Any]] = {}
+        for proc in self.procs.values():
+            text = proc.notify.status_text if proc.notify is not None else None
+            live = proc.liveness
+            health = None
+            if proc.spec is not None and proc.spec.health is not None:
+                health = {"failures": live.failures if live is not None else 0}
+            out[proc.path] = {"status_text": text, "health": health}
+        return out
 
     def kill_all(self) -> None:
         """SIGKILL every process group still alive (last resort)."""
@@ -125,6 +186,8 @@ class Processes:
         for pid, proc in list(self.procs.items()):
             if proc.probe is not None:
                 proc.probe.cancel()
+            if proc.liveness is not None:
+                proc.liveness.stop()
             if proc.notify is not None:
                 proc.notify.close()
             posix.send_signal(pid, signal.SIGKILL)
@@ -210,6 +273,10 @@ class Processes:
         if isinstance(ready_spec, ReadyNotify):
             assert proc.notify is not None
             return probes.NotifyProbe(self.loop, proc.notify, ready, failed)
+        if isinstance(ready_spec, ReadyHttp):
+            return probes.HttpProbe(self.loop, ready_spec, ready, failed)
+        if isinstance(ready_spec, ReadyExited):
+            return probes.ExitedProbe(self.loop, ready, failed)
         if isinstance(ready_spec, ReadyDelay):
             return probes.DelayProbe(self.loop, ready_spec, ready, failed)
         if isinstance(ready_spec, ReadyTcp):
@@ -267,6 +334,8 @@ class Processes:
         self.probing.pop(proc.pid, None)
         if proc.probe is not None:
             proc.probe.cancel()
+        if proc.liveness is not None:
+            proc.liveness.stop()
         if proc.notify is not None:
             proc.notify.close()
         self._drain(proc.pipe)

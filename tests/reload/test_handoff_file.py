@@ -43,13 +43,22 @@ def test_a_document_the_previous_otree_wrote_is_read_and_written_the_same() -> N
     assert h.engine.timers[0][0] == ("restart", "web", "1")
     assert h.control is not None and h.control.fd == 9
     again = json.loads(json.dumps(document.to_data(h)))
-    assert again == {**old, "config_errors": []}  # the one key added since
+    # the keys added since: config_errors, and each service's health and watchdog (unset)
+    assert again == {**old, "config_errors": [], "tree": _with_liveness(old["tree"])}
     # the same tree has the same fingerprints: an upgrade adopts, never restarts
     for path, rec in h.engine.nodes.items():
         node: Any = h.tree
         for name in filter(None, path.split(".")):
             node = node.child(name)
         assert fingerprint(node) == rec.fp, path
+
+
+def _with_liveness(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` (a tree as JSON) with ``health`` and ``watchdog`` unset in every service."""
+    if "service" in node:
+        return {"service": {**node["service"], "health": None, "watchdog": None}}
+    sup = node["supervisor"]
+    return {"supervisor": {**sup, "children": [_with_liveness(c) for c in sup["children"]]}}
 
 
 @settings(max_examples=50, deadline=None)

@@ -77,6 +77,34 @@ def notify_client(client: str, go: str, result: str) -> None:
     time.sleep(120)
 
 
+def listen_for(port: str, seconds: str) -> None:
+    """Listen on 127.0.0.1:PORT for SECONDS, then close the listener and go on running."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", int(port)))
+    server.listen()
+    time.sleep(float(seconds))
+    server.close()
+    print("stopped listening", flush=True)
+    time.sleep(120)
+
+
+def watchdog_pings(count: str, envfile: str) -> None:
+    """Write ``WATCHDOG_USEC WATCHDOG_PID getpid()`` to ENVFILE, send READY=1 and then
+    WATCHDOG=1 COUNT times, 0.1 s apart (STATUS=pinging N with each), then stop pinging."""
+    with open(envfile + ".tmp", "w") as f:
+        f.write(f"{os.environ.get('WATCHDOG_USEC')} {os.environ.get('WATCHDOG_PID')} {os.getpid()}")
+    os.rename(envfile + ".tmp", envfile)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.connect(os.environ["NOTIFY_SOCKET"])
+    sock.send(b"READY=1")
+    for i in range(int(count)):
+        sock.send(b"WATCHDOG=1\nSTATUS=pinging %d" % i)
+        time.sleep(0.1)
+    print("stopped pinging", flush=True)
+    time.sleep(120)
+
+
 def chatty(lines: str) -> None:
     """Write LINES numbered lines as fast as possible, then exit 0."""
     out = sys.stdout.buffer

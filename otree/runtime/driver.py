@@ -374,6 +374,10 @@ class Runtime:
             # without a readiness check, 'spawn' said it all; with one, say it is ready now
             text = text if probing.pop(pid, None) is not None else ""
             self.processes.ready(pid)  # its health probes and watchdog start
+        elif report.event == "adopt":  # kept across a re-exec: its liveness goes on
+            node = self.engine.nodes.get(report.path)
+            if node is not None and isinstance(node.spec, Service):
+                self.processes.resume(pid, node.spec)
         if report.event == "start_failed":
             self._stderr(text)  # and on the console too, unless it is the same terminal/file
             if self._stderr_is_console:

@@ -16,12 +16,27 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 
+import attrs
+
 from otree.core.spec import Health, HealthCmd, HealthHttp, HealthTcp
 from otree.runtime import checks, posix
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.notify import NotifySocket
 
 OnUnhealthy = Callable[[str, int], None]
+
+
+@attrs.frozen
+class Carried:
+    """A process's liveness across a re-exec (in the handoff): its notify socket (an
+    inherited fd, bound at ``notify_path``), its latest ``STATUS=`` text, its failed
+    probes in a row and the seconds left before its watchdog deadline."""
+
+    notify_fd: int | None = None
+    notify_path: str | None = None
+    status_text: str | None = None
+    failures: int = 0
+    watchdog_left: float | None = None
 
 
 class Liveness:
@@ -61,11 +76,19 @@ class Liveness:
 
     # --- lifecycle ---------------------------------------------------------------
 
+    @property
+    def command_pid(self) -> int | None:
+        """The probe command running now, if any (a re-exec leaves it for the next image)."""
+        return self._cmd_pid
+
     def start(self, *, failures: int = 0, deadline: float | None = None) -> None:
-        """From ready on; ``failures`` and ``deadline`` carry on from before (a reload)."""
+        """From ready on; ``failures`` and ``deadline`` carry on from before a re-exec
+        (then the next probe is one ``interval`` away, without ``grace``)."""
         self.failures = failures
         if self.health is not None:
-            self._schedule(self.health.interval + self.health.grace)
+            resumed = failures > 0 or deadline is not None
+            grace = 0.0 if resumed else self.health.grace
+            self._schedule(self.health.interval + grace)
         if self.watchdog is not None and self.notify is not None:
             self.notify.on_watchdog = self._watchdog_message
             now = self.loop.clock()

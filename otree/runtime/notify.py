@@ -33,7 +33,9 @@ _FDS_SPACE = socket.CMSG_SPACE(16 * 4)
 class NotifySocket:
     """The datagram socket at ``path``; call ``start()`` once the child exists."""
 
-    def __init__(self, loop: Loop, path: str) -> None:
+    def __init__(self, loop: Loop, path: str, fd: int | None = None) -> None:
+        """Bind a new socket at ``path``, or (``fd``) take over the one bound there
+        that the image before a re-exec handed over."""
         self.loop = loop
         self.path = path
         #: the latest ``STATUS=`` text (None: none received)
@@ -43,6 +45,12 @@ class NotifySocket:
         #: called with ``"1"`` for ``WATCHDOG=1`` and ``"trigger"`` for ``WATCHDOG=trigger``
         self.on_watchdog: Callable[[str], None] | None = None
         self._sock: socket.socket | None = None
+        self._reading = False
+        if fd is not None:
+            os.set_inheritable(fd, False)
+            self._sock = socket.socket(fileno=fd)
+            self._sock.setblocking(False)
+            return
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -54,6 +62,11 @@ class NotifySocket:
             raise
         self._sock = sock
         self._reading = False
+
+    @property
+    def fd(self) -> int | None:
+        """The socket's fd (to hand over across a re-exec), None once closed."""
+        return self._sock.fileno() if self._sock is not None else None
 
     @property
     def open(self) -> bool:

@@ -30,7 +30,7 @@ from otree.core.spec import (
     service_argv,
 )
 from otree.runtime import posix, probes
-from otree.runtime.health import Liveness
+from otree.runtime.health import Carried, Liveness
 from otree.runtime.loop import Loop
 from otree.runtime.notify import NotifySocket
 from otree.runtime.output import READ_SIZE, Console, ServiceOutput
@@ -41,7 +41,7 @@ Feed = Callable[[ev.Event], None]
 class Process:
     """One running incarnation of a service: its main PID, output pipe and probe."""
 
-    __slots__ = ("liveness", "notify", "output", "path", "pid", "pipe", "probe", "spec")
+    __slots__ = ("carried", "liveness", "notify", "output", "path", "pid", "pipe", "probe", "spec")
 
     def __init__(self, path: str, pid: int, pipe: int, output: ServiceOutput) -> None:
         self.path = path
@@ -54,6 +54,8 @@ class Process:
         self.spec: Service | None = None  # None: adopted after a re-exec
         #: its health probes and watchdog, from ready on (None: none, or not ready yet)
         self.liveness: Liveness | None = None
+        #: what the image before a re-exec knew of its liveness (until it is resumed)
+        self.carried: Carried | None = None
 
 
 class Processes:
@@ -138,12 +140,14 @@ class Processes:
     def ready(self, pid: int) -> None:
         """The engine took ``pid`` as ready: its health probes and watchdog start now."""
         proc = self.procs.get(pid)
-        spec = proc.spec if proc is not None else None
-        if proc is None or spec is None or proc.liveness is not None:
+        if proc is not None and proc.spec is not None and proc.liveness is None:
+            self._start_liveness(proc, 0, None)
+
+    def _start_liveness(self, proc: Process, failures: int, deadline: float | None) -> None:
+        spec = proc.spec
+        if spec is None or (spec.health is None and spec.watchdog is None):
             return
-        if spec.health is None and spec.watchdog is None:
-            return
-        path = proc.path
+        path, pid = proc.path, proc.pid
 
         def unhealthy(reason: str, failures: int) -> None:
             self.feed(ev.Unhealthy(path, pid, reason, failures))
@@ -162,7 +166,7 @@ class Processes:
             cwd=spec.cwd,
             say=say,
         )
-        proc.liveness.start()
+        proc.liveness.start(failures=failures, deadline=deadline)
 
     def liveness(self) -> dict[str, dict[str, Any]]:
         """``{path: {"status_text": text or None, "health": {"failures": n} or None}}``."""
@@ -218,6 +222,8 @@ class Processes:
                 proc.probe.cancel()
                 if pid is not None:
                     strays.append(pid)
+            if proc.liveness is not None and proc.liveness.command_pid is not None:
+                strays.append(proc.liveness.command_pid)  # killed at its timeout or reaped
         out: list[tuple[str, int | None, int, bytes]] = []
         for proc in self.procs.values():
             # its pipe, unless it was closed already (the number may be another pipe's now)
@@ -232,7 +238,46 @@ class Processes:
         output = self.pipes.get(fd)
         return output.unfinished(fd) if output is not None else b""
 
-    def adopt(self, path: str, pid: int | None, pipe: int, partial: bytes = b"") -> None:
+    def carried(self, pid: int | None) -> Carried | None:
+        """Before ``os.execv``: the liveness of process ``pid`` to hand over (its notify
+        socket's fd goes along: it stays bound, so the process can go on sending)."""
+        proc = self.procs.get(pid) if pid is not None else None
+        if proc is None or (proc.notify is None and proc.liveness is None):
+            return None
+        live = proc.liveness
+        left = None
+        if live is not None and live.deadline is not None:
+            left = max(0.0, live.deadline - self.loop.clock())
+        notify = proc.notify
+        return Carried(
+            notify_fd=notify.fd if notify is not None else None,
+            notify_path=notify.path if notify is not None else None,
+            status_text=notify.status_text if notify is not None else None,
+            failures=live.failures if live is not None else 0,
+            watchdog_left=left,
+        )
+
+    def resume(self, pid: int, spec: Service) -> None:
+        """After ``os.execv``, once the engine kept ``pid``: its health probes and watchdog
+        go on under ``spec``, from the counts and the deadline handed over."""
+        proc = self.procs.get(pid)
+        if proc is None or proc.liveness is not None:
+            return
+        proc.spec = spec
+        carried, proc.carried = proc.carried, None
+        left = carried.watchdog_left if carried is not None else None
+        deadline = None if left is None else self.loop.clock() + left
+        failures = carried.failures if carried is not None else 0
+        self._start_liveness(proc, failures, deadline)
+
+    def adopt(
+        self,
+        path: str,
+        pid: int | None,
+        pipe: int,
+        partial: bytes = b"",
+        carried: Carried | None = None,
+    ) -> None:
         """After ``os.execv``: take over process ``pid`` (None: it is gone) and its output
         pipe (-1: none) from the image before. Its exit is fed as for a spawned one."""
         output = self._output(path)
@@ -246,6 +291,11 @@ class Processes:
             proc = Process(path, pid, pipe, output)
             self.procs[pid] = proc
             self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+            if carried is not None and carried.notify_fd is not None and carried.notify_path:
+                proc.notify = NotifySocket(self.loop, carried.notify_path, carried.notify_fd)
+                proc.notify.status_text = carried.status_text
+                proc.notify.start()
+            proc.carried = carried
 
     def reap_stray(self, pid: int) -> None:
         """After ``os.execv``: reap ``pid`` (a readiness command the image before killed)

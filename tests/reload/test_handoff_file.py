@@ -43,8 +43,15 @@ def test_a_document_the_previous_otree_wrote_is_read_and_written_the_same() -> N
     assert h.engine.timers[0][0] == ("restart", "web", "1")
     assert h.control is not None and h.control.fd == 9
     again = json.loads(json.dumps(document.to_data(h)))
-    # the keys added since: config_errors, and each service's health and watchdog (unset)
-    assert again == {**old, "config_errors": [], "tree": _with_liveness(old["tree"])}
+    # the keys added since: config_errors, each service's health and watchdog (unset),
+    # and each process's liveness (none)
+    procs = [{**p, "liveness": None} for p in old["procs"]]
+    assert again == {
+        **old,
+        "config_errors": [],
+        "tree": _with_liveness(old["tree"]),
+        "procs": procs,
+    }
     # the same tree has the same fingerprints: an upgrade adopts, never restarts
     for path, rec in h.engine.nodes.items():
         node: Any = h.tree

@@ -105,6 +105,24 @@ def watchdog_pings(count: str, envfile: str) -> None:
     time.sleep(120)
 
 
+def watchdog_until(stop: str, errors: str) -> None:
+    """Send READY=1, then ``WATCHDOG=1`` and ``STATUS=alive N`` every 0.05 s until the file
+    STOP exists (a failed send is written to ERRORS); then stop pinging and wait."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    target = os.environ["NOTIFY_SOCKET"]
+    sock.sendto(b"READY=1", target)
+    n = 0
+    while not os.path.exists(stop):
+        n += 1
+        try:
+            sock.sendto(b"WATCHDOG=1\nSTATUS=alive %d" % n, target)
+        except OSError as exc:
+            with open(errors, "a") as f:
+                f.write(f"{n}: {exc}\n")
+        time.sleep(0.05)
+    time.sleep(120)
+
+
 def chatty(lines: str) -> None:
     """Write LINES numbered lines as fast as possible, then exit 0."""
     out = sys.stdout.buffer

@@ -20,6 +20,7 @@ import attrs
 
 from otree.core.spec import Health, HealthCmd, HealthHttp, HealthTcp
 from otree.runtime import checks, posix
+from otree.runtime.listeners import Ownership
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.notify import NotifySocket
 
@@ -53,6 +54,7 @@ class Liveness:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         say: Callable[[str], None] | None = None,
+        owner: Ownership | None = None,
     ) -> None:
         self.loop = loop
         self.health = health
@@ -62,6 +64,7 @@ class Liveness:
         self.env = env if env is not None else posix.child_env({})
         self.cwd = cwd
         self.say = say
+        self.owner = owner  # who must hold the probed port's listener (tcp and http)
         #: failed probes in a row now (``otree status``)
         self.failures = 0
         #: the watchdog's deadline on the loop's clock (None: no watchdog armed)
@@ -157,6 +160,10 @@ class Liveness:
 
     def _answer(self, ok: bool, reason: str) -> None:
         self._attempt = None
+        if ok and self.owner is not None:
+            why = self.owner.check()
+            if why is not None:
+                ok, reason = False, why
         self._counted(ok, reason)
 
     def _counted(self, ok: bool, reason: str) -> None:

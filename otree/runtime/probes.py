@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyHttp, ReadyTcp
 from otree.runtime import checks, posix
+from otree.runtime.listeners import Ownership
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.notify import NotifySocket
 
@@ -75,9 +76,17 @@ class DelayProbe(Probe):
 
 
 class TcpProbe(Probe):
-    def __init__(self, loop: Loop, spec: ReadyTcp, on_ready: OnReady, on_failed: OnFailed):
+    def __init__(
+        self,
+        loop: Loop,
+        spec: ReadyTcp,
+        on_ready: OnReady,
+        on_failed: OnFailed,
+        owner: Ownership | None = None,
+    ):
         super().__init__(loop, on_ready, on_failed)
         self.address = spec.address
+        self.owner = owner  # who must hold the listener (None: anyone)
         self._sock: socket.socket | None = None
         self._timer: Timer | None = None
         self._addrs: list[tuple[int, tuple[str, int]]] | None = None
@@ -108,7 +117,7 @@ class TcpProbe(Probe):
         err = sock.connect_ex(addr)
         if err == 0:
             sock.close()
-            self._ready()
+            self._answered()
         elif err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
             self._sock = sock
             self.loop.add_writer(sock.fileno(), self._connected)
@@ -124,9 +133,16 @@ class TcpProbe(Probe):
         sock.close()
         self._sock = None
         if err == 0:
-            self._ready()
+            self._answered()
         else:
             self._retry()
+
+    def _answered(self) -> None:
+        why = self.owner.check() if self.owner is not None else None
+        if why is None:
+            self._ready()
+        else:
+            self._failed(why)
 
     def _retry(self) -> None:
         if not self.done:
@@ -237,9 +253,17 @@ HTTP_ATTEMPT = 1.0
 class HttpProbe(Probe):
     """A GET of the URL every ``HTTP_RETRY`` s until one answers 2xx or 3xx."""
 
-    def __init__(self, loop: Loop, spec: ReadyHttp, on_ready: OnReady, on_failed: OnFailed):
+    def __init__(
+        self,
+        loop: Loop,
+        spec: ReadyHttp,
+        on_ready: OnReady,
+        on_failed: OnFailed,
+        owner: Ownership | None = None,
+    ):
         super().__init__(loop, on_ready, on_failed)
         self.url = spec.http
+        self.owner = owner
         self._attempt: checks.Attempt | None = None
         self._timer: Timer | None = None
 
@@ -254,8 +278,11 @@ class HttpProbe(Probe):
 
     def _answer(self, ok: bool, reason: str) -> None:
         self._attempt = None
-        if ok:
+        why = self.owner.check() if ok and self.owner is not None else None
+        if ok and why is None:
             self._ready()
+        elif why is not None:
+            self._failed(why)
         elif not self.done:
             self._timer = self.loop.call_later(HTTP_RETRY, self._try)
 

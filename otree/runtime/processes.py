@@ -20,6 +20,8 @@ from typing import Any
 
 from otree.core import events as ev
 from otree.core.spec import (
+    HealthHttp,
+    HealthTcp,
     ReadyCmd,
     ReadyDelay,
     ReadyExited,
@@ -31,6 +33,7 @@ from otree.core.spec import (
 )
 from otree.runtime import posix, probes
 from otree.runtime.health import Carried, Liveness
+from otree.runtime.listeners import Ownership, http_port
 from otree.runtime.loop import Loop
 from otree.runtime.notify import NotifySocket
 from otree.runtime.output import READ_SIZE, Console, ServiceOutput
@@ -156,6 +159,11 @@ class Processes:
             self.console.write(f"otree: {path}: {text}\n".encode(), keep=True)
 
         env = posix.child_env(spec.environ)
+        owner = None
+        if isinstance(spec.health, HealthTcp):
+            owner = Ownership(spec.health.address[1], pid, path)
+        elif isinstance(spec.health, HealthHttp):
+            owner = Ownership(http_port(spec.health.http), pid, path)
         proc.liveness = Liveness(
             self.loop,
             spec.health,
@@ -165,6 +173,7 @@ class Processes:
             env=env,
             cwd=spec.cwd,
             say=say,
+            owner=owner,
         )
         proc.liveness.start(failures=failures, deadline=deadline)
 
@@ -324,13 +333,15 @@ class Processes:
             assert proc.notify is not None
             return probes.NotifyProbe(self.loop, proc.notify, ready, failed)
         if isinstance(ready_spec, ReadyHttp):
-            return probes.HttpProbe(self.loop, ready_spec, ready, failed)
+            owner = Ownership(http_port(ready_spec.http), pid, path)
+            return probes.HttpProbe(self.loop, ready_spec, ready, failed, owner)
         if isinstance(ready_spec, ReadyExited):
             return probes.ExitedProbe(self.loop, ready, failed)
         if isinstance(ready_spec, ReadyDelay):
             return probes.DelayProbe(self.loop, ready_spec, ready, failed)
         if isinstance(ready_spec, ReadyTcp):
-            return probes.TcpProbe(self.loop, ready_spec, ready, failed)
+            owner = Ownership(ready_spec.address[1], pid, path)
+            return probes.TcpProbe(self.loop, ready_spec, ready, failed, owner)
         assert isinstance(ready_spec, ReadyCmd)
         return probes.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
 

@@ -4,6 +4,7 @@ and its supervisor's strategy and intensity decide."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from support.cli import otree_cli, status
 from support.otreeproc import OtreeProc
 from support.procfs import pid_alive
-from support.treefiles import argv, free_port, prog, write_tree
+from support.treefiles import PROG, argv, free_port, prog, write_tree
 from support.waits import wait_until
 
 Run = Callable[..., OtreeProc]
@@ -237,3 +238,47 @@ cmd = {argv("sh", "-c", script)}
     end = run.find("exit", "job")[0]
     assert end["normal"] is False
     assert end["last_lines"] == [f"line {i}" for i in range(7, 16)] + ["boom"]
+
+
+def test_readiness_answered_by_another_program_is_a_start_failure(
+    otree: Run, tmp_path: Path
+) -> None:
+    """The port is held by this test, not by the service: `ready = { tcp }` must not
+    take the other program's answer for the service's (issue 12)."""
+    import socket
+
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    port = other.getsockname()[1]
+    try:
+        tree = write_tree(
+            tmp_path,
+            f"""[web]
+[web.server]
+cmd = "sleep 120"
+ready = {{ tcp = "127.0.0.1:{port}", timeout = 20 }}
+""",
+        )
+        run = otree("run", tree)
+        assert run.wait_exit() == 3, run.describe()
+        failed = run.find("start_failed", "web.server")[0]
+        assert failed["reason"] == f"port {port} is held by pid {os.getpid()} (not web.server)"
+    finally:
+        other.close()
+
+
+def test_readiness_of_a_listener_in_the_services_group(otree: Run, tmp_path: Path) -> None:
+    """A listener opened by a child of the service (same process group) is the service's."""
+    port = str(free_port())
+    script = f"{sys.executable} {PROG} listen {port} 0.2; exit 1"
+    tree = write_tree(
+        tmp_path,
+        f"""[web]
+cmd = {argv("sh", "-c", script)}
+ready = {{ tcp = "127.0.0.1:{port}", timeout = 20 }}
+""",
+    )
+    run = otree("run", tree)
+    run.wait_for("tree_ready")
+    assert not run.find("start_failed")

@@ -1,8 +1,8 @@
 """Idle cost of health checks: ``python -m benchmarks.liveness [--services N] [--interval S]``.
 
-Runs ``otree run`` with N sleeping services, each with ``health = { tcp }``
-against a listener of this harness (which accepts and closes every
-connection), waits for ``tree_ready``, then counts otree's wake-ups (context
+Runs ``otree run`` with N services, each a small Python listener with
+``health = { tcp }`` on its own port (a check must be answered by the service
+itself), waits for ``tree_ready``, then counts otree's wake-ups (context
 switches) over an idle window, with and without the checks. The budget: the
 wake-ups come from the probes only, about ``N / interval`` probes per second
 (each probe is a timer, and a connect that completes at once or one
@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,34 +27,38 @@ if __package__ in (None, ""):
 
 from benchmarks import procs
 
-
-def _acceptor(server: socket.socket, stop: threading.Event) -> None:
-    server.settimeout(0.2)
-    while not stop.is_set():
-        try:
-            conn, _ = server.accept()
-        except (TimeoutError, OSError):
-            continue
-        conn.close()
+LISTENER = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(64)\n"
+    "while True: s.accept()[0].close()\n"
+)
 
 
-def _tree(n: int, port: int | None, interval: float) -> str:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tree(n: int, probes: bool, interval: float) -> str:
     out = []
     for i in range(n):
-        out.append(f'[s{i}]\ncmd = "sleep 3600"')
-        if port is not None:
-            timeout = interval / 2
+        port = _free_port()
+        cmd = json.dumps([sys.executable, "-c", LISTENER, str(port)])
+        out.append(f'[s{i}]\ncmd = {cmd}\nready = {{ tcp = "127.0.0.1:{port}" }}')
+        if probes:
             out.append(
                 f'health = {{ tcp = "127.0.0.1:{port}", interval = {interval}, '
-                f"timeout = {timeout}, failures = 3 }}"
+                f"timeout = {interval / 2}, failures = 3 }}"
             )
     return "\n".join(out) + "\n"
 
 
-def _measure(n: int, port: int | None, interval: float, window: float) -> dict[str, float]:
+def _measure(n: int, probes: bool, interval: float, window: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="otree-bench-") as d:
         tree = Path(d) / "tree.toml"
-        tree.write_text(_tree(n, port, interval))
+        tree.write_text(_tree(n, probes, interval))
         events = Path(d) / "events.jsonl"
         proc = subprocess.Popen(
             [sys.executable, "-m", "otree", "run", str(tree), "--events", str(events)],
@@ -81,10 +84,10 @@ def _measure(n: int, port: int | None, interval: float, window: float) -> dict[s
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    probes = n / interval if port is not None else 0.0
+    rate = n / interval if probes else 0.0
     return {
         "services": n,
-        "probes_per_s": round(probes, 2),
+        "probes_per_s": round(rate, 2),
         "wakeups_per_s": round((w1 - w0) / window, 2),
         "cpu_ms_per_s": round((c1 - c0) / 1e6 / window, 3),
         "unhealthy": unhealthy,
@@ -93,29 +96,18 @@ def _measure(n: int, port: int | None, interval: float, window: float) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=50)
+    parser.add_argument("--services", type=int, default=20)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1024)
-    stop = threading.Event()
-    thread = threading.Thread(target=_acceptor, args=(server, stop), daemon=True)
-    thread.start()
-    try:
-        rows = [
-            ("no health checks", _measure(args.services, None, args.interval, args.window)),
-            (
-                f"tcp health every {args.interval:g} s",
-                _measure(args.services, server.getsockname()[1], args.interval, args.window),
-            ),
-        ]
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
+    rows = [
+        ("no health checks", _measure(args.services, False, args.interval, args.window)),
+        (
+            f"tcp health every {args.interval:g} s",
+            _measure(args.services, True, args.interval, args.window),
+        ),
+    ]
     if args.json:
         print(json.dumps({name: row for name, row in rows}, indent=2))
         return

@@ -238,10 +238,7 @@ class ServiceNode(NodeBase):
         Stale news (another PID, a process not running or already being stopped) is dropped."""
         if pid != self.pid or self.state is not State.RUNNING or self.stop_requested:
             return
-        fields: dict[str, Any] = {"pid": pid, "reason": reason}
-        if failures:
-            fields["failures"] = failures
-        self.eng.report("unhealthy", self.path, **fields)
+        self.eng.report("unhealthy", self.path, pid=pid, reason=reason, failures=failures)
         self.unhealthy = True
         self.state = State.STOPPING
         self._send_stop()

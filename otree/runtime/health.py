@@ -76,6 +76,7 @@ class Liveness:
         self._cmd_pid: int | None = None
         self._cmd_timer: Timer | None = None
         self._said: set[str] = set()
+        self._verified = False  # the probed port's listener was found to be the service's
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -160,10 +161,13 @@ class Liveness:
 
     def _answer(self, ok: bool, reason: str) -> None:
         self._attempt = None
-        if ok and self.owner is not None:
+        if ok and self.owner is not None and not self._verified:
+            # whose listener answered: checked at the first success and after a failure
+            # (while probes keep succeeding, the same listener answers them)
             why = self.owner.check()
             if why is not None:
                 ok, reason = False, why
+        self._verified = ok
         self._counted(ok, reason)
 
     def _counted(self, ok: bool, reason: str) -> None:

@@ -282,3 +282,22 @@ ready = {{ tcp = "127.0.0.1:{port}", timeout = 20 }}
     run = otree("run", tree)
     run.wait_for("tree_ready")
     assert not run.find("start_failed")
+
+
+def test_a_probe_that_cannot_start_counts_a_failure_and_says_why_once(
+    otree: Run, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-check")
+    tree = write_tree(
+        tmp_path,
+        f"""[db]
+cmd = "sleep 120"
+restart = "temporary"
+health = {{ cmd = {argv(missing)}, interval = 0.1, timeout = 0.05, failures = 3 }}
+""",
+    )
+    run = otree("run", tree)
+    bad = _assert_unhealthy_cycle(run, "db", "cmd: cannot start: No such file or directory")
+    assert bad["failures"] == 3
+    said = [line for line in run.stdout.splitlines() if "health cmd: cannot start" in line]
+    assert len(said) == 1, run.stdout

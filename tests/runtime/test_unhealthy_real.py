@@ -5,6 +5,7 @@ and its supervisor's strategy and intensity decide."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -301,3 +302,26 @@ health = {{ cmd = {argv(missing)}, interval = 0.1, timeout = 0.05, failures = 3 
     assert bad["failures"] == 3
     said = [line for line in run.stdout.splitlines() if "health cmd: cannot start" in line]
     assert len(said) == 1, run.stdout
+
+
+def test_probes_stop_once_the_service_is_being_stopped(otree: Run, tmp_path: Path) -> None:
+    """The service ignores TERM, so it is 'being stopped' for 1.5 s: no probe runs then."""
+    probes = tmp_path / "probes"
+    tree = write_tree(
+        tmp_path,
+        f"""[svc]
+cmd = {prog("ignore_term")}
+shutdown = 1.5
+health = {{ cmd = {argv("sh", "-c", f"echo x >> {probes}")}, interval = 0.05, timeout = 0.04 }}
+""",
+    )
+    run = otree("run", tree)
+    run.wait_for("tree_ready")
+    wait_until(lambda: probes.exists() and len(probes.read_text()) >= 6, what="a few probes")
+    run.send(signal.SIGTERM)
+    run.wait_for("stop", "svc")
+    at_stop = len(probes.read_text().splitlines())
+    assert run.wait_exit() == 0
+    end = run.find("exit", "svc")[0]
+    assert end["signal"] == "KILL"  # it was 'being stopped' for the whole 1.5 s
+    assert len(probes.read_text().splitlines()) <= at_stop + 1  # one may have been in flight

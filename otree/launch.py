@@ -10,6 +10,7 @@ runtime's public surface. The runtime imports neither.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -18,23 +19,57 @@ from typing import TYPE_CHECKING
 from otree.core.spec import Supervisor, check_tree
 from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 from otree.reload import reloader as reload
+from otree.runtime import posix
 from otree.runtime.driver import Runtime
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from otree.control.server import ControlServer
+    from otree.core.actions import Report
 
 
 class Launch:
     """A runtime wired to its reloader (and control server), ready to ``run()``."""
 
-    def __init__(self, runtime: Runtime, reloader: reload.Reloader) -> None:
+    def __init__(
+        self, runtime: Runtime, reloader: reload.Reloader, lock: _Lock | None = None
+    ) -> None:
         self.runtime = runtime
         self.reloader = reloader
+        #: the tree's lock (one otree per tree), held until the tree has stopped
+        self.lock = lock
 
     def run(self) -> int:
         """Run the tree until it stops (a re-exec takes over the handed-over children)."""
         start = self.reloader.adopt if self.reloader.handoff is not None else None
-        return self.runtime.run(start)
+        try:
+            return self.runtime.run(start)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the tree's lock (``run()`` does, once the tree has stopped)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+class _Lock:
+    """The lock of the tree served on ``socket`` (``otree.control.sockets.lock_tree``)."""
+
+    def __init__(self, socket: str) -> None:
+        from otree.control.sockets import lock_tree
+
+        self.socket = socket
+        self.fd = lock_tree(socket)
+        #: the running children, written down for the next run if this otree dies
+        self.state_file = os.path.abspath(socket) + ".state"
+
+    def release(self) -> None:
+        from otree.control.sockets import unlock_tree
+
+        unlock_tree(self.socket, self.fd)
 
 
 def run(
@@ -66,12 +101,12 @@ def run(
     return launch.run()
 
 
-def preflight(source: str) -> ExitCode:
-    """``otree run SOURCE --preflight``: import all a run needs, load the tree, exit
-    (:mod:`otree.reload.preflight`); starts nothing."""
+def preflight(source: str, events: str | None, log_dir: str | None) -> ExitCode:
+    """``otree run SOURCE --preflight``: import all a run needs, load the tree, open the
+    files it writes, exit (:mod:`otree.reload.preflight`); starts nothing."""
     from otree.reload.preflight import check
 
-    return check(source)
+    return check(source, events, log_dir)
 
 
 def prepare_tree_file(
@@ -151,14 +186,42 @@ def _wire(
     argv: list[str] | None = None,
     handoff: reload.Handoff | None = None,
 ) -> Launch:
+    # one otree per tree: refused before anything opens or starts
+    lock = _Lock(socket) if socket is not None else None
+    try:
+        return _wire_locked(
+            tree, events, log_dir, subreaper, socket, tree_source, argv, handoff, lock
+        )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _wire_locked(
+    tree: Supervisor,
+    events: str | None,
+    log_dir: str | None,
+    subreaper: bool,
+    socket: str | None,
+    tree_source: str | None,
+    argv: list[str] | None,
+    handoff: reload.Handoff | None,
+    lock: _Lock | None,
+) -> Launch:
+    if lock is not None and handoff is None:  # not a re-exec: what a dead otree left?
+        stop_leftovers(tree, lock.state_file)
     runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper)
+    if lock is not None:
+        runtime.processes.state_file = lock.state_file
     reloader = reload.Reloader(runtime, argv=argv, tree_source=tree_source, handoff=handoff)
     runtime.add_command("reload", lambda path, on_reply: reloader.request("reload", on_reply))
-    runtime.on_signal(signal.SIGHUP, lambda _: reloader.request("SIGHUP", None))
+    runtime.on_signal(signal.SIGHUP, _hangup(runtime, reloader))
     runtime.set_fatal_handler(reloader.fatal)
     runtime.add_report_hook(reloader.on_report)
     if reloader.fault is not None:  # test-only (OTREE_TEST_FAULT)
         runtime.set_event_hook(reloader.check_fault)
+    control = None
     if socket is not None:  # the control plane: listening before the tree starts
         try:
             control = _control(runtime, socket, tree_source, handoff)
@@ -167,7 +230,130 @@ def _wire(
             raise
         reloader.control = control
         runtime.on_close(control.close)
-    return Launch(runtime, reloader)
+    _stray_signals(runtime, control)
+    _service_manager(runtime, reloader)
+    return Launch(runtime, reloader, lock)
+
+
+def _service_manager(runtime: Runtime, reloader: reload.Reloader) -> None:
+    """Tell otree's own manager (``NOTIFY_SOCKET``: systemd, an otree parent) how the tree
+    is doing: :mod:`otree.runtime.manager`."""
+    from otree.runtime.manager import Manager
+
+    manager = Manager.from_env(
+        runtime.loop, lambda: [n.state for n in runtime.status() if n.kind == "service"]
+    )
+    if manager is None:
+        return
+
+    def on_report(report: Report) -> Report:
+        manager.on_report(report, runtime.engine.stopping())
+        return report
+
+    runtime.add_report_hook(on_report)
+    reloader.exec_hooks.append(manager.reloading)
+    runtime.on_close(manager.close)
+
+
+def stop_leftovers(tree: Supervisor, state_file: str) -> None:
+    """Stop what a dead otree of this tree left running (its state file names the PIDs
+    and their start times), in reverse start order, each as the tree stops it (its
+    ``stop_signal``, its ``shutdown``, then SIGKILL), and say so on stderr."""
+    from otree.core.spec import Service, walk
+
+    owner, left = posix.read_state(state_file)
+    if left:
+        names = ", ".join(f"{name} (pid {pid})" for pid, name in left)
+        stderr_line(
+            f"a previous otree (pid {owner}) of this tree died; stopping what it left: {names}"
+        )
+        services = {p: n for p, n in walk(tree) if isinstance(n, Service)}
+        for pid, name in reversed(left):
+            spec = services.get(name)
+            signum = posix.signal_number(spec.stop_signal) if spec else signal.SIGTERM
+            timeout = spec.shutdown if spec else 5.0
+            if timeout == "brutal_kill":
+                signum, timeout = signal.SIGKILL, 0.0
+            killed = posix.stop_leftover(
+                pid, signum, None if timeout == "infinity" else float(timeout)
+            )
+            how = "killed" if killed else "stopped"
+            stderr_line(f"{name} (pid {pid}), left by the previous otree: {how}")
+    with contextlib.suppress(OSError):
+        os.unlink(state_file)
+
+
+#: asynchronous signals whose default action would end otree, and that otree only logs
+LOGGED_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+    if hasattr(signal, name)
+)
+
+
+def _hangup(runtime: Runtime, reloader: reload.Reloader) -> Callable[[int], None]:
+    """``SIGHUP``: a reload, unless otree was started from a terminal: then the hangup is
+    the terminal closing, and the tree stops in order (as honcho and foreman do)."""
+    if not posix.has_controlling_terminal():
+        return lambda _: reloader.request("SIGHUP", None)
+
+    def stop(_: int) -> None:
+        runtime.console.write(
+            b"otree: SIGHUP: the terminal hung up; stopping the tree\n", keep=True
+        )
+        runtime.command("shutdown")
+
+    return stop
+
+
+def _stray_signals(runtime: Runtime, control: ControlServer | None) -> None:
+    """No signal's default action may end otree while it has children (Faults, DESIGN.md):
+    ``QUIT`` is an orderly shutdown like ``TERM``, ``USR1`` reopens the log files (and binds
+    a deleted socket again), ``PIPE`` and ``XFSZ`` are ignored (the write fails instead; a
+    child gets both back at its default, ``subprocess`` restores them), and every other
+    asynchronous signal that would end otree (``USR2``, ``ALRM``, the real-time ones ...)
+    is logged on the console and ignored. ``TERM``, ``INT`` and ``HUP`` are handled already."""
+    for ignored in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(ignored, signal.SIG_IGN)
+    runtime.on_signal(signal.SIGQUIT, lambda _: runtime.command("shutdown"))
+    runtime.on_signal(signal.SIGUSR1, lambda _: on_usr1(runtime, control))
+    realtime = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+    valid = signal.valid_signals()
+    for signum in (*LOGGED_SIGNALS, *realtime):
+        if signum in valid:
+            runtime.on_signal(signum, lambda n: _ignored(runtime, n))
+
+
+def _ignored(runtime: Runtime, signum: int) -> None:
+    runtime.console.write(f"otree: {_signal_name(signum)} received: ignored\n".encode(), keep=True)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+
+
+def on_usr1(runtime: Runtime, control: ControlServer | None) -> None:
+    """``SIGUSR1``: reopen the log files (logrotate's ``postrotate``) and bind the control
+    socket again if it was deleted."""
+    runtime.reopen_logs()
+    if control is not None:
+        rebind_socket(runtime, control)
+
+
+def rebind_socket(runtime: Runtime, control: ControlServer) -> None:
+    """Bind the control socket again if its file is gone, and say so on the console."""
+    try:
+        rebound = control.rebind()
+    except OtreeError as exc:
+        runtime.stderr(f"cannot bind the control socket again: {exc}")
+        return
+    if rebound:
+        runtime.console.write(
+            f"otree: control socket {control.path} bound again\n".encode(), keep=True
+        )
 
 
 def _control(

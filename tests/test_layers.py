@@ -45,12 +45,17 @@ LAYERS: dict[str, Layer] = {
         forbidden=OS_MODULES,
     ),
     "errors": _layer("", "errors is the bottom layer: everything may import it"),
-    "config": _layer("core errors", "config turns tree sources into specs; it starts nothing"),
+    "paths": _layer(
+        "", "the rule for paths otree writes as root: stdlib only, for config and runtime"
+    ),
+    "config": _layer(
+        "core errors paths", "config turns tree sources into specs; it starts nothing"
+    ),
     "testing": _layer(
         "core errors", "the simulator drives the same core as the runtime, with no OS"
     ),
     "runtime": _layer(
-        "core errors", "the runtime carries out actions; reload and control build on it"
+        "core errors paths", "the runtime carries out actions; reload and control build on it"
     ),
     "control": _layer(
         "core errors", "the control socket serves a runtime it is given", types_only="runtime"
@@ -64,7 +69,7 @@ LAYERS: dict[str, Layer] = {
         "launch is the one place that wires runtime, control and reload",
     ),
     "cli": _layer(
-        "launch config control errors runtime.output",
+        "launch config control errors runtime.output _version",
         "the command line goes through launch, config and the control client"
         " (and prints `otree logs` with the console's own line prefixes, runtime.output)",
         types_only="core",
@@ -76,6 +81,7 @@ LAYERS: dict[str, Layer] = {
     ),
     "__main__": _layer("cli", "python -m otree is the otree command"),
     "_target": _layer("", "_target runs in every target child: it imports nothing of otree"),
+    "_version": _layer("", "the version, written once: it imports nothing"),
 }
 
 

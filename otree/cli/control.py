@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from otree.control.client import Client, NotRunning, find_running
+from otree.control.client import Client, NotRunning, check_socket_dir, find_running
 from otree.control.sockets import default_socket, socket_dir
 from otree.errors import ControlError, ExitCode, stderr_line
 
@@ -62,7 +62,9 @@ def resolve_socket(socket_arg: str | None, tree_arg: str | None, cwd: str | None
     if env:
         return env
     if tree_arg:
-        return default_socket(tree_arg)
+        path = default_socket(tree_arg)
+        check_socket_dir(os.path.dirname(path))
+        return path
     cwd = cwd or os.getcwd()
     found = find_running(cwd)
     if len(found) == 1:
@@ -76,8 +78,19 @@ def resolve_socket(socket_arg: str | None, tree_arg: str | None, cwd: str | None
     raise _Ambiguous(f"several trees run from here: {trees}; pick one with --tree or --socket")
 
 
+#: how long a client command waits for each answer unless ``--timeout`` says otherwise
+DEFAULT_TIMEOUT = 10.0
+
+
 def _connect(args: argparse.Namespace) -> Client:
-    return Client(resolve_socket(args.socket, args.tree_file))
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
+    return Client(resolve_socket(args.socket, args.tree_file), timeout=timeout)
+
+
+def _long_wait(client: Client, args: argparse.Namespace) -> None:
+    """What may take as long as the tree needs (a shutdown, a reload): only an explicit
+    ``--timeout`` limits it."""
+    client.sock.settimeout(args.timeout)
 
 
 def _guard(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -130,6 +143,8 @@ def human_duration(seconds: float | None) -> str:
 def describe_exit(last: dict[str, Any] | None) -> str:
     if not last:
         return ""
+    if last.get("gave_up"):
+        return "gave up"
     if last.get("signal") is not None:
         text = f"signal {last['signal']}"
     elif last.get("code") is not None:
@@ -198,6 +213,8 @@ def render_header(info: dict[str, Any]) -> str:
 
 @_guard
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args)
     with _connect(args) as client:
         reply = client.call("status")
         info = None if args.json else client.call("info")
@@ -209,6 +226,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(render_header(info))
     print(render_status(nodes, colour=_colour_on(sys.stdout)))
     return ExitCode.OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``otree status --check``: 0 when the root runs and no supervisor has given up (and
+    stayed down), 1 otherwise, 3 when no tree answers; quiet unless ``-v``."""
+    try:
+        with _connect(args) as client:
+            nodes = client.call("status").get("nodes", [])
+    except (NotRunning, ControlError) as exc:
+        if args.verbose:
+            stderr_line(str(exc))
+        return ExitCode.NOT_RUNNING
+    problems = [] if nodes and nodes[0].get("state") == "running" else ["the root is not running"]
+    problems += [
+        f"{n['path']}: gave up"
+        for n in nodes
+        if n.get("kind") == "supervisor"
+        and n.get("state") != "running"
+        and (n.get("last_exit") or {}).get("gave_up")
+    ]
+    if args.verbose:
+        print("\n".join(problems) if problems else f"ok: {len(nodes)} nodes, the root running")
+    return ExitCode.GAVE_UP if problems else ExitCode.OK
 
 
 # --- start | stop | restart | shutdown ---------------------------------------------------
@@ -238,6 +278,7 @@ def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
 def cmd_shutdown(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         client.call("shutdown")
+        _long_wait(client, args)
         for _ in client.messages():  # the tree closes the connection when it is down
             pass
     print("tree stopped")
@@ -248,6 +289,7 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     """Re-exec the tree's otree with the re-read tree file; answered once it is ready again."""
     with _connect(args) as client:
+        _long_wait(client, args)  # answered once the new image has the tree up again
         try:
             reply = client.call("reload")
         except NotRunning:
@@ -324,7 +366,24 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help=f"give up (exit 3) when an answer takes longer (default {DEFAULT_TIMEOUT:g}s;"
+        " shutdown and reload wait as long as the tree takes unless given)",
+    )
     parser.add_argument(
         "--socket", metavar="P", help="the tree's control socket (default: $OTREE_SOCKET)"
     )
@@ -340,6 +399,13 @@ def add_commands(sub: Any) -> None:
     """Add the control commands to ``otree``'s subparsers (an argparse ``_SubParsersAction``)."""
     p = sub.add_parser("status", help="show the running tree: states, PIDs, uptimes, restarts")
     p.add_argument("--json", action="store_true", help='print {"nodes": [...]} for scripts')
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="a health check: exit 0 when the root runs and no supervisor has given up,"
+        " 1 otherwise, 3 when no tree answers (quiet unless -v)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="with --check: say why")
     _common(p)
     p.set_defaults(func=cmd_status)
 

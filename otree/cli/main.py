@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from otree import launch
 
     if args.preflight:
-        return launch.preflight(args.tree)
+        return launch.preflight(args.tree, args.events, args.log_dir)
     try:
         prepared = launch.prepare_tree_file(
             args.tree,
@@ -115,12 +115,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from otree._version import __version__
+
     parser = _Parser(
         prog="otree",
         description="Erlang/OTP supervision trees for OS processes.",
+        epilog="exit codes: 0 ok; 1 refused, or the tree gave up; 2 bad input (a tree file,"
+        " an argument); 3 no tree answers, or the first start failed; 4 a re-exec could"
+        " not be completed; 70 a bug in otree; 130 interrupted. 'otree COMMAND --help'"
+        " for each command.",
     )
+    parser.add_argument("--version", action="version", version=f"otree {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
 
     run = sub.add_parser("run", help="run a tree in the foreground")
     run.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
@@ -148,7 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:  # bare `otree`: what it can do, as a usage error
+            parser.print_help(sys.stderr)
+            return ExitCode.USAGE
+        if extra:  # an option the subcommand does not know: point to its own help
+            stderr_line(
+                f"unrecognized arguments: {' '.join(extra)} (see 'otree {args.command} --help')"
+            )
+            return ExitCode.USAGE
         args.own_process = argv is None  # sys.argv: this process is the otree command
         handler: Handler = args.func
         return handler(args)
@@ -163,12 +178,24 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush fails quietly
         return ExitCode.BROKEN_PIPE
-    except Exception:
+    except Exception as exc:
+        _report_bug(exc)
+        return ExitCode.BUG
+
+
+def _report_bug(exc: Exception) -> None:
+    """The traceback and BUG_LINE on stderr; with no fd or memory left to import
+    ``traceback`` (it reads source files), the exception alone."""
+    try:
         import traceback
 
-        traceback.print_exc()
-        print(BUG_LINE, file=sys.stderr)
-        return ExitCode.BUG
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    except Exception:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+    with contextlib.suppress(Exception):
+        sys.stderr.write(BUG_LINE + "\n")
+        sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -36,7 +36,6 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from otree.config.convert import CONVERTER
 from otree.config.keylines import KeyLines, Keys
-from otree.config.logpaths import log_path_problem
 from otree.config.pytree import load_target
 from otree.core.spec import (
     RESERVED_NAMES,
@@ -60,6 +59,7 @@ from otree.core.spec import (
     walk,
 )
 from otree.errors import ConfigError, Issue
+from otree.paths import log_path_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -266,7 +266,7 @@ class _Builder:
         return root
 
     def log_paths(self, root: Supervisor) -> None:
-        """Every ``log.file`` must be safe to write (``logpaths``): checked now, at load."""
+        """Every ``log.file`` must be safe to write (``otree.paths``): checked now, at load."""
         for path, node in walk(root):
             log = node.log if isinstance(node, Service) else None
             if log is not None and log.file is not None and path in self.node_keys:
@@ -405,14 +405,56 @@ def _strip(path: str, name: str) -> Keys:
 # --- entry points ---------------------------------------------------------------
 
 
+#: how deep tables may nest (supervisors in supervisors); deeper is refused before any
+#: recursion: a tree is not 65 levels deep on purpose
+MAX_DEPTH = 64
+
+
+def _hostile(doc: Mapping[str, Any]) -> list[tuple[Keys, str]]:
+    """What no tree may hold, found without recursion: tables nested deeper than
+    MAX_DEPTH, a NUL byte in any key or string, an env name with ``=`` (or empty)."""
+    problems: list[tuple[Keys, str]] = []
+    stack: list[tuple[Keys, Any, int]] = [((), doc, 0)]
+    while stack:
+        keys, value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\0" in value:
+                problems.append((keys, "contains a NUL byte"))
+        elif isinstance(value, list):
+            stack.extend(((*keys, str(i)), v, depth) for i, v in enumerate(value))
+        elif isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                problems.append((keys, f"nested too deep: at most {MAX_DEPTH} levels of tables"))
+                continue
+            is_env = bool(keys) and keys[-1] == "env"
+            for key, item in value.items():
+                if "\0" in key:
+                    shown = key.replace("\0", "\\0")
+                    problems.append(((*keys, shown), "the key contains a NUL byte"))
+                elif is_env and ("=" in key or not key):
+                    problems.append(
+                        (
+                            (*keys, key),
+                            "an environment variable name cannot contain '=' or be empty",
+                        )
+                    )
+                inner = depth if key in TABLE_FIELDS else depth + 1
+                stack.append(((*keys, key), item, inner))
+    return problems
+
+
 def loads(text: str, file: str = "<string>") -> Supervisor:
     """The tree in TOML ``text``; ``file`` names it in messages. Raises ConfigError."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_issue(exc, text, file)]) from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        message = f"invalid TOML: arrays or inline tables nested too deep (at most {MAX_DEPTH})"
+        raise ConfigError([Issue("", message, file)]) from None
     builder = _Builder()
-    root = builder.root(doc)
+    builder.problems = _hostile(doc)
+    root = builder.root(doc) if not builder.problems else None
     if builder.problems or root is None:
         lines = KeyLines(text)
         issues = [

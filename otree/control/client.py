@@ -73,7 +73,9 @@ class Client:
             try:
                 data = self.sock.recv(_RECV)
             except TimeoutError:
-                raise ControlError(f"no answer from {self.path} in time") from None
+                raise NotRunning(
+                    f"no answer from {self.path} within {self.sock.gettimeout():g}s"
+                ) from None
             except OSError as exc:
                 raise NotRunning(f"lost the connection to {self.path}: {exc.strerror}") from None
             if not data:
@@ -101,6 +103,8 @@ class Client:
                 if not message["ok"]:
                     raise ControlError(str(message.get("error") or "refused"))
                 answered = True
+                if message.get("following"):  # lines come when they come: no time limit
+                    self.sock.settimeout(None)
             yield message
             if answered and not message.get("following") and "ok" in message:
                 return
@@ -115,10 +119,34 @@ class Client:
         raise NotRunning(f"the tree at {self.path} stopped before answering")  # pragma: no cover
 
 
+class Untrusted(NotRunning):
+    """The default socket directory is not one only this user can write to."""
+
+
+def check_socket_dir(directory: str) -> None:
+    """Refuse (``Untrusted``) a default socket directory that is not this user's own,
+    mode 0700: a socket in it could be anyone's fake server. A missing one is fine."""
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise NotRunning(f"cannot read the socket directory {directory}: {exc.strerror}") from None
+    import stat
+
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or mode & 0o077:
+        raise Untrusted(
+            f"not trusting the socket directory {directory}: it must be a directory of your"
+            f" own with mode 0700 (owner uid {st.st_uid}, mode {mode:04o}); pass --socket P"
+        )
+
+
 def find_running(cwd: str, directory: str | None = None) -> list[dict[str, Any]]:
     """The ``info`` of each live tree in ``directory`` (default: ``socket_dir()``) that was
     run in ``cwd`` or from a tree file in ``cwd``."""
     directory = directory or socket_dir()
+    check_socket_dir(directory)
     try:
         names = sorted(os.listdir(directory))
     except OSError:

@@ -2,11 +2,12 @@
 
 A Unix stream socket, mode 0600, speaking the JSON-lines protocol of
 ``otree.control.protocol``. The server lives in the runtime's loop: accepting, reading
-and writing never block, each client's unsent output is bounded (a client
-that stops reading while replies pile up is dropped; lines it follows are
-skipped and counted instead), and a bad request costs its sender an error
-reply, never the server. The client (``otree.control.client``) is plain blocking
-code for the CLI; where the socket lives is ``otree.control.sockets``'s business.
+and writing never block, and no client can stall it: each gets a bounded share of
+every loop turn, its unsent output is bounded, it may follow logs once
+(``otree.control.conn`` holds a connection's state and these limits), and a bad
+request costs its sender an error reply, never the server. The client
+(``otree.control.client``) is plain blocking code for the CLI; where the socket lives
+is ``otree.control.sockets``'s business.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from otree.control.client import Client, NotRunning, connect, find_running
+from otree.control.conn import MAX_OUTPUT, TURN_REQUESTS, Conn, LoopLike
 from otree.control.logview import LogView
 from otree.control.protocol import (
-    MAX_REQUEST,
-    Decoder,
     ProtocolError,
     Request,
     encode,
@@ -66,21 +66,9 @@ __all__ = [
     "tree_info",
 ]
 
-#: unsent bytes a client may have queued before it is dropped (lines it follows are skipped)
-MAX_OUTPUT = 8 * 1024 * 1024
 MAX_CLIENTS = 256
 #: ``logs`` without ``n``
 DEFAULT_LINES = 50
-_RECV = 64 * 1024
-
-
-class LoopLike(Protocol):
-    def add_reader(self, fd: int, callback: Callable[[], None]) -> None: ...
-    def remove_reader(self, fd: int) -> None: ...
-    def add_writer(self, fd: int, callback: Callable[[], None]) -> None: ...
-    def remove_writer(self, fd: int) -> None: ...
-    def call_later(self, delay: float, callback: Callable[[], None]) -> object: ...
-    def clock(self) -> float: ...
 
 
 class Backend(Protocol):
@@ -143,36 +131,7 @@ class HandedClient:
     fd: int  #: an inheritable duplicate of its connection
     follows: tuple[tuple[int, str | None], ...]  #: the logs it follows: (request id, path)
     out: bytes  #: what it had yet to receive
-    inbound: bytes  #: the start of a request it had not finished sending
-
-
-class _Conn:
-    """One client: its socket, what it sent so far, what it has yet to receive."""
-
-    __slots__ = (
-        "closing",
-        "decoder",
-        "dropped",
-        "fd",
-        "followed",
-        "follows",
-        "out",
-        "pending",
-        "sock",
-        "writing",
-    )
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.decoder = Decoder(MAX_REQUEST)
-        self.out = bytearray()
-        self.writing = False
-        self.follows: dict[int, Callable[[], None]] = {}  # request id -> unsubscribe
-        self.followed: dict[int, str | None] = {}  # request id -> the path it asked for
-        self.pending = 0  # commands sent to the runtime, not answered yet
-        self.closing = False  # closed once ``out`` is sent
-        self.dropped: dict[tuple[int, str], int] = {}  # (request id, path) -> lines skipped
+    inbound: bytes  #: what it sent that was not handled yet (the start of a request, or more)
 
 
 class ControlServer:
@@ -213,9 +172,9 @@ class ControlServer:
             **(info or {}),
         }
         self.logs = LogView(backend.outputs)
-        self._conns: dict[int, _Conn] = {}
+        self._conns: dict[int, Conn] = {}
         #: clients waiting for the answer to ``reload`` (given by the new image after a re-exec)
-        self._reloads: list[tuple[_Conn, int]] = []
+        self._reloads: list[tuple[Conn, int]] = []
         self._closed = False
         loop.add_reader(self.sock.fileno(), self._accept)
 
@@ -239,14 +198,14 @@ class ControlServer:
                 self._pause_accepting()
                 return
             sock.setblocking(False)
-            conn = _Conn(sock)
             if len(self._conns) >= self.max_clients:
                 with contextlib.suppress(OSError):
                     sock.send(encode(error_reply(None, "too many control clients")))
                 sock.close()
                 continue
+            conn = Conn(sock, self.loop, self._drop, self.max_output)
             self._conns[conn.fd] = conn
-            self.loop.add_reader(conn.fd, lambda c=conn: self._read(c))  # type: ignore[misc]
+            conn.watch(lambda c=conn: self._read(c))  # type: ignore[misc]
 
     def _pause_accepting(self, delay: float = 0.5) -> None:
         fd = self.sock.fileno()
@@ -258,22 +217,40 @@ class ControlServer:
 
         self.loop.call_later(delay, resume)
 
-    def _read(self, conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(_RECV)
-        except (BlockingIOError, InterruptedError):
+    def _alive(self, conn: Conn) -> bool:
+        return self._conns.get(conn.fd) is conn
+
+    def _read(self, conn: Conn) -> None:
+        data = conn.read()
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._drop(conn)
             return
-        self._received(conn, data)
+        conn.inbound += data
+        self._serve(conn)
 
-    def _received(self, conn: _Conn, data: bytes) -> None:
+    def _serve(self, conn: Conn) -> None:
+        """Handle the next ``TURN_REQUESTS`` requests of ``conn``; if more wait, stop reading
+        its socket and come back at the next loop turn (other clients go first)."""
+        conn.scheduled = False
+        if not self._alive(conn) or conn.closing:
+            return
+        self._received(conn, conn.take(TURN_REQUESTS))
+        if not self._alive(conn) or conn.closing:
+            return
+        if conn.inbound:
+            conn.unwatch()
+            if not conn.scheduled:
+                conn.scheduled = True
+                self.loop.call_later(0, lambda: self._serve(conn))
+        else:
+            conn.watch(lambda: self._read(conn))
+
+    def _received(self, conn: Conn, data: bytes) -> None:
         for message in conn.decoder.feed(data):
-            if self._conns.get(conn.fd) is not conn:
-                return  # dropped while handling an earlier message
+            if not self._alive(conn) or conn.closing:
+                return  # dropped or cut off while handling an earlier message
             if isinstance(message, ProtocolError):
                 self._send(conn, message.reply())
                 continue
@@ -283,80 +260,44 @@ class ControlServer:
             else:
                 self._handle(conn, request)
 
-    def _send(self, conn: _Conn, message: dict[str, Any], *, droppable: bool = False) -> None:
-        """Queue ``message``; a follow line is skipped (and counted) while the client lags."""
-        if self._conns.get(conn.fd) is not conn:
+    def _send(self, conn: Conn, message: dict[str, Any], *, droppable: bool = False) -> None:
+        """Queue ``message``; a follow line is skipped (and counted) while the client lags,
+        and a client that asks for more while it does not read its replies is cut off."""
+        if not self._alive(conn) or conn.closing:
             return
         if droppable and len(conn.out) >= self.max_output:
             key = (message["id"], message["path"])
             conn.dropped[key] = conn.dropped.get(key, 0) + 1
             return
         if conn.dropped and droppable:
-            self._flush_dropped(conn)
-        self._send_raw(conn, encode(message), droppable=droppable)
+            conn.flush_dropped()
+        if not conn.send(encode(message), droppable=droppable):
+            unread = len(conn.out)
+            self._cut(
+                conn, f"it sends requests faster than it reads its replies ({unread} B unread)"
+            )
 
-    def _send_raw(self, conn: _Conn, data: bytes, *, droppable: bool = False) -> None:
-        if not conn.out:
-            try:
-                sent = conn.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._drop(conn)
-                return
-            if sent == len(data):
-                return
-            data = data[sent:]
-        conn.out += data
-        if len(conn.out) > self.max_output + MAX_REQUEST and not droppable:
-            self._drop(conn)  # a client that does not read its replies
-            return
-        if not conn.writing:
-            conn.writing = True
-            self.loop.add_writer(conn.fd, lambda: self._write(conn))
+    def _cut(self, conn: Conn, reason: str) -> None:
+        """Disconnect ``conn`` with ``reason`` as the last line it gets."""
+        self._unfollow(conn)
+        conn.cut(encode(error_reply(None, f"disconnected: {reason}")))
 
-    def _flush_dropped(self, conn: _Conn) -> None:
-        dropped, conn.dropped = conn.dropped, {}
-        for (rid, path), count in dropped.items():
-            conn.out += encode({"id": rid, "path": path, "dropped": count})
-
-    def _write(self, conn: _Conn) -> None:
-        try:
-            sent = conn.sock.send(conn.out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(conn)
-            return
-        del conn.out[:sent]
-        if conn.dropped and len(conn.out) < self.max_output // 2:
-            self._flush_dropped(conn)
-        if not conn.out:
-            conn.writing = False
-            self.loop.remove_writer(conn.fd)
-            if conn.closing:
-                self._drop(conn)
-
-    def _close_after_sending(self, conn: _Conn) -> None:
-        if conn.out:
-            conn.closing = True
-        else:
-            self._drop(conn)
-
-    def _drop(self, conn: _Conn) -> None:
-        if self._conns.pop(conn.fd, None) is not conn:
-            return
+    def _unfollow(self, conn: Conn) -> None:
         for unsubscribe in conn.follows.values():
             unsubscribe()
         conn.follows.clear()
-        with contextlib.suppress(Exception):  # the loop may already be closed
-            self.loop.remove_reader(conn.fd)
-            self.loop.remove_writer(conn.fd)
-        conn.sock.close()
+        conn.followed.clear()
+
+    def _drop(self, conn: Conn) -> None:
+        if not self._alive(conn):
+            return  # gone already (its fd may be another client's by now)
+        del self._conns[conn.fd]
+        self._unfollow(conn)
+        conn.close()
 
     # --- requests -------------------------------------------------------------
 
-    def _handle(self, conn: _Conn, req: Request) -> None:
+    def _handle(self, conn: Conn, req: Request) -> None:
         rid = req.id
         if req.cmd == "status":
             backend = self.backend
@@ -389,8 +330,15 @@ class ControlServer:
 
             self.backend.command(req.cmd, req.path or "", answer)
 
-    def _logs(self, conn: _Conn, req: Request) -> None:
+    def _logs(self, conn: Conn, req: Request) -> None:
         rid = req.id
+        if req.follow and conn.follows:
+            held = ", ".join(str(r) for r in conn.follows)
+            message = (
+                f"this connection follows logs already (request {held}): one follow per connection"
+            )
+            self._send(conn, error_reply(rid, message))
+            return
         try:
             paths = self.logs.select(req.path)
         except KeyError as exc:
@@ -405,10 +353,7 @@ class ControlServer:
         self._follow(conn, rid, req.path, paths)
         self._send(conn, ok_reply(rid, following=True))
 
-    def _follow(self, conn: _Conn, rid: int, asked: str | None, paths: list[str]) -> None:
-        if rid in conn.follows:
-            conn.follows.pop(rid)()
-
+    def _follow(self, conn: Conn, rid: int, asked: str | None, paths: list[str]) -> None:
         def on_line(path: str, line: str) -> None:
             self._send(conn, {"id": rid, "path": path, "line": line}, droppable=True)
 
@@ -426,6 +371,24 @@ class ControlServer:
                     os.unlink(self.path)
             except OSError:
                 pass
+
+    def rebind(self) -> bool:
+        """Bind the socket again if its file was deleted or replaced by something else
+        (``SIGUSR1``): clients reach the tree again. True if it was bound anew."""
+        if self._closed:
+            return False
+        try:
+            if os.lstat(self.path).st_ino == self._ino:
+                return False  # still ours
+        except OSError:
+            pass
+        new = bind_socket(self.path)  # a file in the way that is not a socket: refused
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()  # clients connected already are served on
+        self.sock = new
+        self._ino = os.stat(self.path).st_ino
+        self.loop.add_reader(new.fileno(), self._accept)
+        return True
 
     def handoff(self) -> int:
         """Stop serving but keep the socket listening, for a re-exec: close every client
@@ -467,14 +430,15 @@ class ControlServer:
         (``adopt``): they never notice the re-exec, and a follower misses no line."""
         out = []
         for conn in list(self._conns.values()):
-            if conn.pending:  # its answer would be lost: it is closed instead
+            if conn.pending or conn.closing:  # an answer would be lost, or it is cut off
                 continue
             if conn.dropped:
-                self._flush_dropped(conn)
+                conn.flush_dropped()
             fd = os.dup(conn.fd)
             os.set_inheritable(fd, True)
             follows = tuple(conn.followed.items())
-            out.append(HandedClient(fd, follows, bytes(conn.out), conn.decoder.buffered))
+            inbound = conn.decoder.buffered + bytes(conn.inbound)  # requests not handled yet
+            out.append(HandedClient(fd, follows, bytes(conn.out), inbound))
             conn.out.clear()
             self._drop(conn)
         return out
@@ -486,20 +450,21 @@ class ControlServer:
         sock = socket.socket(fileno=client.fd)
         sock.set_inheritable(False)
         sock.setblocking(False)
-        conn = _Conn(sock)
+        conn = Conn(sock, self.loop, self._drop, self.max_output)
         self._conns[conn.fd] = conn
-        self.loop.add_reader(conn.fd, lambda: self._read(conn))
+        conn.watch(lambda: self._read(conn))
         if client.out:
-            self._send_raw(conn, client.out, droppable=True)
+            conn.send(client.out, droppable=True)
         for rid, asked in client.follows:
             try:
                 self._follow(conn, rid, asked, self.logs.select(asked))
             except KeyError:
                 self._send(conn, error_reply(rid, f"{asked!r} was removed by a reload"))
         if client.follows and not conn.follows:
-            self._close_after_sending(conn)
+            conn.close_after_sending()
         elif client.inbound:
-            self._received(conn, client.inbound)
+            conn.inbound += client.inbound
+            self._serve(conn)
 
     def _stop_serving(self) -> bool:
         if self._closed:

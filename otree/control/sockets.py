@@ -178,6 +178,106 @@ def bind_socket(path: str) -> socket.socket:
     return sock
 
 
+#: the environment variable naming the lock fd an otree hands to its re-exec
+LOCK_ENV = "OTREE_LOCK_FD"
+
+
+def lock_path(socket_path: str) -> str:
+    """The lock file of the tree served on ``socket_path``: next to it."""
+    return os.path.abspath(socket_path) + ".lock"
+
+
+def lock_tree(socket_path: str) -> int:
+    """Take the lock that keeps one otree per tree (the one on ``socket_path``); return its
+    fd, held for the life of the tree and inherited across a re-exec (``OTREE_LOCK_FD``).
+
+    Another otree holding it is refused (``ControlError``), even when its socket file
+    was deleted: the lock is on a file of its own, ``P.lock``, removed by
+    ``unlock_tree()`` when the tree has stopped.
+    """
+    path = lock_path(socket_path)
+    for _ in range(8):
+        fd = _open_lock(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            who = f"another otree (pid {pid})" if pid else "another otree"
+            raise ControlError(
+                f"{who} is already running on {os.path.abspath(socket_path)} (it holds"
+                f" {path}); stop it first or pass --socket"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise ControlError(f"cannot lock {path}: {exc.strerror}") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # the otree before removed it as it ended: lock the new one
+    else:
+        raise ControlError(f"cannot lock {path}: it keeps being replaced")
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.set_inheritable(fd, True)  # kept by os.execv; subprocess closes it in children
+    os.environ[LOCK_ENV] = str(fd)
+    return fd
+
+
+def unlock_tree(socket_path: str, fd: int) -> None:
+    """Remove the lock file (still locked, so no other otree holds it) and let go of it."""
+    path = lock_path(socket_path)
+    if _same_file(fd, path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    os.close(fd)
+    if os.environ.get(LOCK_ENV) == str(fd):
+        del os.environ[LOCK_ENV]
+
+
+def _open_lock(path: str) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise ControlError(f"cannot open the lock file {path}: {exc.strerror}") from None
+    inherited = _inherited_lock(fd)
+    if inherited is not None:  # this is a re-exec: the image before holds it for us
+        os.close(fd)
+        fd = inherited
+    return fd
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        mine, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _inherited_lock(fd: int) -> int | None:
+    """The lock fd named in ``OTREE_LOCK_FD`` if it is open on the same file as ``fd``."""
+    text = os.environ.pop(LOCK_ENV, None)
+    if text is None or not text.isdigit():
+        return None
+    try:
+        mine, theirs = os.fstat(fd), os.fstat(int(text))
+    except OSError:
+        return None
+    if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+        return None
+    return int(text)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def run_socket(tree: str, socket_arg: str | None) -> str:
     """The socket ``otree run TREE`` listens on: --socket, OTREE_SOCKET, else the default
     for TREE (whose private directory is created here)."""

@@ -48,6 +48,21 @@ class ChildRecord:
         )
 
 
+class PendingRestart(NamedTuple):
+    """A restart that waits for its restart timer (a backoff delay, or a retry's turn).
+
+    ``trigger``: the child whose exit (or failed start) called for it; stopping that
+    child cancels it as a whole (OTP: ``terminate_child`` of a restarting child leaves
+    ``try_again_restart`` nothing to do). ``retry``: the timer is a failed restart's
+    turn in the loop: when it fires the retry is decided, counted, then carried out
+    (OTP's ``add_restart`` in ``handle_cast({try_again_restart, _})``); otherwise the
+    decision was taken already and only the start waited.
+    """
+
+    trigger: Child
+    retry: bool
+
+
 # --- a plan's steps ------------------------------------------------------------------
 
 

@@ -20,7 +20,10 @@
 
 3. A significant child that exits on its own and is not restarted shuts its
    supervisor down normally: at once under ``any_significant``, once no
-   significant sibling is left running under ``all_significant`` (R40-R42).
+   significant child is left under ``all_significant`` (R40-R42). As in OTP's
+   ``do_auto_shutdown``, only a child with no process is gone (stopped or
+   exited): one waiting to be restarted, or whose exit waits to be handled,
+   is still there (``supervisor.GONE``).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ GROUP: dict[Strategy, Callable[[int, int], range]] = {
     Strategy.REST_FOR_ONE: lambda n, i: range(i, n),
 }
 
-#: auto_shutdown -> does it fire, given how many significant children still run?
+#: auto_shutdown -> does it fire, given how many significant children are still there?
 AUTO_SHUTDOWN_FIRES: dict[AutoShutdown, Callable[[int], bool]] = {
     AutoShutdown.NEVER: lambda running: False,
     AutoShutdown.ANY_SIGNIFICANT: lambda running: True,

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 import attrs
 
 from otree.core import actions as act
-from otree.core.node import ALIVE, Child, ServiceNode, State, SupNode
-from otree.core.spec import Service, Shutdown, Supervisor
+from otree.core.node import ALIVE, Child, PendingRestart, ServiceNode, State, SupNode
+from otree.core.spec import Service, Shutdown, Supervisor, walk
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
 
@@ -61,7 +61,7 @@ SNAPSHOT_VERSION = 1
 class ServiceRecord:
     """What the old image knew of one service."""
 
-    fp: str  #: :func:`fingerprint` of its spec: unchanged means adopt
+    fp: str  #: :func:`fingerprint` of its spec (what an older otree compared)
     state: State
     started_at: float | None
     restart_times: tuple[float, ...]
@@ -87,6 +87,9 @@ class SupervisorRecord:
     restart_key: tuple[str, ...] | None
     window: tuple[float, ...]  #: its restart-intensity window (R21)
     seq: int  #: the sequence number of its next restart timer
+    #: each pending restart: (its timer's key on the wire, the child that triggered it,
+    #: whether it is a retry's turn); an older otree wrote none
+    pending: tuple[tuple[tuple[str, ...], str, bool], ...] = ()
 
     kind: ClassVar[Literal["supervisor"]] = "supervisor"
 
@@ -161,7 +164,11 @@ def snapshot(engine: Engine) -> EngineSnapshot:
             )
         else:
             assert isinstance(node, SupNode)
-            nodes[path] = SupervisorRecord(*common, tuple(node.window.times), node.seq)
+            # who each pending restart waits on, and whether it is a retry's turn
+            pending = tuple((k.wire, p.trigger.path, p.retry) for k, p in node.pending.items())
+            nodes[path] = SupervisorRecord(
+                *common, tuple(node.window.times), node.seq, pending=pending
+            )
     timers = tuple((k, due) for k, due in engine.timer_due.items() if k[0] == "restart")
     # a fatal error during a reload's reconciliation: the next image goes on stopping the
     # processes it replaced and starting what it had not started yet
@@ -286,8 +293,20 @@ class Reconciliation:
         self.next()
 
 
-def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> list[act.Action]:
-    """Take over from ``snap`` (see the module doc); returns the actions to carry out."""
+def resume(
+    engine: Engine,
+    snap: EngineSnapshot,
+    now: float,
+    reason: str,
+    old_tree: Supervisor,
+) -> list[act.Action]:
+    """Take over from ``snap`` (see the module doc); returns the actions to carry out.
+
+    ``old_tree`` is the tree the old image ran, as this code reads it: a node is
+    unchanged when its spec equals the new one (children aside). A field this
+    otree has and the old one had not takes its default on both sides, so an
+    upgrade that adds a field restarts nothing (the snapshot's fingerprints are
+    written for an older otree, which compares those)."""
     if snap.version != SNAPSHOT_VERSION:
         raise ReexecError(
             f"unknown snapshot version {snap.version!r} (expected {SNAPSHOT_VERSION})"
@@ -298,10 +317,12 @@ def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> lis
     orphans: list[tuple[int, str, ServiceRecord | Orphan]] = []  # (stop order, path, record)
     starts: list[Child] = []
     order = {path: i for i, path in enumerate(old)}
+    old_specs: dict[str, Service | Supervisor] = {"": old_tree, **dict(walk(old_tree))}
 
     for path, node in engine.nodes.items():
         rec = old.get(path)
-        same = rec is not None and rec.kind == node.kind and rec.fp == fingerprint(node.spec)
+        was = old_specs.get(path)
+        same = rec is not None and was is not None and _own(was) == _own(node.spec)
         # a supervisor caught in its initial start (a fatal re-exec): the children it had
         # not reached yet start now
         parent_rec = old.get(node.parent.path) if node.parent is not None else None
@@ -365,8 +386,10 @@ def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> lis
         sup = engine.nodes.get(key.path) if isinstance(key, RestartTimer) else None
         if not isinstance(key, RestartTimer) or not isinstance(sup, SupNode):
             continue
-        if any(r.restart_key == key for r in sup.records.values()):
+        members = [c for c in sup.children if c.record.restart_key == key]
+        if members:
             sup.timers.add(key)
+            sup.pending[key] = _pending_of(old.get(sup.path), key, members)
             engine.emit(act.SetTimer(key.wire, max(0.0, due - now)))
     for node in engine.nodes.values():
         if node.status is State.RESTARTING and node.record.restart_key is None:
@@ -385,6 +408,23 @@ def resume(engine: Engine, snap: EngineSnapshot, now: float, reason: str) -> lis
     engine.reconciliation = reconciliation
     reconciliation.next()
     return engine.flush()
+
+
+def _own(spec: Service | Supervisor) -> Service | Supervisor:
+    """A node's own settings: a supervisor without its children."""
+    return attrs.evolve(spec, children=()) if isinstance(spec, Supervisor) else spec
+
+
+def _pending_of(rec: NodeRecord | None, key: RestartTimer, members: list[Child]) -> PendingRestart:
+    """The pending restart of ``key`` as the old image kept it (a snapshot without it:
+    a delayed restart of its first member)."""
+    entries = rec.pending if isinstance(rec, SupervisorRecord) else ()
+    for wire, trigger, retry in entries:
+        if wire == key.wire:
+            chosen = [c for c in members if c.path == trigger]
+            if chosen:
+                return PendingRestart(chosen[0], retry=retry)
+    return PendingRestart(members[0], retry=False)
 
 
 def _restore_common(node: Child, rec: NodeRecord) -> None:

@@ -168,6 +168,12 @@ def _max_bytes(value: Any) -> Any:
     return value
 
 
+def _ring_bytes(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return _bad(f"expected a number of bytes >= 0 (0: keep none), got {value!r}")
+    return value
+
+
 def _backups(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return _bad(f"expected an integer >= 0, got {value!r}")
@@ -181,6 +187,8 @@ class Log:
     file: str | None = attrs.field(default=None, converter=_optional_str)
     max_bytes: int = attrs.field(default=10 * 1024 * 1024, converter=_max_bytes)
     backups: int = attrs.field(default=3, converter=_backups)
+    #: how much of its latest output ``otree logs`` keeps in memory (whole lines)
+    ring_bytes: int = attrs.field(default=256 * 1024, converter=_ring_bytes)
 
     def __attrs_post_init__(self) -> None:
         _collect(self, "log")

@@ -20,6 +20,7 @@ from otree.core.records import (
     ExitMail,
     Mail,
     Outcome,
+    PendingRestart,
     RestartMail,
     StartChild,
     Step,
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 
 
 Child = Union[ServiceNode, "SupNode"]
+
+#: a child in one of these states is gone for ``all_significant`` (it has no process,
+#: no pending restart and no exit waiting to be handled)
+GONE = frozenset({State.STOPPED, State.EXITED})
 
 
 class SupNode(NodeBase):
@@ -52,6 +57,7 @@ class SupNode(NodeBase):
         self.advancing = False
         self.mailbox: deque[Mail] = deque()
         self.timers: set[TimerKey] = set()
+        self.pending: dict[RestartTimer, PendingRestart] = {}  # by their restart timer
         self.seq = 0
         self.ending: Ending | None = None
         self.fail_reason: str | None = None
@@ -79,7 +85,10 @@ class SupNode(NodeBase):
         self.ending = None
         self.command_running = None
         self.window = RestartWindow(self.spec.intensity, self.spec.period)
+        for rec in self.records.values():  # status shows the restarts the window counts
+            rec.restart_times.clear()
         self.mailbox.clear()
+        self.pending.clear()
         self._run([StartChild(c) for c in self.children], on_fail=self._initial_start_failed)
 
     def stop(self) -> None:
@@ -154,7 +163,7 @@ class SupNode(NodeBase):
         if self.busy or self.state is not State.RUNNING:
             self.mailbox.append(RestartMail(key))
         else:
-            self._restart_group(key)
+            self._restart_due(key)
             self._advance()
 
     def on_supkill_timer(self) -> None:
@@ -247,7 +256,7 @@ class SupNode(NodeBase):
                 if child.status is State.DEAD and child.incarnation == item.incarnation:
                     self._handle_exit(child, item.normal)
             elif isinstance(item, RestartMail):
-                self._restart_group(item.key)
+                self._restart_due(item.key)
             elif isinstance(item, CommandMail):
                 self._command(item.name, item.child, item.request)
             else:
@@ -289,6 +298,7 @@ class SupNode(NodeBase):
         for key in [k for k in self.timers if isinstance(k, RestartTimer)]:
             self.timers.discard(key)
             self.eng.emit(act.CancelTimer(key.wire))
+        self.pending.clear()
         for c in self.children:
             if c.status is State.RESTARTING:
                 self.mark(c, State.STOPPED)
@@ -315,15 +325,22 @@ class SupNode(NodeBase):
             return
         self.mark(child, State.EXITED)
         if child.significant:
-            significant_left = sum(1 for c in self.children if c.significant and c.alive)
-            if AUTO_SHUTDOWN_FIRES[self.spec.auto_shutdown](significant_left):
+            # OTP's do_auto_shutdown: only a child with no pid is gone; one waiting to be
+            # restarted, or whose exit is not handled yet, is still there
+            there = sum(1 for c in self.children if c.significant and c.status not in GONE)
+            if AUTO_SHUTDOWN_FIRES[self.spec.auto_shutdown](there):
                 self.eng.report("auto_shutdown", self.path, child=child.path)
                 self.state = State.STOPPING
                 self.ending = Ending.AUTO_SHUTDOWN
                 self._stop_all()
 
     def _restart(self, trigger: Child, *, retry: bool = False) -> None:
-        """A child must restart: count it, report it, carry out the strategy's plan."""
+        """A child must restart: count it, report it, carry out the strategy's plan.
+
+        A retry (``retry``) comes here only when its turn in the loop came
+        (``_restart_due``): it is counted when it is attempted, as OTP's
+        ``try_again_restart``.
+        """
         if not self.window.add(self.eng.now):
             self._give_up(trigger)
             return
@@ -335,34 +352,33 @@ class SupNode(NodeBase):
         siblings = [Sibling(c.restart, c.alive) for c in self.children]
         plan = restart_plan(self.spec.strategy, siblings, self.children.index(trigger), retry=retry)
         self._carry_out(
+            trigger,
             [self.children[i] for i in plan.group],
             [self.children[i] for i in plan.stop],
             [self.children[i] for i in plan.start],
             delay=trigger.backoff_delay(),
-            through_loop=retry,  # R26: a retry goes through the loop, even with no delay
         )
 
     def _carry_out(
         self,
+        trigger: Child,
         group: list[Child],
         stops: list[Child],
         starts: list[Child],
         delay: float,
-        through_loop: bool,
     ) -> None:
         """Stop ``stops``, then start ``starts`` at once or when a restart timer fires."""
         key: RestartTimer | None = None
-        if delay > 0 or through_loop:
-            self.seq += 1
-            key = RestartTimer(self.path, self.seq)
+        if delay > 0:
+            key = self._new_key()
+            self.pending[key] = PendingRestart(trigger, retry=False)
         for c in group:
             if c.status is State.DEAD:
                 self.mark(c, State.STOPPED)
-        for c in starts:  # a pending delayed restart of a member is subsumed by this one
+        for c in starts:  # a pending restart of a member is subsumed by this one
             rec = self.records[c.path]
-            if rec.restart_key is not None and rec.restart_key in self.timers:
-                self.timers.discard(rec.restart_key)
-                self.eng.emit(act.CancelTimer(rec.restart_key.wire))
+            if rec.restart_key is not None:
+                self._drop_pending(rec.restart_key)
             rec.restart_key = key
             if not c.alive:  # shown as restarting while the stops run
                 self.mark(c, State.RESTARTING)
@@ -383,6 +399,41 @@ class SupNode(NodeBase):
         steps.append(Call(arm))
         self._run(steps, on_fail=None)
 
+    def _new_key(self) -> RestartTimer:
+        self.seq += 1
+        return RestartTimer(self.path, self.seq)
+
+    def _drop_pending(self, key: RestartTimer) -> None:
+        """Forget the pending restart of ``key`` and cancel its timer if it is still set."""
+        self.pending.pop(key, None)
+        if key in self.timers:
+            self.timers.discard(key)
+            self.eng.emit(act.CancelTimer(key.wire))
+
+    def _cancel_restart(self, key: RestartTimer) -> None:
+        """R28: the pending restart of ``key`` is cancelled: its members stay stopped."""
+        self._drop_pending(key)
+        for c in self.children:
+            rec = self.records[c.path]
+            if rec.restart_key == key:
+                rec.restart_key = None
+                if c.status is State.RESTARTING:
+                    self.mark(c, State.STOPPED)
+
+    def _restart_due(self, key: RestartTimer) -> None:
+        """A restart timer's turn came: start the waiting group, or decide a retry."""
+        pending = self.pending.pop(key, None)
+        if pending is None:  # cancelled, or subsumed by a later restart
+            return
+        if not pending.retry:
+            self._restart_group(key)
+            return
+        for c in self.children:
+            if self.records[c.path].restart_key == key:
+                self.records[c.path].restart_key = None
+        if pending.trigger.status is State.RESTARTING:
+            self._restart(pending.trigger, retry=True)
+
     def _restart_group(self, key: RestartTimer) -> None:
         members = [
             c
@@ -394,9 +445,22 @@ class SupNode(NodeBase):
         self._run([StartChild(c) for c in members], on_fail=self._restart_failed)
 
     def _restart_failed(self, child: Child, reason: str) -> None:
-        """R26/R27: a start inside a restart failed: retry through the loop, counted again."""
-        self.mark(child, State.RESTARTING)
-        self._restart(child, retry=True)
+        """R26/R27: a start inside a restart failed: retry through the loop, counted again.
+
+        The retry waits for a zero-delay timer (OTP's ``try_again_restart`` cast to
+        itself), so what is already queued (a ``stop`` of that child, other exits) is
+        handled first; it is decided and counted when the timer fires. The children
+        of the failed plan it did not reach wait for the same retry.
+        """
+        key = self._new_key()
+        for c in self.children:
+            rec = self.records[c.path]
+            if c is child or (c.status is State.RESTARTING and rec.restart_key is None):
+                self.mark(c, State.RESTARTING)
+                rec.restart_key = key
+        self.pending[key] = PendingRestart(child, retry=True)
+        self.timers.add(key)
+        self.eng.emit(act.SetTimer(key.wire, 0.0))
 
     def _give_up(self, trigger: Child) -> None:
         """R24: too many restarts: stop everything and exit abnormally (escalation)."""
@@ -404,6 +468,7 @@ class SupNode(NodeBase):
             "give_up", self.path, restarts=len(self.window.times), period=self.spec.period
         )
         self.mark(trigger, State.STOPPED)
+        self.last_exit = {"gave_up": True, "normal": False}  # `otree status`: gave up
         self.state = State.STOPPING
         self.ending = Ending.GAVE_UP
         self._stop_all()
@@ -420,6 +485,10 @@ class SupNode(NodeBase):
 
         if name == "stop":
             if child.status is State.RESTARTING:
+                key = self.records[child.path].restart_key
+                pending = self.pending.get(key) if key is not None else None
+                if key is not None and pending is not None and pending.trigger is child:
+                    self._cancel_restart(key)  # R28: the whole pending restart
                 self.mark(child, State.STOPPED)
                 self.records[child.path].restart_key = None
             if not child.alive:
@@ -433,7 +502,9 @@ class SupNode(NodeBase):
         if child.status is State.RESTARTING:
             self.eng.reply(request, f"{child.path} is restarting")
             return
-        if name == "start" and child.alive:
+        if name == "start" and (child.alive or child.status is State.DEAD):
+            # OTP's restart_child still sees the pid of a child whose exit waits in the
+            # mailbox: {error, running}; the exit is handled next, by the strategy
             self.eng.reply(request, f"{child.path} is already running")
             return
         steps: list[Step] = [StopChild(child), StartChild(child), Call(reply_ok)]

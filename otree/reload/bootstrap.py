@@ -116,7 +116,7 @@ def _handed_over() -> list[tuple[int, int, float | None]]:
     import json
 
     try:
-        doc = json.loads(data)
+        doc = json.loads(data.partition(b"\n")[0])  # the JSON line: raw ring bytes follow
         engine = doc["engine"]
         records = [r for r in engine["nodes"].values() if r.get("kind") == "service"]
         records += list(engine.get("orphans", []))

@@ -7,8 +7,11 @@ no child ever sees either. The document is a :class:`Handoff`, written and
 read by the config's cattrs set-up (:func:`otree.config.convert.json_converter`):
 its JSON keys are the field names, and a field added to a class here (or to
 the engine's :class:`~otree.core.snapshot.EngineSnapshot`) needs no other
-edit. The document is versioned (``otree_handoff``): a version this code does
-not know is a :class:`~otree.errors.ReexecError`, never a guess.
+edit. The file is one line of JSON, then ``otree logs``' ring buffers as raw
+bytes (the JSON says whose and how long each is): escaped as text, a ring of
+64 MiB could cost six times that. The document is versioned
+(``otree_handoff``): a version this code does not know is a
+:class:`~otree.errors.ReexecError`, never a guess.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ if TYPE_CHECKING:
 
 #: the environment variable naming the inherited handoff fd
 ENV_FD = "OTREE_HANDOFF_FD"
-#: the version of the handoff document this code writes and reads
-FORMAT = 1
+#: the version of the handoff document this code writes; it reads these (1: the ring
+#: as text in the JSON, the otree before; 2: the ring as raw bytes after it)
+FORMAT = 2
+READS = (1, 2)
 
 
 @attrs.frozen
@@ -136,10 +141,40 @@ def _engine(conv: cattrs.Converter) -> Any:
     return structure
 
 
-def to_data(h: Handoff) -> dict[str, Any]:
-    """The document as JSON-able data, its version first."""
-    data: dict[str, Any] = converter().unstructure(h)
-    return {"otree_handoff": FORMAT, **data}
+def encode(h: Handoff) -> list[bytes]:
+    """The handoff file's contents, in pieces: the JSON line, then each ring chunk."""
+    data: dict[str, Any] = converter().unstructure(attrs.evolve(h, ring=()))
+    data["ring"] = [[path, len(chunk)] for path, chunk in h.ring]
+    head = json.dumps({"otree_handoff": FORMAT, **data}, separators=(",", ":"))
+    return [head.encode(), b"\n", *(chunk for _, chunk in h.ring)]
+
+
+def decode(blob: bytes) -> Handoff:
+    """The :class:`Handoff` in a handoff file (ReexecError: an unknown version, or none)."""
+    head, _, tail = blob.partition(b"\n")
+    data = _json(head)
+    if isinstance(data, dict) and data.get("otree_handoff") == 2:
+        data, sizes = dict(data), data.get("ring")
+        data["ring"] = []
+        h = from_data(data)
+        return attrs.evolve(h, ring=_ring(sizes, tail))
+    return from_data(data)  # version 1: the ring is in the JSON, as text
+
+
+def _ring(sizes: Any, tail: bytes) -> tuple[tuple[str, bytes], ...]:
+    view = memoryview(tail)
+    out = []
+    try:
+        for path, size in sizes:
+            if not isinstance(path, str) or not isinstance(size, int) or size > len(view):
+                raise ValueError
+            out.append((path, bytes(view[:size])))
+            view = view[size:]
+    except (TypeError, ValueError):
+        raise ReexecError("the handoff's ring buffers are cut short or malformed") from None
+    if len(view):
+        raise ReexecError("the handoff has bytes after its ring buffers")
+    return tuple(out)
 
 
 def from_data(data: Any) -> Handoff:
@@ -147,10 +182,9 @@ def from_data(data: Any) -> Handoff:
     if not isinstance(data, dict):
         raise ReexecError("the handoff is not a JSON object")
     version = data.get("otree_handoff")
-    if version != FORMAT:
-        raise ReexecError(
-            f"unknown handoff version {version!r} (this otree reads version {FORMAT})"
-        )
+    if version not in READS:
+        known = " and ".join(str(v) for v in READS)
+        raise ReexecError(f"unknown handoff version {version!r} (this otree reads {known})")
     body = {k: v for k, v in data.items() if k != "otree_handoff"}
     try:
         handoff: Handoff = converter().structure(body, Handoff)
@@ -175,9 +209,9 @@ def _the_reexec_error(exc: BaseException) -> ReexecError | None:
     return None
 
 
-def write_fd(data: dict[str, Any]) -> int:
-    """Write ``data`` to a new anonymous file; return its fd, inheritable, at offset 0."""
-    blob = json.dumps(data, separators=(",", ":")).encode()
+def write_fd(pieces: list[bytes]) -> int:
+    """Write ``pieces`` (:func:`encode`) to a new anonymous file; return its fd,
+    inheritable, at offset 0. Nothing is joined: a reload's peak memory is the ring's."""
     try:
         fd = os.memfd_create("otree-handoff", 0)
     except (AttributeError, OSError):  # no memfd: an unlinked temporary file
@@ -186,9 +220,10 @@ def write_fd(data: dict[str, Any]) -> int:
         fd, name = tempfile.mkstemp(prefix="otree-handoff-")
         os.unlink(name)
     try:
-        view = memoryview(blob)
-        while view:
-            view = view[os.write(fd, view) :]
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
         os.lseek(fd, 0, os.SEEK_SET)
         os.set_inheritable(fd, True)
     except OSError:
@@ -210,7 +245,7 @@ def read_inherited() -> Handoff | None:
 
     held = bootstrap.raw()  # ``import otree`` read it already, to stop the children with
     if held is not None:
-        return from_data(_json(held))
+        return decode(held)
     try:
         fd = int(text)
     except ValueError:
@@ -227,7 +262,7 @@ def read_inherited() -> Handoff | None:
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
-    return from_data(_json(b"".join(chunks)))
+    return decode(b"".join(chunks))
 
 
 def _json(blob: bytes) -> Any:

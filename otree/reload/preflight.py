@@ -22,7 +22,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from otree.errors import ConfigError, ExitCode, stderr_line
+from otree.errors import ConfigError, ExitCode, OtreeError, stderr_line
 from otree.runtime import posix
 
 if TYPE_CHECKING:
@@ -99,8 +99,13 @@ class Preflight:
         self.done(error)
 
 
-def check(source: str) -> ExitCode:
-    """``otree run SOURCE --preflight``: can this otree take ``SOURCE`` over? (the module doc)"""
+def check(source: str, events: str | None = None, log_dir: str | None = None) -> ExitCode:
+    """``otree run SOURCE --preflight``: can this otree take ``SOURCE`` over? (the module doc)
+
+    Beyond the imports and the tree file, every file the run writes is opened as the
+    new image would open it (each service's log file, ``--log-dir``, ``--events``):
+    one it cannot open refuses the reload instead of stopping the tree after the exec.
+    """
     import importlib
     import pkgutil
 
@@ -113,15 +118,25 @@ def check(source: str) -> ExitCode:
         from otree.reload import document
 
         document.converter()
-        load_tree(source)
+        tree = load_tree(source)
+        from otree.runtime.driver import Runtime
+
+        Runtime(tree, events=events, log_dir=log_dir, console=_devnull()).discard()
     except ConfigError as exc:
         for line in exc.lines():
             stderr_line(line)
         return ExitCode.USAGE
+    except OtreeError as exc:  # a file it cannot open: otree's own words say which
+        stderr_line(str(exc))
+        return ExitCode.GAVE_UP
     except Exception as exc:  # whatever keeps this otree from starting: say it, in one line
         stderr_line(_one_line(exc))
         return ExitCode.GAVE_UP
     return ExitCode.OK
+
+
+def _devnull() -> int:
+    return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
 def _one_line(exc: Exception) -> str:

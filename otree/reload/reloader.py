@@ -85,8 +85,25 @@ GUARD_WINDOW = 60.0
 #: how long a reload waits for the tree to be quiet before it is refused as busy
 QUIET_WAIT = 30.0
 _QUIET_POLL = 0.02
-#: signals held back across the exec (the mask survives it; the new image unblocks them)
-BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1})
+#: signals held back across the exec (the mask survives it; the new image unblocks them):
+#: every signal otree handles, since a handler does not survive the exec and the default
+#: action of most of them would end the new image before it installs its own
+BLOCKED = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGALRM,
+        signal.SIGVTALRM,
+        signal.SIGPROF,
+        signal.SIGIO,
+        signal.SIGPWR,
+        *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+    }
+)
 #: the first line of a reload refused for an invalid tree file (the issues follow)
 INVALID = "the tree file is invalid; the running tree carries on:"
 
@@ -163,6 +180,9 @@ class Reloader:
             self.fault = faults.FaultHook.from_env()
         #: why the tree is being stopped by the guard (then ``otree run`` exits 4)
         self.guard_message: str | None = None
+        #: called with True just before the exec, and with False if it failed (the service
+        #: manager's RELOADING=1, and READY=1 again)
+        self.exec_hooks: list[Callable[[bool], None]] = []
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
         self._preflight: Preflight | None = None  # the new image's start-up, being tried
         self._deadline: float | None = None  # waiting until quiet, after the preflight
@@ -353,7 +373,7 @@ class Reloader:
         memfd = -1
         old_mask: set[int | signal.Signals] | None = None
         try:
-            memfd = document.write_fd(document.to_data(h))
+            memfd = document.write_fd(document.encode(h))
             for fd in fds:
                 os.set_inheritable(fd, True)
             rt.console.flush()
@@ -362,8 +382,12 @@ class Reloader:
                     stream.flush()
             old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
             os.environ[document.ENV_FD] = str(memfd)
+            for hook in self.exec_hooks:
+                hook(True)
             os.execv(self.argv[0], self.argv)
         except BaseException as exc:
+            for hook in self.exec_hooks:
+                hook(False)
             os.environ.pop(document.ENV_FD, None)
             if old_mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -425,7 +449,7 @@ class Reloader:
         for pid in live - set(known):  # started, but the engine never heard of it: not ours
             rt.processes.signal(pid, signal.SIGKILL)
         try:
-            actions = core_snapshot.resume(rt.engine, h.engine, rt.loop.clock(), h.reason)
+            actions = core_snapshot.resume(rt.engine, h.engine, rt.loop.clock(), h.reason, h.tree)
         except (KeyError, TypeError, ValueError) as exc:
             raise ReexecError(f"the engine snapshot cannot be used ({exc!r})") from None
         # exits seen before the exec, then any process lost track of (an exit whose

@@ -104,9 +104,15 @@ class Runtime:
             posix.raise_fd_limit(4 * len(services) + 64)
             colour = self.console.tty and not os.environ.get("NO_COLOR")
             prefixes = output.prefixes([p for p, _ in services], colour)
+            share = output.TREE_RING_BYTES // max(1, len(services))
             for path, svc in services:
+                ring = svc.log.ring_bytes if svc.log is not None else output.RING_BYTES
                 self.outputs[path] = output.ServiceOutput(
-                    path, self.console, prefixes[path], _log_file(path, svc, log_dir)
+                    path,
+                    self.console,
+                    prefixes[path],
+                    _log_file(path, svc, log_dir),
+                    ring_bytes=min(ring, share),
                 )
         except OSError as exc:
             self._close_files()
@@ -274,7 +280,11 @@ class Runtime:
         self.command("shutdown")
 
     def _on_usr1(self, signum: int) -> None:
-        """logrotate's ``postrotate``: open every log file and the event log again."""
+        self.reopen_logs()
+
+    def reopen_logs(self) -> None:
+        """logrotate's ``postrotate`` (``SIGUSR1``): open every log file and the event log
+        again, and say so on the console."""
         count = self.reopen_files()
         self.console.write(f"otree: SIGUSR1: {count} log files reopened\n".encode(), keep=True)
 

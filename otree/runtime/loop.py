@@ -8,24 +8,34 @@ otree is a subreaper or PID 1. An idle loop sleeps in ``epoll_wait``.
 
 The loop only tells when a child has exited; signalling and reaping are
 ``posix``'s, and what to kill is the caller's choice (``kill_group``).
+
+Work that may block (a host name lookup) runs in a worker thread,
+``run_in_thread``: its answer comes back to the loop thread through a wakeup
+socket of its own (the signal one carries signal numbers only), so a callback
+never runs anywhere but in the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import itertools
 import os
 import selectors
 import signal
 import socket
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from otree.runtime import posix
 
 Callback = Callable[[], None]
 ExitCallback = Callable[[int], None]  # receives the raw wait status
+T = TypeVar("T")
 
 
 class Timer:
@@ -77,6 +87,10 @@ class Loop:
         self._running = False
         self._closed = False
         self._sigchld = False
+        self._calls: deque[Callback] = deque()  # handed in by other threads
+        self._calls_lock = threading.Lock()
+        self._call_r: socket.socket | None = None
+        self._call_w: socket.socket | None = None
 
     # --- file descriptors ---------------------------------------------------
 
@@ -177,6 +191,70 @@ class Loop:
             if handler is not None:
                 handler(signum)
 
+    # --- other threads --------------------------------------------------------
+
+    def run_in_thread(
+        self, work: Callable[[], T], done: Callable[[T | None, Exception | None], None]
+    ) -> None:
+        """Run ``work()`` in a daemon thread (every signal blocked in it, so they all still
+        reach the loop's thread); then ``done(result, None)`` or ``done(None, error)`` runs
+        in the loop. Called from the loop's thread. If the loop is closed first, ``done``
+        is never called."""
+        self._ensure_calls()
+
+        def worker() -> None:
+            try:
+                answer = functools.partial(done, work(), None)
+            except Exception as exc:  # handed to the loop, which decides
+                answer = functools.partial(done, None, exc)
+            self.call_soon_threadsafe(answer)
+
+        thread = threading.Thread(target=worker, name="otree-worker", daemon=True)
+        everything = signal.valid_signals()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, everything)
+        try:
+            thread.start()  # the new thread inherits the mask: no signal is ever its
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def call_soon_threadsafe(self, callback: Callback) -> None:
+        """Run ``callback`` in the loop's thread at its next turn: the one method another
+        thread may call (after ``run_in_thread`` or ``_ensure_calls`` set it up)."""
+        with self._calls_lock:
+            if self._closed or self._call_w is None:
+                return
+            self._calls.append(callback)
+            with contextlib.suppress(OSError):  # full: the loop has a wakeup to read already
+                self._call_w.send(b"\0")
+
+    def _ensure_calls(self) -> None:
+        if self._call_r is None:
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            self._call_r, self._call_w = r, w
+            self.add_reader(r.fileno(), self._run_calls)
+
+    def _run_calls(self) -> None:
+        assert self._call_r is not None
+        try:
+            while self._call_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            with self._calls_lock:
+                if not self._calls:
+                    return
+                callback = self._calls.popleft()
+            callback()
+            if not self._running:  # stopped: the rest waits for the next run()
+                with self._calls_lock:
+                    if self._calls and self._call_w is not None:
+                        with contextlib.suppress(OSError):
+                            self._call_w.send(b"\0")
+                return
+
     # --- children -----------------------------------------------------------
 
     def enable_sigchld(self) -> None:
@@ -216,6 +294,11 @@ class Loop:
         if status is None:
             return
         self._forget(child)
+        if self._wake_r is not None and os.WIFSIGNALED(status):
+            # a signal to otree that came with this death (systemd's default KillMode
+            # signals every process at once) is handled first: then a child that died of
+            # the TERM meant for the whole tree is not taken for a crash and restarted
+            self._read_signals()
         child.callback(status)
 
     def _forget(self, child: _Child) -> None:
@@ -245,6 +328,12 @@ class Loop:
         try:
             while self._running:
                 events = select(self._timeout())
+                if len(events) > 1 and self._wake_r is not None:
+                    # signals first: a TERM that came with the exits it caused (systemd's
+                    # default KillMode signals every process at once) stops the tree before
+                    # those exits are judged, so none is taken for a crash and restarted
+                    wake = self._wake_r.fileno()
+                    events.sort(key=lambda item: item[0].fd != wake)
                 for key, mask in events:
                     # a callback earlier in this batch may have removed or replaced this one:
                     # look the callbacks up again rather than trusting the key
@@ -284,6 +373,12 @@ class Loop:
             if child.pidfd is not None:
                 os.close(child.pidfd)
         self._children.clear()
+        with self._calls_lock:  # a worker still running hands its answer to no one
+            self._calls.clear()
+            if self._call_r is not None and self._call_w is not None:
+                self._call_r.close()
+                self._call_w.close()
+                self._call_r = self._call_w = None
         self._sel.close()
         self._closed = True
 

@@ -35,6 +35,10 @@ __all__ = [
 
 READ_SIZE = 64 * 1024
 RING_LINES = 1000
+#: ... and at most this many bytes of them (``log.ring_bytes``, whose default this is)
+RING_BYTES = 256 * 1024
+#: ... and all services together at most this much: each gets its share of it
+TREE_RING_BYTES = 64 * 1024 * 1024
 CONSOLE_LIMIT = 1 << 20  # bytes of console output held back before lines are dropped
 #: the console and the ring show at most this much of a line (the log file gets it whole)
 MAX_LINE = 64 * 1024
@@ -241,9 +245,15 @@ class ServiceOutput:
     """
 
     def __init__(
-        self, path: str, console: Console, prefix: bytes, file: RotatingFile | None = None
+        self,
+        path: str,
+        console: Console,
+        prefix: bytes,
+        file: RotatingFile | None = None,
+        ring_bytes: int = RING_BYTES,
     ) -> None:
         self.path = path
+        self.ring_bytes = ring_bytes
         self.console = console
         self.prefix = prefix
         self._nl_prefix = b"\n" + prefix
@@ -252,6 +262,7 @@ class ServiceOutput:
         # control plane: called with (path, chunk of whole lines) as lines arrive (logs -f)
         self.listeners: list[Callable[[str, bytes], None]] = []
         self._ring_lines = 0
+        self._ring_size = 0  # bytes in the ring
         self._partial: dict[int, bytes] = {}  # per pipe fd: an unfinished last line
         # per pipe fd inside a line longer than MAX_LINE: bytes cut so far, and its head
         self._long: dict[int, int] = {}
@@ -344,11 +355,33 @@ class ServiceOutput:
                 listener(self.path, data)
 
     def _remember(self, data: bytes, count: int) -> None:
+        """Keep ``data`` (``count`` whole lines) in the ring: the oldest lines go first
+        beyond ``RING_LINES`` lines or ``ring_bytes`` bytes (bounded in bytes, whatever
+        the lines are like)."""
+        cap = self.ring_bytes
+        if len(data) > cap:  # one chunk over the whole bound: keep its last whole lines
+            cut = data.find(b"\n", len(data) - cap - 1) + 1 if cap else len(data)
+            count -= data.count(b"\n", 0, cut)
+            data = data[cut:]
+            if not data:
+                self._ring.clear()
+                self._ring_lines = self._ring_size = 0
+                return
         ring = self._ring
         ring.append((data, count, next(_SEQ)))
         self._ring_lines += count
-        while self._ring_lines - ring[0][1] >= RING_LINES:
-            self._ring_lines -= ring.popleft()[1]
+        self._ring_size += len(data)
+        while len(ring) > 1 and (
+            self._ring_lines - ring[0][1] >= RING_LINES or self._ring_size > cap
+        ):
+            old, lines, _ = ring.popleft()
+            self._ring_lines -= lines
+            self._ring_size -= len(old)
+
+    @property
+    def ring_size(self) -> int:
+        """Bytes in the ring buffer now."""
+        return self._ring_size
 
     def ring_chunks(self) -> list[tuple[int, bytes]]:
         """``(seq, whole lines)`` in the ring buffer, oldest first (handed over at a reload)."""

@@ -3,8 +3,9 @@
 A probe answers once: ``on_ready()`` or ``on_failed(reason)``. The timeout is
 the engine's business; the runtime ``cancel()``s a probe when the process
 exits or is being stopped. Kinds: a delay (a timer), a TCP connect (a
-non-blocking attempt every ``TCP_RETRY`` seconds until one succeeds), sd_notify
-(``READY=1`` on the service's notify socket, which lives as long as the process), and
+non-blocking attempt every ``TCP_RETRY`` seconds until one succeeds; a host
+name is looked up off the loop, in a worker thread, see ``Lookups``), sd_notify
+(``READY=1`` on the service's notify socket, which lives as long as the process),
 a command run every ``interval`` seconds until it exits 0, an HTTP GET every
 ``HTTP_RETRY`` seconds until one answers 2xx/3xx, and none for a one-shot step.
 """
@@ -16,6 +17,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyHttp, ReadyTcp
 from otree.runtime import checks, posix
@@ -24,9 +26,83 @@ from otree.runtime.loop import Loop, Timer
 from otree.runtime.notify import NotifySocket
 
 TCP_RETRY = 0.05
+#: host names looked up at once (a thread each); a probe past it tries again later
+MAX_LOOKUPS = 16
+LOOKUP_RETRY = 0.5
 
 OnReady = Callable[[], None]
 OnFailed = Callable[[str], None]
+Addrs = list[tuple[int, tuple[str, int]]]
+#: a lookup's answer: the addresses, or the reason there are none
+OnAddrs = Callable[[Addrs | None, str | None], None]
+
+
+def _addrs(infos: list[Any]) -> Addrs:
+    return [(family, (str(addr[0]), int(addr[1]))) for family, _, _, _, addr in infos]
+
+
+def numeric(host: str, port: int) -> Addrs | None:
+    """The address of an IP literal (never a lookup); None for a name."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return None
+    return _addrs(infos)
+
+
+class Lookups:
+    """Host name lookups, off the loop: ``getaddrinfo`` can block for as long as the
+    resolver's timeouts (20 s and more with the DNS down), so it runs in a worker thread
+    and its answer comes back to the loop (``Loop.run_in_thread``). One lookup of a name
+    is in flight at a time, however many probes wait for it (a crash-looping service
+    does not pile up threads on a hung DNS); a probe gives up on it with its readiness
+    timeout (the engine's), the thread ends with the resolver's own."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[Loop, str, int], list[OnAddrs]] = {}
+
+    def in_flight(self) -> int:
+        return len(self._waiting)
+
+    def resolve(self, loop: Loop, host: str, port: int, answer: OnAddrs) -> bool:
+        """Look ``host`` up and call ``answer`` in the loop; False when too many lookups
+        are in flight already (try again later). ``forget`` drops the answer."""
+        key = (loop, host, port)
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            waiting.append(answer)
+            return True
+        if len(self._waiting) >= MAX_LOOKUPS:
+            return False
+        self._waiting[key] = [answer]
+
+        def lookup() -> Addrs:
+            return _addrs(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+        def done(addrs: Addrs | None, error: Exception | None) -> None:
+            reason = None
+            if error is not None:
+                reason = f"cannot resolve {host!r}: {error}"
+            elif not addrs:
+                addrs, reason = None, f"cannot resolve {host!r}: no address"
+            for each in self._waiting.pop(key, []):
+                each(addrs, reason)
+
+        try:
+            loop.run_in_thread(lookup, done)
+        except (RuntimeError, OSError) as exc:  # no thread or fd to be had now (EMFILE, EAGAIN)
+            del self._waiting[key]
+            answer(None, f"cannot resolve {host!r}: {exc}")
+        return True
+
+    def forget(self, loop: Loop, host: str, port: int, answer: OnAddrs) -> None:
+        waiting = self._waiting.get((loop, host, port))
+        if waiting is not None and answer in waiting:
+            waiting.remove(answer)
+
+
+#: the lookups of every TCP probe
+LOOKUPS = Lookups()
 
 
 class Probe:
@@ -89,30 +165,47 @@ class TcpProbe(Probe):
         self.owner = owner  # who must hold the listener (None: anyone)
         self._sock: socket.socket | None = None
         self._timer: Timer | None = None
-        self._addrs: list[tuple[int, tuple[str, int]]] | None = None
+        self._addrs: Addrs | None = None
+        self._looking_up = False
 
     def start(self) -> None:
         self._attempt()
 
-    def _resolve(self) -> list[tuple[int, tuple[str, int]]] | None:
+    def _resolve(self) -> None:
+        """Start the lookup of a host name (an IP literal needs none); ``_resolved`` answers."""
         host, port = self.address
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            self._failed(f"cannot resolve {host!r}: {exc}")
-            return None
-        return [(family, (str(addr[0]), int(addr[1]))) for family, _, _, _, addr in infos]
+        self._addrs = numeric(host, port)
+        if self._addrs is not None:
+            return
+        self._looking_up = True
+        if not LOOKUPS.resolve(self.loop, host, port, self._resolved):
+            self._looking_up = False
+            self._timer = self.loop.call_later(LOOKUP_RETRY, self._attempt)
+
+    def _resolved(self, addrs: Addrs | None, reason: str | None) -> None:
+        self._looking_up = False
+        if self.done:
+            return
+        if addrs is None:
+            self._failed(reason or "cannot resolve")
+            return
+        self._addrs = addrs
+        self._attempt()
 
     def _attempt(self) -> None:
         self._timer = None
-        if self.done:
+        if self.done or self._looking_up:
             return
         if self._addrs is None:
-            self._addrs = self._resolve()
+            self._resolve()
             if self._addrs is None:
                 return
         family, addr = self._addrs[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        except OSError:  # out of fds or memory for now: try again later
+            self._retry()
+            return
         sock.setblocking(False)
         err = sock.connect_ex(addr)
         if err == 0:
@@ -157,6 +250,9 @@ class TcpProbe(Probe):
             self.loop.remove_writer(self._sock.fileno())
             self._sock.close()
             self._sock = None
+        if self._looking_up:
+            self._looking_up = False
+            LOOKUPS.forget(self.loop, *self.address, self._resolved)
 
 
 class NotifyProbe(Probe):
@@ -219,7 +315,7 @@ class CmdProbe(Probe):
         if self.done:
             return
         try:
-            pid = posix.spawn(self.argv, self.env, self.cwd)
+            pid = posix.spawn(self.argv, self.env, self.cwd, death_signal=signal.SIGKILL)
         except posix.SpawnError as exc:
             self._failed(f"ready cmd: {exc}")
             return

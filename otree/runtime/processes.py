@@ -83,6 +83,10 @@ class Processes:
         #: hands it over, and the image that ends removes it)
         self.notify_dir: str | None = None
         self._notify_seq = itertools.count(1)
+        #: where the running children are written down (PIDs and start times), for the
+        #: next ``otree run`` of the tree if this otree dies (None: nowhere)
+        self.state_file: str | None = None
+        self._state_due = False
 
     # --- actions --------------------------------------------------------------
 
@@ -98,12 +102,19 @@ class Processes:
                 return
         env = posix.child_env(spec.environ, notify.path if notify else None)
         argv = service_argv(spec, sys.executable)
-        r, w = posix.pipe()
+        try:
+            r, w = posix.pipe()
+        except OSError as exc:  # EMFILE, ENFILE, ENOMEM: a start failure, retried as any
+            if notify is not None:
+                notify.close()
+            self.feed(ev.SpawnFailed(path, f"cannot create its output pipe: {exc.strerror}"))
+            return
         try:
             if spec.watchdog is not None:
                 env["WATCHDOG_USEC"] = str(round(spec.watchdog * 1_000_000))
                 argv = posix.with_own_pid("WATCHDOG_PID", argv, env)
-            pid = posix.spawn(argv, env, spec.cwd, output=w)
+            death = posix.signal_number(spec.stop_signal)
+            pid = posix.spawn(argv, env, spec.cwd, output=w, death_signal=death)
         except posix.SpawnError as exc:
             os.close(r)
             if notify is not None:
@@ -119,6 +130,7 @@ class Processes:
         self.pipes[r] = output
         self.loop.add_reader(r, lambda: self._read(r))
         self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+        self._state_changed()
         self.feed(ev.Spawned(path, pid))
         if spec.ready is not None:
             self.probing[pid] = path
@@ -217,6 +229,26 @@ class Processes:
             with contextlib.suppress(OSError):
                 os.rmdir(self.notify_dir)
             self.notify_dir = None
+        if self.state_file is not None:  # nothing is left running
+            with contextlib.suppress(OSError):
+                os.unlink(self.state_file)
+            self.state_file = None
+
+    # --- the state file ----------------------------------------------------------
+
+    def _state_changed(self) -> None:
+        """Write the state file again at the end of this loop turn (once per turn)."""
+        if self.state_file is not None and not self._state_due:
+            self._state_due = True
+            self.loop.call_later(0, self.write_state)
+
+    def write_state(self) -> None:
+        """Write down the running children now (``state_file``), in start order."""
+        self._state_due = False
+        if self.state_file is None:
+            return
+        with contextlib.suppress(OSError):  # best effort: PR_SET_PDEATHSIG stops them anyway
+            posix.write_state(self.state_file, [(p.pid, p.path) for p in self.procs.values()])
 
     # --- self-reload (otree.reload.reloader) ---------------------------------------------------
 
@@ -305,6 +337,7 @@ class Processes:
                 proc.notify.status_text = carried.status_text
                 proc.notify.start()
             proc.carried = carried
+            self._state_changed()
 
     def reap_stray(self, pid: int) -> None:
         """After ``os.execv``: reap ``pid`` (a readiness command the image before killed)
@@ -392,6 +425,7 @@ class Processes:
 
     def _exited(self, proc: Process, status: int) -> None:
         del self.procs[proc.pid]
+        self._state_changed()
         self.probing.pop(proc.pid, None)
         if proc.probe is not None:
             proc.probe.cancel()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from otree.errors import stderr_line
+from otree.paths import DEVICES, KERNEL_FS, unsafe_directory
 
 #: a failing sink is tried again at its next write once this many seconds have passed
 RETRY_EVERY = 2.0
@@ -99,40 +100,10 @@ class Sink:
 
 #: otree's own streams, taken as they are (a duplicate of fd 1 or 2)
 STREAMS = {"/dev/stdout": 1, "/dev/stderr": 2}
-#: character devices a log may name: /dev/null (discard) and /dev/full (always full)
-DEVICES = frozenset({os.makedev(1, 3), os.makedev(1, 7)})
-KERNEL_FS = ("/proc", "/sys")
 
 
 class UnsafePath(OSError):
     """A log path otree refuses to write (``strerror`` says why)."""
-
-
-def unsafe_directory(directory: str) -> str | None:
-    """Why ``directory`` or one above it lets another user replace what is in it, or None.
-
-    The same rule as ``otree.config.logpaths`` applies at load (the runtime cannot import
-    config): writable by another user (or owned by one) and not sticky and root-owned."""
-    uid, gid = os.geteuid(), os.getegid()
-    current = os.path.realpath(directory)
-    while True:
-        try:
-            st = os.stat(current)
-        except OSError:
-            st = None
-        if st is not None:
-            others = bool(st.st_mode & stat.S_IWOTH) or (
-                bool(st.st_mode & stat.S_IWGRP) and st.st_gid not in (0, gid)
-            )
-            owner = st.st_uid not in (0, uid)
-            sticky = bool(st.st_mode & stat.S_ISVTX) and st.st_uid == 0
-            if (others or owner) and not sticky:
-                who = f"user {st.st_uid}" if owner else "other users"
-                return f"the directory {current} is writable by {who} (not sticky and root-owned)"
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
 
 
 def open_append(path: str, truncate: bool = False) -> int:

@@ -145,7 +145,10 @@ class Trace:
         return self.exit_code is not None
 
     def format(self, limit: int | None = None) -> str:
-        """The events as an aligned table, one per line (the last ``limit`` ones)."""
+        """The events as an aligned table, one per line (the last ``limit`` ones).
+
+        A string, so ``assert cond, trace.format()`` shows it whole on failure.
+        """
         shown = self.events if limit is None else self.events[-limit:]
         lines = []
         if limit is not None and len(self.events) > limit:
@@ -156,11 +159,29 @@ class Trace:
             lines.append(f"  {e['ts']:10.3f}  {e['event']:<13} {path:<20} {extra}".rstrip())
         return "\n".join(lines)
 
-    def __repr__(self) -> str:
-        head = (
+    def expect(self, condition: object, message: str = "") -> None:
+        """Raise ``AssertionError`` with ``message`` and the whole trace unless ``condition``.
+
+        ``assert cond, trace`` shows only what pytest's ``saferepr`` keeps of the
+        trace (about 240 characters); ``trace.expect(cond, "why")`` (or ``assert
+        cond, trace.format()``, a string, shown whole) shows every event.
+        """
+        if condition:
+            return
+        lines = [message] if message else []
+        lines.append(self._head())
+        if self.events:
+            lines.append(self.format())
+        raise AssertionError("\n".join(lines))
+
+    def _head(self) -> str:
+        return (
             f"<Trace {len(self.events)} events, exit_code={_number(self.exit_code)!r}, "
             f"running={self.running()!r}>"
         )
+
+    def __repr__(self) -> str:
+        head = self._head()
         if not self.events:
             return head
         return head + "\n" + self.format(limit=200)

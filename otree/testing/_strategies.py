@@ -132,6 +132,7 @@ def logs() -> st.SearchStrategy[Log]:
         file=st.one_of(st.none(), st.sampled_from(["app.log", "logs/web.log"])),
         max_bytes=st.integers(0, 10**8),
         backups=st.integers(0, 10),
+        ring_bytes=st.integers(0, 10**7),
     )
 
 
@@ -343,8 +344,8 @@ def crash_schedules(
 ) -> list[tuple[float, str, str]]:
     """Sorted ``(at_seconds, path, how)`` schedules for :func:`~otree.testing.simulate`.
 
-    Up to ``max_crashes`` items in ``[0, within]``, aimed at the services of
-    ``tree`` (or at ``paths``), doing one of ``hows`` (any of
+    Up to ``max_crashes`` items in ``[0, within]``, aimed at every service of
+    ``tree`` (or only at ``paths``), doing one of ``hows`` (any of
     ``crash exit0 kill hang_on_stop fail_start``), at least ``min_gap``
     seconds apart.
     """

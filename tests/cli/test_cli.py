@@ -229,7 +229,7 @@ def test_default_socket_is_private_and_found_from_the_same_directory(
         proc.wait_for("tree_ready")
         sock_dir = os.path.join(runtime_dir, "otree")
         assert stat.S_IMODE(os.stat(sock_dir).st_mode) == 0o700
-        [name] = os.listdir(sock_dir)
+        [name] = [n for n in os.listdir(sock_dir) if n.endswith(".sock")]  # and its .lock
         assert name.startswith("tree-") and name.endswith(".sock")
         sock = os.path.join(sock_dir, name)
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
@@ -265,8 +265,8 @@ def test_a_second_run_on_the_same_socket_is_refused(
     second = otree("run", "tree.toml", "--socket", sock, cwd=other)
     assert second.wait_exit() == 2
     assert second.stderr == (
-        f"otree: another otree (pid {tree.pid}) is already running on {sock};"
-        " stop it first or pass --socket\n"
+        f"otree: another otree (pid {tree.pid}) is already running on {sock}"
+        f" (it holds {sock}.lock); stop it first or pass --socket\n"
     )
     assert second.events() == []  # nothing started
     assert tree.proc.poll() is None
@@ -296,6 +296,21 @@ def test_bad_arguments_exit_2(sock: str) -> None:
         r = ctl(*args, "--socket", sock)
         assert r.returncode == 2, args
         assert r.stderr.startswith("otree: "), r.stderr
+    r = ctl("status", "--bogus", "--socket", sock)
+    assert r.stderr == "otree: unrecognized arguments: --bogus (see 'otree status --help')\n"
+
+
+def test_version_and_bare_otree() -> None:
+    from support.cli import otree_cli
+
+    from otree._version import __version__
+
+    r = otree_cli("--version")
+    assert (r.returncode, r.stdout) == (0, f"otree {__version__}\n")
+    bare = otree_cli()
+    assert bare.returncode == 2 and bare.stdout == ""
+    assert bare.stderr.startswith("usage: otree ") and "run       run a tree" in bare.stderr
+    assert "exit codes: 0 ok;" in otree_cli("--help").stdout
 
 
 # --- logs --------------------------------------------------------------------------------

@@ -76,7 +76,6 @@ def test_run_a_missing_file_exits_2(otree: Run, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "otree: the following arguments are required: COMMAND"),
         (["run"], "otree: the following arguments are required: TREE"),
         (["run", "t.toml", "--bogus"], "otree: unrecognized arguments: --bogus"),
         (["frobnicate"], "otree: argument COMMAND: invalid choice: 'frobnicate'"),

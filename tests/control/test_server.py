@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from support.harness import FakeBackend, ManualLoop, Served, short_dir
 from support.waits import wait_until
 
+from otree.control.conn import TURN_REQUESTS
 from otree.control.protocol import encode
 from otree.control.server import Client, ControlServer, NotRunning, bind_socket, status_payload
 from otree.errors import ControlError
@@ -451,6 +452,89 @@ def test_logs_follow(served: Served) -> None:
     # the follower is gone: its listener is removed
     wait_until(lambda: served.call(lambda: served.server.clients) == 0, what="the drop")
     assert served.call(lambda: served.backend.outputs["db"].listeners) == []
+
+
+def test_one_follow_per_connection(served: Served) -> None:
+    """A second ``logs -f`` on a connection that follows already is refused with the
+    reason (the first goes on); another connection may follow."""
+    with raw(served.path) as a, raw(served.path) as b:
+        a.sendall(
+            encode({"id": 1, "cmd": "logs", "path": "db", "follow": True})
+            + encode({"id": 2, "cmd": "logs", "follow": True})
+        )
+        following, refused = read_messages(a, 2)
+        assert following == {"id": 1, "ok": True, "following": True}
+        assert refused["id"] == 2 and refused["ok"] is False
+        assert "follows logs already (request 1): one follow per connection" in refused["error"]
+        b.sendall(encode({"id": 9, "cmd": "logs", "path": "db", "follow": True}))
+        assert read_messages(b, 1) == [{"id": 9, "ok": True, "following": True}]
+        served.feed("db", b"new\n")
+        assert read_messages(a, 1) == [{"id": 1, "path": "db", "line": "new"}]
+        assert read_messages(b, 1) == [{"id": 9, "path": "db", "line": "new"}]
+    assert len(served.call(lambda: served.backend.outputs["db"].listeners)) <= 2
+
+
+def test_a_pipelined_flood_gets_a_bounded_share_of_each_turn(sockdir: str) -> None:
+    """100 requests sent at once on one connection: 32 are answered per loop turn, and a
+    request of another client sent meanwhile is answered in the first turn."""
+    loop = ManualLoop()
+    backend = FakeBackend(loop)
+    server = ControlServer(loop, backend, os.path.join(sockdir, "s.sock"))
+    flood, other = raw(server.path), raw(server.path)
+    try:
+        loop.pump()
+        flood.sendall(b"".join(encode({"id": i, "cmd": "info"}) for i in range(100)))
+        other.sendall(encode({"id": 1000, "cmd": "info"}))
+        loop.pump(rounds=1)
+        assert [m["id"] for m in read_messages(other, 1)] == [1000]
+        assert len(read_messages(flood, TURN_REQUESTS)) == TURN_REQUESTS
+        flood.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            flood.recv(65536)  # nothing more yet
+        flood.setblocking(True)
+        loop.pump()
+        rest = read_messages(flood, 100 - TURN_REQUESTS)
+        assert [m["id"] for m in rest] == list(range(TURN_REQUESTS, 100))
+    finally:
+        flood.close()
+        other.close()
+        server.close()
+        backend.close()
+
+
+def test_a_client_that_never_reads_is_cut_off_with_the_reason(sockdir: str) -> None:
+    """Past ``max_output`` unread bytes of replies, what the client has not received is
+    discarded (but the end of the line it was inside) and its last line is the reason."""
+    loop = ManualLoop()
+    backend = FakeBackend(loop)
+    server = ControlServer(loop, backend, os.path.join(sockdir, "s.sock"), max_output=64 * 1024)
+    client = raw(server.path)
+    try:
+        backend.outputs["db"].feed(0, b"".join(b"%d %s\n" % (i, b"x" * 200) for i in range(900)))
+        client.sendall(b"".join(encode({"id": i, "cmd": "logs", "path": "db"}) for i in range(60)))
+        loop.pump()  # every request read and handled before the client reads a byte
+        client.setblocking(False)
+        buf = b""
+        while True:
+            try:
+                data = client.recv(65536)
+            except BlockingIOError:
+                loop.pump()
+                continue
+            if not data:
+                break
+            buf += data
+        messages = [json.loads(line) for line in buf.splitlines()]  # whole lines only
+        assert messages[-1]["id"] is None
+        assert messages[-1]["error"].startswith(
+            "disconnected: it sends requests faster than it reads its replies"
+        )
+        assert max(m["id"] for m in messages if m.get("ok")) < 59
+        assert server.clients == 0
+    finally:
+        client.close()
+        server.close()
+        backend.close()
 
 
 def test_a_slow_follower_skips_lines_and_never_blocks_the_loop(sockdir: str) -> None:

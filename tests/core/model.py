@@ -11,7 +11,9 @@ model is plain recursion over the tree:
   temporary: never);
 - not restarted and significant under ``auto_shutdown`` -> the supervisor
   shuts down normally (any_significant: at once; all_significant: once no
-  significant child runs);
+  significant child is left; OTP's ``do_auto_shutdown``: a child is gone only
+  when it has no process, so one whose restart failed and waits for its retry
+  is still there);
 - restarted -> the supervisor's one window of restart times: keep
   ``now - t <= period``, add now, more than ``intensity`` -> ``give_up``: stop
   every child in reverse declared order and exit abnormally to the parent;
@@ -34,7 +36,14 @@ model is plain recursion over the tree:
 restart is retried, each retry is one more window entry (R26) and one more
 ``restart`` event (naming the child that failed to start); a
 one_for_all retry restarts the whole group again, a rest_for_one retry
-carries on from the failed child (R27). The model's log holds tuples:
+carries on from the failed child (R27). A retry is counted when it is
+attempted, after whatever was queued before it (in this instant world nothing
+ever is). Three more rules of OTP's cannot arise here, since nothing waits:
+a ``start`` of a child whose exit is not handled yet is refused (it still has
+its pid), a ``stop`` of a child waiting to be restarted cancels the whole
+pending restart, and a ``stop`` queued before a retry cancels it; the
+invariants of ``test_model.py`` check them in a world where things take time.
+The model's log holds tuples:
 ``("spawn", path)``, ``("ready", path)``, ``("stop", path)``,
 ``("exit", path, normal)``, ``("start_failed", path)``,
 ``("restart", sup, strategy, child)``, ``("give_up", sup, restarts, period)``,
@@ -58,6 +67,7 @@ class Node:
         self.path = path
         self.parent = parent
         self.running = False
+        self.restarting = False  # its restart failed and waits for the retry (R28)
         self.history: list[float] = []
         self.children: list[Node] = []
         if isinstance(spec, Supervisor):
@@ -145,6 +155,7 @@ class Model:
             started.append(c)
 
     def _stop(self, node: Node) -> None:
+        node.restarting = False
         if node.is_service:
             if node.running:
                 node.running = False
@@ -194,7 +205,9 @@ class Model:
         )
         if not wants_restart:
             if child.spec.significant and spec.auto_shutdown is not AutoShutdown.NEVER:
-                left = [c for c in sup.children if c.spec.significant and c.running]
+                left = [
+                    c for c in sup.children if c.spec.significant and (c.running or c.restarting)
+                ]
                 if spec.auto_shutdown is AutoShutdown.ANY_SIGNIFICANT or not left:
                     self.log.append(("auto_shutdown", sup.path, child.path))
                     self._sup_exits(sup, normal=True)
@@ -231,11 +244,16 @@ class Model:
             try:
                 for c in todo:
                     self._start(c)
+                    c.restarting = False
                 return
             except StartFailed as failed:
+                # the child that failed waits for its retry: still there (R28, R41)
+                failing = next(c for c in todo if _contains(c, failed.path))
+                failing.restarting = True
                 # R26/R27: retried, and the retry counts (and is logged) as a restart
                 if not self._count(sup):
                     self.log.append(("give_up", sup.path, len(sup.history), spec.period))
+                    failing.restarting = False
                     self._sup_exits(sup, normal=False)
                     return
                 idx = next(k for k, c in enumerate(todo) if _contains(c, failed.path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
 from support.specs import svc
 
@@ -77,10 +78,10 @@ class World:
 
     def reload(self, tree: Supervisor, reason: str = "reload") -> None:
         snap = through_json(snapshot.snapshot(self.engine))
-        self.engine = Engine(tree)
+        old, self.engine = self.engine.tree, Engine(tree)
         self.log.clear()
         self.timers.clear()
-        self.run(snapshot.resume(self.engine, snap, self.now, reason))
+        self.run(snapshot.resume(self.engine, snap, self.now, reason, old))
 
     def events(self, *names: str) -> list[tuple[str, str]]:
         return [(e["event"], e["path"]) for e in self.log if not names or e["event"] in names]
@@ -95,6 +96,24 @@ def test_unchanged_tree_adopts_every_child_with_the_same_pid() -> None:
     assert w.events() == [("reexec", ""), ("adopt", "a"), ("adopt", "s.b"), ("tree_ready", "")]
     assert w.log[0]["reason"] == "reload"
     assert [e["pid"] for e in w.log if e["event"] == "adopt"] == [before["a"], before["s.b"]]
+
+
+def test_a_field_added_by_an_upgrade_restarts_nothing() -> None:
+    """The new image compares specs, not the old image's fingerprints: a field this otree
+    has and the old one had not (so the old fingerprint lacks it) takes its default on
+    both sides, and every child is adopted."""
+    tree = Supervisor("root", children=[svc("a"), Supervisor("s", children=[svc("b")])])
+    w = World(tree)
+    before = dict(w.live)
+    snap = snapshot.snapshot(w.engine)
+    older = {
+        path: attrs.evolve(rec, fp=rec.fp + " (an older otree)") for path, rec in snap.nodes.items()
+    }
+    w.engine = Engine(tree)
+    w.log.clear()
+    w.run(snapshot.resume(w.engine, attrs.evolve(snap, nodes=older), w.now, "reload", tree))
+    assert w.live == before
+    assert [e for e, _ in w.events()].count("adopt") == 2 and not w.events("spawn")
 
 
 def test_changed_removed_and_new_are_stopped_restarted_and_started_in_order() -> None:
@@ -193,7 +212,7 @@ def test_new_supervisor_is_started_as_a_whole() -> None:
 def test_unknown_snapshot_version_is_an_error_not_a_guess() -> None:
     tree = Supervisor("root", children=[svc("a")])
     with pytest.raises(ReexecError, match="unknown snapshot version 99"):
-        snapshot.resume(Engine(tree), snapshot.EngineSnapshot({}, version=99), 0.0, "x")
+        snapshot.resume(Engine(tree), snapshot.EngineSnapshot({}, version=99), 0.0, "x", tree)
 
 
 def test_fatal_reexec_during_the_initial_start_starts_the_children_not_reached_yet() -> None:
@@ -206,7 +225,7 @@ def test_fatal_reexec_during_the_initial_start_starts_the_children_not_reached_y
     w = World.__new__(World)
     w.stubborn = frozenset()
     w.engine, w.now, w.next_pid, w.live, w.log, w.timers = Engine(tree), 1.0, 200, {"a": 10}, [], {}
-    w.run(snapshot.resume(w.engine, snap, 1.0, "fatal: RuntimeError: boom"))
+    w.run(snapshot.resume(w.engine, snap, 1.0, "fatal: RuntimeError: boom", tree))
     assert w.events("adopt", "spawn", "tree_ready") == [
         ("adopt", "a"),
         ("spawn", "s.b"),

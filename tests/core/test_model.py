@@ -12,6 +12,25 @@ auto_shutdown, tree_ready, tree_stopped) and the exit code.
 
 Times and periods are multiples of 0.25 s, so window-edge arithmetic is
 exact in floating point for both sides.
+
+The model's world is instant (nothing waits), so some of OTP's rules cannot
+arise in it. Invariants check those on the engine itself (``CheckedEngine``),
+in this machine and in a second one (``EngineInvariants``) whose trees have
+readiness delays and backoff and whose processes may hang on stop, so starts
+take time, restarts wait and requests queue. One invariant per rule that
+issue 10 found broken, each from OTP's ``supervisor.erl``:
+
+1. ``do_auto_shutdown``: when an ``all_significant`` supervisor shuts down, none
+   of its significant children has a process, a pending restart or an exit
+   waiting to be handled;
+2. ``restart_child`` sees a pid until its EXIT is handled: a ``start`` is never
+   answered ok while an exit of that child waits in its supervisor's mailbox;
+3. ``terminate_child`` of a restarting child leaves ``try_again_restart``
+   nothing to do: after every step, every child shown ``restarting`` is in the
+   plan under way or waits on a restart whose trigger is itself restarting;
+4. ``add_restart`` for a retry runs in ``try_again_restart``, after what was
+   queued before it: no retry follows a ``stop`` of that child sent while its
+   attempt was under way.
 """
 
 from __future__ import annotations
@@ -31,7 +50,10 @@ from hypothesis.stateful import (
 from model import Entry, Model
 from support.specs import svc
 
-from otree.core.spec import Backoff, ReadyExited, Restart, Service, Supervisor, walk
+from otree.core import events as ev
+from otree.core.engine import Engine
+from otree.core.node import ExitMail, StartChild, State, SupNode
+from otree.core.spec import AutoShutdown, Backoff, ReadyExited, Restart, Service, Supervisor, walk
 from otree.testing import Simulation, Trace, crash_schedules, simulate, supervisors
 
 COMPARED = {
@@ -79,6 +101,91 @@ def dyadic_periods(sup: Supervisor) -> Supervisor:
     return attrs.evolve(sup, period=quarter(min(sup.period, 100.0)), children=children)
 
 
+class CheckedEngine(Engine):
+    """The engine, checking invariants 1, 2 and 4 of the module doc as it goes."""
+
+    def __init__(self, tree: Supervisor, rng: Any) -> None:
+        super().__init__(tree, rng)
+        self.requests: dict[int, tuple[str, str]] = {}
+        self.reports = 0  # how many reports so far: a clock of what happened
+        self.last_restart: dict[str, int] = {}  # supervisor path -> report number
+        self.attempt_stops: dict[str, int] = {}  # child path -> report number of a stop
+        self.failed_at: dict[str, int] = {}  # child path -> its last start_failed
+
+    def handle(self, event: ev.Event, now: float) -> list[Any]:
+        if isinstance(event, ev.Command):
+            self.requests[event.request] = (event.name, event.path)
+            if event.name == "stop":
+                self.attempt_stops[event.path] = self.reports
+        return super().handle(event, now)
+
+    def report(self, event: str, path: str, **fields: Any) -> None:
+        self.reports += 1
+        if event == "auto_shutdown":
+            self._check_auto_shutdown(path)
+        elif event == "start_failed":
+            self.failed_at[path] = self.reports
+        elif event == "spawn":
+            self.failed_at.pop(path, None)
+        elif event == "restart":
+            self._check_retry(path, fields["child"])
+            self.last_restart[path] = self.reports
+        super().report(event, path, **fields)
+
+    def reply(self, request: int | None, error: str | None) -> None:
+        name, path = self.requests.get(request or 0, ("", ""))
+        if error is None and name == "start":
+            node = self.nodes[path]
+            sup = node.parent
+            assert sup is not None
+            waiting = [m for m in sup.mailbox if isinstance(m, ExitMail) and m.child is node]
+            assert not waiting, f"invariant 2: start {path!r} answered ok, its exit waits"
+        super().reply(request, error)
+
+    def _check_auto_shutdown(self, path: str) -> None:
+        sup = self.nodes[path]
+        assert isinstance(sup, SupNode)
+        if sup.spec.auto_shutdown is not AutoShutdown.ALL_SIGNIFICANT:
+            return
+        there = {
+            c.path: c.status.value
+            for c in sup.children
+            if c.significant and c.status not in (State.STOPPED, State.EXITED)
+        }
+        assert not there, f"invariant 1: {path!r} shut down with significant children {there}"
+
+    def _check_retry(self, sup: str, child: str) -> None:
+        failed = self.failed_at.get(child)
+        if failed is None:  # not a retry
+            return
+        stop = self.attempt_stops.get(child)
+        began = self.last_restart.get(sup, 0)
+        assert stop is None or not began < stop <= failed, (
+            f"invariant 4: {sup!r} retried {child!r} after a stop sent during the attempt"
+        )
+
+
+def check_restarting(engine: Any) -> None:
+    """Invariant 3 of the module doc, on the engine's state now."""
+    assert isinstance(engine, Engine)
+    for node in engine.nodes.values():
+        sup = node.parent
+        if sup is None or node.status is not State.RESTARTING:
+            continue
+        key = node.record.restart_key
+        if key is None:  # restarting now: the plan under way starts it
+            planned = [s for s in sup.plan if isinstance(s, StartChild) and s.child is node]
+            assert planned, f"invariant 3: {node.path!r} restarting, nothing will start it"
+            continue
+        pending = sup.pending.get(key)
+        assert pending is not None, f"invariant 3: {node.path!r} restarting, nothing pending"
+        trigger = pending.trigger
+        assert trigger.status is State.RESTARTING and trigger.record.restart_key == key, (
+            f"invariant 3: {node.path!r} waits on the restart of {trigger.path!r}, "
+            f"which is {trigger.status.value}"
+        )
+
+
 def without_one_shots(sup: Supervisor) -> Supervisor:
     """One-shot steps (``ready = { exited = true }``) exit as they start: the model has
     no such services (their start and end are tested in tests/core/test_health.py)."""
@@ -107,7 +214,7 @@ class EngineVsModel(RuleBasedStateMachine):
     @initialize(tree=model_trees, data=st.data())
     def build(self, tree: Supervisor, data: st.DataObject) -> None:
         self.tree = tree
-        self.sim = Simulation(tree, start=False)
+        self.sim = Simulation(tree, start=False, engine_factory=CheckedEngine)
         self.model = Model(tree)
         # now and then, a service fails its initial start
         services = [p for p, n in walk(tree) if isinstance(n, Service)]
@@ -160,6 +267,10 @@ class EngineVsModel(RuleBasedStateMachine):
     def one_process_per_service(self) -> None:
         live = list(self.sim.trace._live.values())
         assert len({p.path for p in live}) == len(live)
+
+    @invariant()
+    def restarting_children_wait_on_a_restarting_trigger(self) -> None:
+        check_restarting(self.sim.engine)
 
     # --- helpers -------------------------------------------------------
 
@@ -263,6 +374,53 @@ EngineVsModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestEngineVsModel = EngineVsModel.TestCase
+
+
+class EngineInvariants(RuleBasedStateMachine):
+    """The model's blind spot: trees where starts take time (readiness delays),
+    restarts wait (backoff) and stops hang, so exits and requests queue. No model
+    here: the invariants of the module doc are the oracle."""
+
+    sim: Simulation
+
+    @initialize(tree=supervisors(max_depth=3, max_children=3), seed=st.integers(0, 2**16))
+    def build(self, tree: Supervisor, seed: int) -> None:
+        self.sim = Simulation(tree, seed=seed, engine_factory=CheckedEngine)
+        self.services = sorted(p for p, n in walk(tree) if isinstance(n, Service))
+        self.paths = sorted(p for p, _ in walk(tree))
+
+    @invariant()
+    def restarting_children_wait_on_a_restarting_trigger(self) -> None:
+        check_restarting(self.sim.engine)
+
+    @rule(data=st.data(), how=st.sampled_from(["crash", "exit0", "kill", "hang_on_stop"]))
+    def end_a_process(self, data: st.DataObject, how: str) -> None:
+        live = sorted(set(self.sim.running()))  # starting ones too: a failed start
+        if self.sim.done or not live:
+            return
+        self.sim.inject(data.draw(st.sampled_from(live), label="path"), how)
+
+    @rule(data=st.data())
+    def fail_next_start(self, data: st.DataObject) -> None:
+        if not self.sim.done:
+            self.sim.inject(data.draw(st.sampled_from(self.services), label="path"), "fail_start")
+
+    @rule(dt=st.sampled_from([0.1, 0.25, 0.5, 1.0, 2.0, 5.0]))
+    def advance(self, dt: float) -> None:
+        self.sim.advance(dt)
+
+    @rule(data=st.data(), name=st.sampled_from(["start", "stop", "restart"]))
+    def manual(self, data: st.DataObject, name: str) -> None:
+        self.sim.command(name, data.draw(st.sampled_from(self.paths), label="path"))
+
+
+EngineInvariants.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestEngineInvariants = EngineInvariants.TestCase
 
 
 # --- targeted checks of the model itself (so a wrong model is caught too) ---

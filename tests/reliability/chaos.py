@@ -7,7 +7,10 @@ Four threads beside the killer (the caller's thread) for a bounded time:
 * status: ``otree status --json`` through the real CLI, about once a second;
 * zombies: samples ``/proc/<otree>/task/*/children`` and fails on a zombie
   that is not reaped within ``ZOMBIE_GRACE`` seconds;
-* reloads: edits one service's spec and runs ``otree reload`` now and then.
+* reloads: edits one service's spec and runs ``otree reload`` now and then (or, with
+  faults, sends ``SIGHUP`` half of the time);
+* faults (``faults=``, see ``faults.py``): a full disk, moved log files, stray
+  signals, fds running out.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from otree.control.client import Client, NotRunning
 from otree.errors import ControlError
 
 from . import chaostree
+from .faults import Faults
 from .invariants import Command
 
 #: a zombie child of otree must be reaped within this many seconds
@@ -71,8 +75,10 @@ class Chaos:
         tree_file: Path,
         seed: int,
         reload_every: float | None,
+        faults: Faults | None = None,
     ) -> None:
         self.run = run
+        self.faults = faults
         self.sock = sock
         self.tree_file = tree_file
         self.seed = seed
@@ -95,7 +101,9 @@ class Chaos:
         self.reloading = threading.Event()
         self.last_reload = 0.0
         self.kills_ended: float | None = None
+        self.rss: list[int] = []  # otree's RSS (KiB), about once a second
         self._lock = threading.Lock()
+        self.fault_lock = faults.lock if faults is not None else threading.Lock()
 
     def problem(self, text: str) -> None:
         with self._lock:
@@ -145,6 +153,7 @@ class Chaos:
 
     def _status(self) -> None:
         while not self.stop_flag.wait(1.0):
+            self.rss.append(procfs.rss_kib(self.pid))
             began = time.monotonic()
             r = otree_cli("status", "--json", "--socket", self.sock)
             self.status_calls.append(time.monotonic() - began)
@@ -175,27 +184,56 @@ class Chaos:
         services = chaostree.services()
         while not self.stop_flag.wait(self.reload_every):
             path = rng.choice(services)
-            self.gen[path] = self.gen.get(path, 0) + 1
-            self.tree_file.write_text(chaostree.render(self.gen))
-            self.reloading.set()
-            try:
-                began = time.monotonic()
-                r = otree_cli("reload", "--socket", self.sock, timeout=120)
-                took = time.monotonic() - began
-            finally:
-                self.last_reload = time.monotonic()
-                self.reloading.clear()
-            entry: dict[str, Any] = {"changed": path, "rc": r.returncode, "seconds": round(took, 2)}
-            if r.returncode != 0:
-                entry["stderr"] = r.stderr.strip()
+            hup = self.faults is not None and rng.random() < 0.5
+            with self.fault_lock:  # never while otree's fds are exhausted
+                self.gen[path] = self.gen.get(path, 0) + 1
+                self.tree_file.write_text(chaostree.render(self.gen))
+                self.reloading.set()
+                try:
+                    began = time.monotonic()
+                    rc, err = self._hup() if hup else self._reload()
+                    took = time.monotonic() - began
+                finally:
+                    self.last_reload = time.monotonic()
+                    self.reloading.clear()
+            entry: dict[str, Any] = {"changed": path, "rc": rc, "seconds": round(took, 2)}
+            if hup:
+                entry["by"] = "SIGHUP"
+            if rc != 0:
+                entry["stderr"] = err
             self.reloads.append(entry)
-            if r.returncode == 0:
+            if rc == 0:
                 n = len(self.changed) + 1
                 self.changed[n] = {p for p in self.gen if self.gen[p] != self.applied.get(p, 0)}
                 self.applied = dict(self.gen)
-            elif "busy" not in r.stderr or self.calm_for() > 5.0:
+            elif "busy" not in err or self.calm_for() > 5.0:
                 # waiting in vain for a quiet tree is fair while the kills go on, not after
-                self.problem(f"otree reload exited {r.returncode}: {r.stderr.strip()}")
+                self.problem(f"otree reload exited {rc}: {err}")
+
+    def _reload(self) -> tuple[int, str]:
+        r = otree_cli("reload", "--socket", self.sock, timeout=120)
+        return r.returncode, r.stderr.strip()
+
+    def _hup(self) -> tuple[int, str]:
+        """``SIGHUP``: a reload with no one to answer. Done when the new image says the
+        tree is ready, or refused when otree says so on stderr."""
+
+        def refusals() -> list[str]:
+            return [x for x in self.run.stderr.splitlines() if "reload (SIGHUP) refused" in x]
+
+        ready, refused = len(self.run.find("tree_ready")), len(refusals())
+        self.run.send(signal.SIGHUP)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if len(self.run.find("tree_ready")) > ready:
+                return 0, ""
+            now = refusals()
+            if len(now) > refused:
+                return 1, now[refused]
+            if self.run.proc.poll() is not None:
+                return 1, f"otree exited ({self.run.proc.returncode}) after SIGHUP"
+            time.sleep(0.05)
+        return 1, "SIGHUP: no reload and no refusal within 120 s"
 
     def calm_for(self) -> float:
         """Seconds since the kills ended (0 while they go on)."""
@@ -204,7 +242,13 @@ class Chaos:
     # --- the killer ----------------------------------------------------------------------
 
     def _kill_some(self) -> None:
-        targets = procfs.children(self.pid)
+        # what otree supervises (services, their readiness checks): not the preflight of a
+        # reload, which is otree's own start-up being tried (killing it refuses the reload)
+        targets = [
+            pid
+            for pid in procfs.children(self.pid)
+            if not procfs.cmdline(pid).endswith("--preflight")
+        ]
         if not targets:
             return
         roll = self.rng.random()
@@ -229,6 +273,9 @@ class Chaos:
         ]
         if self.reload_every is not None:
             threads.append(self._thread(self._reloads, "reloads"))
+        if self.faults is not None:
+            faults = self.faults
+            threads.append(self._thread(lambda: faults.body(self.stop_flag), "faults"))
         end = time.monotonic() + seconds
         try:
             while time.monotonic() < end and not self.problems:

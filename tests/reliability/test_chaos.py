@@ -1,25 +1,30 @@
-"""Chaos: a 50-service tree, every strategy, depth 3; random SIGKILLs, commands and reloads.
+"""Chaos: a 50-service tree, every strategy, depth 3; random SIGKILLs, commands and reloads;
+and the same with faults (``faults.py``: a full disk under ``--log-dir``, moved log files,
+stray signals, fds running out).
 
-Short version (CI): about 10 s of chaos with one reload. Long version
+Short versions (CI): about 10 s of chaos with a reload or two. Long versions
 (``OTREE_LONG=1``): several minutes, a reload every 25 s. Set
-``OTREE_CHAOS_SEED`` to replay a run's choices of victims and commands.
+``OTREE_CHAOS_SEED`` to replay a run's choices of victims, commands and faults.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import procfs
 from support.cli import otree_cli
+from support.disk import mounted
 from support.leaks import marked_pids
 from support.otreeproc import OtreeProc
 from support.procfs import pid_alive
@@ -31,6 +36,7 @@ from otree.errors import ControlError
 
 from . import chaostree
 from .chaos import Chaos, status, wait_quiet
+from .faults import Faults, failed_sinks, is_subsequence, ticks
 from .invariants import Tree, check_all, live_services
 
 RunOtree = Callable[..., OtreeProc]
@@ -78,10 +84,26 @@ def wait_consistent(run: OtreeProc, sock: str) -> dict[str, dict[str, Any]]:
         time.sleep(0.05)
 
 
+#: a chaos run's RSS may grow by this much from its start to its end (KiB)
+RSS_GROWTH_KIB = 16 * 1024
+
+
+def by_path(text: str) -> dict[str, list[str]]:
+    """Prefixed lines (``path | text``) by path."""
+    seen: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        path, sep, rest = line.partition(" | ")
+        if sep:
+            seen.setdefault(path.strip(), []).append(rest)
+    return seen
+
+
 class Follower:
     """``otree logs -f`` of the whole tree, from the start of the chaos to the shutdown:
-    it must live through every reload and see, for each chatty service, exactly the
-    last lines of its log file (none lost, none twice)."""
+    it must live through every reload and see, for each chatty service, exactly the last
+    lines of otree's console (none lost, none twice), and the console must miss none;
+    each log file holds the console's lines, but those it could not write (it said so
+    on stderr)."""
 
     def __init__(self, tmp_path: Path, sock: str) -> None:
         self.out = tmp_path / "follow.txt"
@@ -93,25 +115,56 @@ class Follower:
         # following from here on: a line written now reaches it
         wait_until(lambda: self.out.stat().st_size > 0, what="the follower's first line")
 
-    def check(self, log_dir: Path) -> None:
+    def check(self, run: OtreeProc, pieces: Callable[[str], list[Path]]) -> None:
         try:
             _, err = self.proc.communicate(timeout=DEADLINE)
         finally:
             self.proc.kill()
         assert self.proc.returncode == 0 and "skipped" not in err, (self.proc.returncode, err)
-        seen: dict[str, list[str]] = {}
-        for line in self.out.read_text().splitlines():
-            path, _, text = line.partition(" | ")
-            seen.setdefault(path.strip(), []).append(text)
+        seen, console = by_path(self.out.read_text()), by_path(run.stdout)
+        failed = failed_sinks(run.stderr)
         chatty = [p for p in chaostree.services() if chaostree.kind(p) == "chatty"]
         for path in chatty:
-            lines = seen.get(path, [])
-            logged = (log_dir / f"{path}.log").read_text().splitlines()
-            assert lines and lines == logged[len(logged) - len(lines) :], (path, lines, logged)
+            lines, shown = seen.get(path, []), console.get(path, [])
+            assert lines and lines == shown[len(shown) - len(lines) :], (path, lines, shown)
+            assert ticks(shown) == [], (path, ticks(shown)[:5])
+            logged = [x for piece in pieces(path) for x in piece.read_text().splitlines()]
+            if path in failed:  # whole lines, in order; only those it could not write lost
+                assert all(x.startswith("tick ") for x in logged), (path, logged)
+                assert is_subsequence(logged, shown), (path, logged, shown)
+            else:
+                assert logged == shown, (path, logged, shown)
+
+
+@contextlib.contextmanager
+def log_disk(tmp_path: Path, faults: bool) -> Iterator[Any]:
+    """``tmp_path/logs``: a small tmpfs with faults (it fills up), else a directory."""
+    if not faults:
+        yield None
+        return
+    with mounted(tmp_path / "logs", size="2m") as disk:
+        yield disk
 
 
 def chaos_run(
-    tmp_path: Path, otree: RunOtree, sock: str, seconds: float, reload_every: float | None
+    tmp_path: Path,
+    otree: RunOtree,
+    sock: str,
+    seconds: float,
+    reload_every: float | None,
+    faults: bool = False,
+) -> dict[str, Any]:
+    with log_disk(tmp_path, faults) as disk:
+        return _chaos_run(tmp_path, otree, sock, seconds, reload_every, disk)
+
+
+def _chaos_run(
+    tmp_path: Path,
+    otree: RunOtree,
+    sock: str,
+    seconds: float,
+    reload_every: float | None,
+    disk: Any,
 ) -> dict[str, Any]:
     seed = int(os.environ.get("OTREE_CHAOS_SEED") or random.randrange(1 << 32))
     before = set(marked_pids())
@@ -124,7 +177,11 @@ def chaos_run(
     rss_start = procfs.rss_kib(run.pid)
     began = time.monotonic()
 
-    chaos = Chaos(run, sock, tree_file, seed, reload_every)
+    log_dir = tmp_path / "logs"
+    faults = None
+    if disk is not None:
+        faults = Faults(run.pid, disk, log_dir, seed, threading.Lock())
+    chaos = Chaos(run, sock, tree_file, seed, reload_every, faults)
     chaos.go(seconds)
     where = f"(seed {seed}: OTREE_CHAOS_SEED={seed} replays the choices)"
     assert not chaos.problems, "\n".join([where, *chaos.problems])
@@ -166,7 +223,10 @@ def chaos_run(
     r = otree_cli("shutdown", "--socket", sock)
     assert (r.returncode, r.stdout) == (0, "tree stopped\n"), r.stderr
     assert run.wait_exit() == 0, run.describe()
-    follower.check(tmp_path / "logs")
+    pieces = faults.pieces if faults is not None else (lambda p: [log_dir / f"{p}.log"])
+    follower.check(run, pieces)
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert rss_end - rss_start < RSS_GROWTH_KIB, (rss_start, rss_end, chaos.rss)
     events = run.events()
     assert events[-1]["event"] == "tree_stopped" and events[-1]["exit_code"] == 0
     left = [p for p in set(marked_pids()) - before if pid_alive(p)]
@@ -200,9 +260,13 @@ def chaos_run(
         "zombie_samples": chaos.zombie_samples,
         "max_zombie_age_seconds": round(chaos.max_zombie_age, 3),
         "otree_rss_kib": [rss_start, rss_end],
+        "otree_rss_kib_samples": [min(chaos.rss, default=0), max(chaos.rss, default=0)],
         "otree_cpu_seconds": round(cpu, 2),
         "events": len(events),
     }
+    if faults is not None:
+        summary["faults"] = faults.summary()
+        summary["failed_log_files"] = sorted(failed_sinks(run.stderr))
     print("chaos summary:", json.dumps(summary))
     if os.environ.get(SUMMARY_ENV):
         with open(os.environ[SUMMARY_ENV], "a") as f:
@@ -221,3 +285,22 @@ def test_chaos_long(tmp_path: Path, otree: RunOtree, sock: str) -> None:
     minutes = float(os.environ.get("OTREE_CHAOS_MINUTES", "5"))
     summary = chaos_run(tmp_path, otree, sock, seconds=minutes * 60, reload_every=25.0)
     assert len(summary["reloads"]) >= 2
+
+
+def test_chaos_with_faults_short(tmp_path: Path, otree: RunOtree, sock: str) -> None:
+    """The chaos, and faults on top: the disk under --log-dir filling and emptying, log
+    files moved (then SIGUSR1, or not), USR1/USR2/ALRM/HUP at random, fds exhausted for a
+    while. Zero orphans, zero duplicates, no line lost in a sink that could write, flat
+    RSS."""
+    summary = chaos_run(tmp_path, otree, sock, seconds=10.0, reload_every=3.0, faults=True)
+    assert summary["reloads"], "no reload was tried"
+    done = summary["faults"]
+    assert done["moves"] and done["disk_full"] and done["SIGUSR2"] + done["SIGALRM"], done
+
+
+@pytest.mark.slow
+def test_chaos_with_faults_long(tmp_path: Path, otree: RunOtree, sock: str) -> None:
+    minutes = float(os.environ.get("OTREE_CHAOS_MINUTES", "5"))
+    summary = chaos_run(tmp_path, otree, sock, seconds=minutes * 60, reload_every=20.0, faults=True)
+    assert len(summary["reloads"]) >= 2
+    assert all(summary["faults"][k] for k in ("moves", "disk_full", "fds_exhausted"))

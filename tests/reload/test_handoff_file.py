@@ -15,15 +15,49 @@ from otree.config.convert import json_converter
 from otree.control.server import HandedClient
 from otree.core import events as ev
 from otree.core.engine import Engine
-from otree.core.snapshot import fingerprint, snapshot
-from otree.core.spec import Service, Supervisor
+from otree.core.snapshot import snapshot
+from otree.core.spec import Backoff, Log, ReadyCmd, ReadyTcp, Service, Supervisor
 from otree.errors import ReexecError
 from otree.reload import document, faults
 from otree.testing import supervisors
 
-#: a version-1 document as the otree before the typed handoff wrote it (every kind of
+#: a version-1 handoff file, as the otree before the typed handoff wrote it (every kind of
 #: field filled: a restart timer pending, ready/backoff/log/env, bytes that are not UTF-8)
 V1 = Path(__file__).parent / "data" / "handoff-v1.json"
+#: the tree in it, as the test that wrote it built it
+FIXTURE_TREE = Supervisor(
+    "root",
+    strategy="rest_for_one",
+    children=[
+        Service(
+            "db",
+            cmd="sleep 100",
+            env={"A": "1", "B": "x=y"},
+            ready=ReadyTcp("127.0.0.1:5432"),
+            shutdown="brutal_kill",
+        ),
+        Supervisor(
+            "web",
+            strategy="one_for_all",
+            intensity=5,
+            period=2.5,
+            children=[
+                Service(
+                    "api",
+                    target="app.main:serve",
+                    args=["--port", "80"],
+                    restart="transient",
+                    ready=ReadyCmd(["true"], interval=0.5),
+                    backoff=Backoff(initial=1.0, max=8.0),
+                    log=Log(file="api.log", max_bytes=1000, backups=1),
+                    normal_exit_codes=[0, 3],
+                    stop_signal="INT",
+                    cwd="/tmp",
+                )
+            ],
+        ),
+    ],
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -34,38 +68,52 @@ def test_any_tree_survives_the_trip_through_json(tree: Supervisor) -> None:
     assert conv.structure(data, Supervisor) == tree
 
 
-def test_a_document_the_previous_otree_wrote_is_read_and_written_the_same() -> None:
-    """Same version, same shape: an in-place upgrade reads the old image's handoff."""
+def v1(h: document.Handoff) -> dict[str, Any]:
+    """``h`` as the otree before wrote it: version 1, the ring inside as text."""
+    return {"otree_handoff": 1, **document.converter().unstructure(h)}
+
+
+def encoded(h: document.Handoff) -> bytes:
+    return b"".join(document.encode(h))
+
+
+def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
+    """Version 1, the shape the otree before wrote: an in-place upgrade reads it."""
     old = json.loads(V1.read_text())
-    h = document.from_data(old)
+    h = document.decode(V1.read_bytes())
     assert h.tree.child("web").child("api").backoff.max == 8.0  # type: ignore[union-attr]
     assert h.procs[0].partial == b"half\xff" and h.ring == (("db", b"one\n\x00\x80\n"),)
     assert h.engine.timers[0][0] == ("restart", "web", "1")
     assert h.control is not None and h.control.fd == 9
-    again = json.loads(json.dumps(document.to_data(h)))
-    # the keys added since: config_errors, each service's health and watchdog (unset),
-    # and each process's liveness (none)
-    procs = [{**p, "liveness": None} for p in old["procs"]]
-    assert again == {
-        **old,
-        "config_errors": [],
-        "tree": _with_liveness(old["tree"]),
-        "procs": procs,
-    }
-    # the same tree has the same fingerprints: an upgrade adopts, never restarts
-    for path, rec in h.engine.nodes.items():
-        node: Any = h.tree
-        for name in filter(None, path.split(".")):
-            node = node.child(name)
-        assert fingerprint(node) == rec.fp, path
+    # the tree as this otree reads it equals the same tree built by this otree (a field
+    # added since, log.ring_bytes, takes its default): a reload adopts, never restarts
+    assert h.tree == FIXTURE_TREE
+    # written again: the same JSON but for the fields added since (each with its
+    # default), and the ring as bytes
+    written = json.loads(json.dumps(v1(h)))
+    log = written["tree"]["supervisor"]["children"][1]["supervisor"]["children"][0]
+    assert log["service"]["log"].pop("ring_bytes") == 256 * 1024
+    for path in ("", "web"):  # who each pending restart waits on (issue 10)
+        written["engine"]["nodes"][path].pop("pending")
+    # each service's health and watchdog (unset), each process's liveness (none): issue 12
+    written["tree"] = _without_liveness(written["tree"])
+    for proc in written["procs"]:
+        assert proc.pop("liveness") is None
+    assert written == {**old, "config_errors": []}
+    head, _, tail = encoded(h).partition(b"\n")
+    assert json.loads(head)["ring"] == [["db", 7]] and tail == b"one\n\x00\x80\n"
+    assert document.decode(encoded(h)) == h
 
 
-def _with_liveness(node: dict[str, Any]) -> dict[str, Any]:
-    """``node`` (a tree as JSON) with ``health`` and ``watchdog`` unset in every service."""
+def _without_liveness(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` (a tree as JSON) without the ``health`` and ``watchdog`` of its services,
+    which must be unset."""
     if "service" in node:
-        return {"service": {**node["service"], "health": None, "watchdog": None}}
+        svc = dict(node["service"])
+        assert svc.pop("health") is None and svc.pop("watchdog") is None
+        return {"service": svc}
     sup = node["supervisor"]
-    return {"supervisor": {**sup, "children": [_with_liveness(c) for c in sup["children"]]}}
+    return {"supervisor": {**sup, "children": [_without_liveness(c) for c in sup["children"]]}}
 
 
 @settings(max_examples=50, deadline=None)
@@ -85,24 +133,40 @@ def test_a_whole_handoff_survives_the_trip(tree: Supervisor, reason: str, partia
         ring=(("a.b", b"one\n" + partial + b"\n"), ("c", b"two\nthree\n")),
         clients=(HandedClient(11, ((3, None), (4, "a.b")), partial, b'{"id": 5'),),
     )
-    back = document.from_data(json.loads(json.dumps(document.to_data(h))))
+    back = document.decode(encoded(h))
     assert back == h
     assert back.fds() == [7, 8, 10, 11, 9]
+    assert document.from_data(json.loads(json.dumps(v1(h)))) == h  # and as version 1
+
+
+def test_the_ring_crosses_as_raw_bytes_not_escaped_text() -> None:
+    """Finding 3 of issue 11: the handoff JSON escaped each byte of the ring (a reload
+    peaked at 9.2 GB); the file now carries it as it is, after the JSON line."""
+    tree = Supervisor("root", children=[Service("a", cmd="sleep 1")])
+    ring = (("a", bytes(range(256)) * 4096 + b"\n"),)  # 1 MiB, every byte value
+    h = document.Handoff("reload", snapshot(Engine(tree)), tree, (), (), (), (), ring=ring)
+    blob = encoded(h)
+    assert len(blob) < len(ring[0][1]) + 4096
+    assert document.decode(blob).ring == ring
+    with pytest.raises(ReexecError, match="cut short"):
+        document.decode(blob[:-1])
+    with pytest.raises(ReexecError, match="bytes after its ring"):
+        document.decode(blob + b"x")
 
 
 def _doc(**changes: Any) -> dict[str, Any]:
     tree = Supervisor("root", children=[Service("a", cmd="sleep 1")])
     h = document.Handoff("reload", snapshot(Engine(tree)), tree, (), (), (), ())
-    return {**document.to_data(h), **changes}
+    return {**v1(h), **changes}
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ([], "the handoff is not a JSON object"),
-        ({}, "unknown handoff version None (this otree reads version 1)"),
-        (_doc(otree_handoff=2), "unknown handoff version 2 (this otree reads version 1)"),
-        (_doc(otree_handoff="1"), "unknown handoff version '1' (this otree reads version 1)"),
+        ({}, "unknown handoff version None (this otree reads 1 and 2)"),
+        (_doc(otree_handoff=3), "unknown handoff version 3 (this otree reads 1 and 2)"),
+        (_doc(otree_handoff="1"), "unknown handoff version '1' (this otree reads 1 and 2)"),
         (
             _doc(procs=[{"path": "a"}]),
             "the handoff is incomplete or malformed (required field missing @ handoff.procs[0].pid;"
@@ -135,7 +199,7 @@ def test_an_unusable_document_is_an_error_never_a_guess(data: Any, message: str)
 
 
 def test_the_fd_is_read_once_and_the_variable_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    fd = document.write_fd(_doc(reason="SIGHUP"))
+    fd = document.write_fd([json.dumps(_doc(reason="SIGHUP")).encode()])
     assert os.get_inheritable(fd)
     monkeypatch.setenv(document.ENV_FD, str(fd))
     h = document.read_inherited()

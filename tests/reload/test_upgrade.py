@@ -137,3 +137,23 @@ def test_a_fatal_reexec_into_a_broken_upgrade_stops_the_children_in_order(
     assert "otree: the re-executed otree could not start; stopping the children" in err
     assert order.read_text().split() == ["c", "a"]  # reverse start order, each its signal
     assert not any(pid_alive(pid) for pid in before.values())  # none left to init
+
+
+def test_a_reload_to_a_log_file_that_cannot_be_opened_is_refused(
+    tree: Start, tmp_path: Path
+) -> None:
+    """Finding 4: a reload that passed the pre-check and then failed in the new image (a
+    log file it cannot open) stopped the whole tree (exit 4). The preflight opens every
+    file the new image will write; the reload is refused and nothing changes."""
+    run = tree(TREE)
+    before = pids(run)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    run.file.write_text(  # type: ignore[attr-defined]
+        TREE + f'[c]\ncmd = "sleep 60"\nlog = {{ file = "{blocker}/c.log" }}\n'
+    )
+    r = ctl("reload", sock=run.sock)  # type: ignore[attr-defined]
+    assert r.returncode == 1
+    assert "the new otree cannot start (exit 1): cannot open" in r.stderr, r.stderr
+    assert str(blocker) in r.stderr  # which file, and why
+    assert run.proc.poll() is None and pids(run) == before and not run.find("reexec")

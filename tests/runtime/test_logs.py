@@ -8,7 +8,9 @@ from pathlib import Path
 
 from otree.runtime.loop import Loop
 from otree.runtime.output import (
+    RING_BYTES,
     RING_LINES,
+    TREE_RING_BYTES,
     Console,
     EventLog,
     RotatingFile,
@@ -112,6 +114,50 @@ def test_ring_buffer_keeps_the_last_thousand_lines(tmp_path: Path) -> None:
     assert tail[0] == b"%d" % (5000 - RING_LINES)
     assert output.tail(3) == [b"4997", b"4998", b"4999"]
     assert output.tail(0) == []
+
+
+def test_ring_buffer_is_bounded_in_bytes_whatever_the_lines(tmp_path: Path) -> None:
+    """Finding 3 of issue 11: 1000 lines of up to 64 KiB per service made 520 MiB for 8
+    services; the ring now holds at most ``ring_bytes`` (whole lines, newest kept)."""
+    fd = os.open(os.devnull, os.O_WRONLY)
+    output = ServiceOutput("a", Console(None, fd), b"a | ", ring_bytes=RING_BYTES)
+    line = b"x" * (60 * 1024)
+    for i in range(200):  # 12 MB of output
+        output.feed(3, b"%04d" % i + line + b"\n")
+    os.close(fd)
+    assert output.ring_size <= RING_BYTES
+    tail = output.tail()
+    assert len(tail) == RING_BYTES // (len(line) + 5)  # as many whole lines as fit
+    assert tail[-1].startswith(b"0199") and all(len(t) == len(line) + 4 for t in tail)
+
+
+def test_a_chunk_over_the_bound_keeps_its_last_whole_lines() -> None:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    output = ServiceOutput("a", Console(None, fd), b"a | ", ring_bytes=10)
+    output.feed(3, b"one\ntwo\nthree\nfour\n")  # 19 bytes in one read
+    assert output.tail() == [b"four"] and output.ring_size == 5  # "three\nfour\n" is 11
+    output.feed(3, b"a-line-longer-than-ten\n")
+    assert output.tail() == [] and output.ring_size == 0  # nothing fits: nothing kept
+    none = ServiceOutput("b", Console(None, fd), b"b | ", ring_bytes=0)
+    none.feed(3, b"x\n")
+    os.close(fd)
+    assert none.tail() == [] and none.ring_size == 0
+
+
+def test_the_whole_tree_keeps_at_most_64_mib(tmp_path: Path) -> None:
+    """Each service's share of ``TREE_RING_BYTES``: with 512 services, 128 KiB each."""
+    from otree.core.spec import Log, Service, Supervisor
+    from otree.runtime.driver import Runtime
+
+    children = [Service(f"s{i}", cmd="true") for i in range(511)]
+    children.append(Service("big", cmd="true", log=Log(ring_bytes=10**9)))
+    runtime = Runtime(Supervisor("root", children=children), console=os.open(os.devnull, 1))
+    try:
+        caps = {p: out.ring_bytes for p, out in runtime.outputs.items()}
+    finally:
+        runtime.discard()
+    assert set(caps.values()) == {TREE_RING_BYTES // 512}
+    assert sum(caps.values()) <= TREE_RING_BYTES
 
 
 def test_console_never_blocks_and_says_what_it_dropped() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -198,3 +199,38 @@ def test_child_env_drops_an_inherited_notify_socket(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
     assert "NOTIFY_SOCKET" not in posix.child_env({"A": "1"})
     assert posix.child_env({"A": "1"}, "/tmp/x.sock")["NOTIFY_SOCKET"] == "/tmp/x.sock"
+
+
+def test_work_in_a_thread_answers_in_the_loop_and_never_takes_a_signal() -> None:
+    """``run_in_thread``: the answer (a result or the exception) runs in the loop's thread;
+    the worker blocks every signal, so a signal sent meanwhile reaches the loop."""
+    loop = Loop()
+    answers: list[tuple[object, object, str]] = []
+    go = threading.Event()
+    masks: list[set[signal.Signals]] = []
+
+    def work() -> int:
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        go.wait(10)
+        return 42
+
+    def fail() -> int:
+        raise OSError("no such host")
+
+    def done(result: object, error: object) -> None:
+        answers.append((result, error, threading.current_thread().name))
+
+    got: list[int] = []
+    loop.on_signal(signal.SIGUSR2, got.append)
+    loop.run_in_thread(work, done)
+    loop.run_in_thread(fail, done)
+    loop.call_later(0.05, lambda: os.kill(os.getpid(), signal.SIGUSR2))
+    run_loop(loop, lambda: bool(got) and len(answers) == 1)
+    go.set()
+    run_loop(loop, lambda: len(answers) == 2)
+    loop.close()
+    main = threading.main_thread().name
+    assert answers[0][1] is not None and str(answers[0][1]) == "no such host"
+    assert answers[1][:2] == (42, None)
+    assert {name for _, _, name in answers} == {main}
+    assert masks and signal.SIGUSR2 in masks[0] and signal.SIGTERM in masks[0]

@@ -116,11 +116,16 @@ class ManualLoop:
         self.later.append((delay, callback))
 
     def pump(self, rounds: int = 200) -> None:
-        """Run ready callbacks until nothing is ready (or ``rounds`` turns)."""
+        """Run ready callbacks until nothing is ready (or ``rounds`` turns); a ``call_later(0)``
+        runs at the next turn, a longer one only when the test calls it."""
         for _ in range(rounds):
+            soon = [cb for delay, cb in self.later if delay <= 0]
+            self.later = [(delay, cb) for delay, cb in self.later if delay > 0]
             r, w, _ = select.select(list(self.readers), list(self.writers), [], 0)
-            if not r and not w:
+            if not r and not w and not soon:
                 return
+            for cb in soon:
+                cb()
             for fd in r:
                 cb = self.readers.get(fd)
                 if cb is not None:

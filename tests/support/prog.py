@@ -133,6 +133,15 @@ def chatty(lines: str) -> None:
     out.flush()
 
 
+def burst(lines: str, interval: str) -> None:
+    """Write LINES numbered lines (``line N``) in one write every INTERVAL seconds, for ever."""
+    n, i = int(lines), 0
+    while True:
+        os.write(1, b"".join(b"line %d\n" % k for k in range(i, i + n)))
+        i += n
+        time.sleep(float(interval))
+
+
 def ignore_term() -> None:
     """Ignore SIGTERM (say so on stdout), then wait."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -197,6 +206,18 @@ def reaped(pidfile: str) -> None:
                 break
         time.sleep(0.01)
     time.sleep(120)
+
+
+def obey() -> None:
+    """Wait; exit 1 on SIGUSR1 (a crash), 0 on SIGUSR2 (a clean exit); TERM as usual
+    until SIGWINCH, which makes it ignore TERM from then on (a hang on stop)."""
+    signal.signal(signal.SIGUSR1, lambda signum, frame: os._exit(1))
+    signal.signal(signal.SIGUSR2, lambda signum, frame: os._exit(0))
+    signal.signal(
+        signal.SIGWINCH, lambda signum, frame: signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    )
+    while True:
+        time.sleep(60)
 
 
 if __name__ == "__main__":

@@ -166,3 +166,21 @@ def test_status_shows_state_pid_restarts_and_last_exit() -> None:
     assert by_path[""].kind == "supervisor"
     late = {n.path: n for n in engine_of(sim).status(11.5)}
     assert late["a"].restarts == 1  # the restart at 1.0 has left the window
+
+
+def test_status_restarts_start_over_when_the_supervisor_restarts() -> None:
+    """R22/R25 + ``otree status``: a supervisor restarted by its parent begins with an
+    empty window, so its children's RESTARTS start over too: status shows the restarts
+    the next decision will count. Before the fix: x showed 2 while web's window was
+    empty."""
+    sim = Simulation(root(svc("z"), sup("web", svc("x"), intensity=2, period=60), period=60))
+    for t in (1, 2, 3):  # two restarts, then web gives up and the root restarts it
+        sim.at(t).inject("web.x", "crash")
+    assert sim.trace.gave_up("web")
+    by_path = {n.path: n for n in engine_of(sim).status(sim.now)}
+    assert window(sim, "web") == []
+    assert by_path["web.x"].restarts == 0
+    assert by_path["web"].restarts == 1  # web's own restart, in the root's window
+    sim.at(4).inject("web.x", "crash")
+    assert {n.path: n.restarts for n in engine_of(sim).status(sim.now)}["web.x"] == 1
+    assert window(sim, "web") == [4.0]

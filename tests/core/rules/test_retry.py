@@ -20,8 +20,15 @@ from support.specs import root, sup, svc
 
 from otree.core import actions as act
 from otree.core import events as ev
+from otree.core.node import SupNode
 from otree.core.spec import Backoff, ReadyNotify
 from otree.testing import Simulation
+
+
+def bench_window(b: Bench) -> list[float]:
+    node = b.engine.nodes[""]
+    assert isinstance(node, SupNode)
+    return list(node.window.times)
 
 
 def test_r26_a_failing_restart_is_retried_counted_and_escalates() -> None:
@@ -45,7 +52,8 @@ def test_r26_a_failing_restart_is_retried_counted_and_escalates() -> None:
 
 def test_r26_the_retry_goes_through_the_loop() -> None:
     """R26 (STYLE 4): a failed restart is not retried inside the decision: the engine
-    marks the child restarting and sets a zero-delay timer; the start comes when it fires."""
+    marks the child restarting and sets a zero-delay timer (OTP's ``try_again_restart``);
+    the retry is decided, counted and started when it fires."""
     b = Bench(root(svc("a"), svc("b")))
     b.start()
     b.feed(ev.Spawned("a", 10))
@@ -54,7 +62,9 @@ def test_r26_the_retry_goes_through_the_loop() -> None:
     out = b.feed(ev.SpawnFailed("a", "boom"))
     assert non_reports(out) == [act.SetTimer(("restart", "", "1"), 0.0)]
     assert [n.state for n in b.engine.status(0) if n.path == "a"] == ["restarting"]
+    assert bench_window(b) == [0.0]
     assert spawn_paths(b.feed(ev.TimerFired(("restart", "", "1")))) == ["a"]
+    assert bench_window(b) == [0.0, 0.0]
     b.feed(ev.Spawned("a", 12))
     assert b.reports()[-6:] == [
         "exit a 1 abnormal",
@@ -68,16 +78,21 @@ def test_r26_the_retry_goes_through_the_loop() -> None:
 
 def test_r26_a_request_queued_before_the_retry_runs_first() -> None:
     """R26 + R28 + R38: a ``stop a`` that arrives before the retry timer fires is
-    carried out first: it cancels the retry loop and a stays stopped."""
+    carried out first: it cancels the retry loop (and its timer) and a stays stopped;
+    the retry is never counted."""
     b = Bench(root(svc("a"), svc("b")))
     b.start()
     b.feed(ev.Spawned("a", 10))
     b.feed(ev.Spawned("b", 11))
     b.feed(ev.Exited("a", 10, code=1))
     b.feed(ev.SpawnFailed("a", "boom"))
-    assert b.feed(ev.Command("stop", "a", 7)) == [act.Reply(7, True, None)]
+    assert b.feed(ev.Command("stop", "a", 7)) == [
+        act.CancelTimer(("restart", "", "1")),
+        act.Reply(7, True, None),
+    ]
     assert b.feed(ev.TimerFired(("restart", "", "1"))) == []
     assert [n.state for n in b.engine.status(0) if n.path == "a"] == ["stopped"]
+    assert bench_window(b) == [0.0]
 
 
 def test_r27_one_for_all_retry_repeats_the_whole_cycle() -> None:
@@ -183,6 +198,7 @@ def test_r26_a_readiness_timeout_during_a_restart_is_retried_and_counted() -> No
     assert non_reports(out) == [act.Signal("a", 11, "TERM"), act.SetTimer(("kill", "a", "11"), 5.0)]
     out = b.feed(ev.Exited("a", 11, signal="TERM"))
     assert act.SetTimer(("restart", "", "1"), 0.0) in out
+    b.feed(ev.TimerFired(("restart", "", "1")))
     assert b.reports()[-4:] == [
         "exit a 1 abnormal",
         "restart <root> a",

@@ -1,5 +1,7 @@
-"""Is a log path safe to write as otree? The load-time half of the check the runtime makes
-when it opens the file (``otree.runtime.sinks.open_append``), with nothing created.
+"""Is a path safe for otree to write, as root? One rule, checked twice: at load by the
+config (``otree check``, a reload's pre-check), with nothing created, and when the
+runtime opens the file (``otree.runtime.sinks.open_append``, with ``O_NOFOLLOW``).
+Standard library only: both layers import it.
 
 A path is refused when it names something that is not a regular file (a FIFO,
 a socket, a directory, a device other than ``/dev/null`` and ``/dev/full``),

@@ -5,7 +5,9 @@ The HTTP request is HTTP/1.0 with ``Connection: close``, written and read on a
 non-blocking socket (``http.client`` blocks, and one slow service must not
 stall every other service's supervision); the answer's status line is all that
 is read: 2xx and 3xx are healthy, and a redirect is never followed. Each
-attempt has its own timeout timer; ``cancel()`` ends it without an answer.
+attempt has its own timeout timer; ``cancel()`` ends it without an answer. A
+host name (not an address) is looked up off the loop, by the readiness probes'
+``LOOKUPS``; a lookup slower than the timeout is a failed attempt.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import socket
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from otree.runtime.loop import Loop, Timer
 
@@ -47,19 +50,42 @@ class Attempt:
         self._timer: Timer | None = None
         self._answer = b""
         self._registered: str | None = None  # "reader" | "writer"
+        self._looking = False  # a host name lookup is in flight for it
 
     def start(self) -> None:
         host, port = self.address
+        self._timer = self.loop.call_later(self.timeout, self._timed_out)
+        try:  # an address: no lookup
+            infos = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+            )
+        except socket.gaierror:  # a name: looked up off the loop, as readiness does
+            from otree.runtime.probes import LOOKUPS
+
+            if not LOOKUPS.resolve(self.loop, host, port, self._resolved):
+                self._done(False, f"{self.what}: too many host name lookups in flight")
+            else:
+                self._looking = True
+            return
+        self._connect(infos[0][0], infos[0][4])
+
+    def _resolved(self, addrs: list[tuple[int, tuple[str, int]]] | None, why: str | None) -> None:
+        self._looking = False
+        if self._on_done is None:
+            return  # timed out or cancelled meanwhile
+        if not addrs:
+            self._done(False, f"{self.what}: {why or 'cannot resolve'}")
+        else:
+            self._connect(*addrs[0])
+
+    def _connect(self, family: int, addr: Any) -> None:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            family, _, _, _, addr = infos[0]
             sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         except OSError as exc:
             self._done(False, f"{self.what}: {exc.strerror or exc}")
             return
         sock.setblocking(False)
         self._sock = sock
-        self._timer = self.loop.call_later(self.timeout, self._timed_out)
         err = sock.connect_ex(addr)
         if err == 0:
             self._connected()
@@ -136,6 +162,11 @@ class Attempt:
 
     def cancel(self) -> None:
         self._on_done = None
+        if self._looking:
+            from otree.runtime.probes import LOOKUPS
+
+            self._looking = False
+            LOOKUPS.forget(self.loop, *self.address, self._resolved)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -12,7 +12,7 @@ from support.treefiles import free_port
 from test_plumbing import run_loop
 
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
-from otree.runtime import notify, posix, probes
+from otree.runtime import checks, notify, posix, probes
 from otree.runtime.loop import Loop
 from otree.runtime.notify import NotifySocket
 
@@ -175,4 +175,28 @@ def test_cmd_cancel_kills_the_running_check() -> None:
     probe.cancel()
     run_loop(loop, lambda: not loop.watching(pid))
     assert not answers.answered
+    loop.close()
+
+
+def test_a_network_check_of_a_host_name_looks_it_up_off_the_loop() -> None:
+    """``localhost`` is a name: the check resolves it through the lookups' worker thread."""
+    loop = Loop()
+    family, _, _, _, addr = socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM)[0]
+    server = socket.socket(family)  # where 'localhost' goes first (the check tries that)
+    server.bind(addr[:2])
+    server.listen()
+    answers: list[tuple[bool, str]] = []
+    attempt = checks.tcp(
+        loop, ("localhost", server.getsockname()[1]), 5.0, lambda ok, why: answers.append((ok, why))
+    )
+    attempt.start()
+    run_loop(loop, lambda: bool(answers))
+    assert answers == [(True, "")]
+    refused = checks.tcp(
+        loop, ("127.0.0.1", free_port()), 5.0, lambda ok, why: answers.append((ok, why))
+    )
+    refused.start()
+    run_loop(loop, lambda: len(answers) == 2)
+    assert answers[1][0] is False and "refused" in answers[1][1]
+    server.close()
     loop.close()

@@ -27,8 +27,13 @@ PUBLIC = {
     "ConfigError",
     "Log",
     "OtreeError",
+    "HealthCmd",
+    "HealthHttp",
+    "HealthTcp",
     "ReadyCmd",
     "ReadyDelay",
+    "ReadyExited",
+    "ReadyHttp",
     "ReadyNotify",
     "ReadyTcp",
     "Restart",
@@ -81,8 +86,13 @@ CORE_PUBLIC = {
     "AutoShutdown",
     "Backoff",
     "Log",
+    "HealthCmd",
+    "HealthHttp",
+    "HealthTcp",
     "ReadyCmd",
     "ReadyDelay",
+    "ReadyExited",
+    "ReadyHttp",
     "ReadyNotify",
     "ReadyTcp",
     "Restart",
@@ -100,6 +110,7 @@ CORE_PUBLIC = {
     "SpawnFailed",
     "Spawned",
     "TimerFired",
+    "Unhealthy",
     # actions out
     "Action",
     "CancelTimer",
@@ -116,7 +127,7 @@ CORE_PUBLIC = {
 }
 
 #: where each core name is defined (the package re-exports, it defines nothing)
-CORE_HOMES = {"spec": 13, "events": 8, "actions": 9, "engine": 2}
+CORE_HOMES = {"spec": 18, "events": 9, "actions": 9, "engine": 2}
 
 #: what a package ``__init__`` may hold besides its public names: typing machinery
 TYPING_HELPERS = {"annotations", "TYPE_CHECKING", "Any", "ModuleType"}
@@ -200,7 +211,8 @@ def test_import_otree_core_loads_no_core_module_until_a_name_is_used() -> None:
     assert proc.returncode == 0, proc.stderr
     before, spec_only, engine = proc.stdout.splitlines()
     assert before == "[]"
-    assert spec_only == "['otree.core.spec']"
+    # the specs' module, with its field checks and its readiness and health checks
+    assert spec_only == "['otree.core.checks', 'otree.core.fields', 'otree.core.spec']"
     assert engine == "engine"
 
 
@@ -217,6 +229,7 @@ TESTING_PUBLIC = {
     # the Hypothesis strategies (loaded on first use)
     "backoffs",
     "crash_schedules",
+    "healths",
     "logs",
     "names",
     "readies",

@@ -154,11 +154,24 @@ def describe_exit(last: dict[str, Any] | None) -> str:
     return text if last.get("normal", True) else f"{text} (crash)"
 
 
+def describe_liveness(node: dict[str, Any]) -> str:
+    """A service's sd_notify ``STATUS=`` text, and its failing health checks if any."""
+    text = node.get("status_text") or ""
+    failures = (node.get("health") or {}).get("failures") or 0
+    if failures:
+        failing = f"health: {failures} failed in a row"
+        text = f"{text} ({failing})" if text else failing
+    return text
+
+
 def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
     """The tree as a table: paths indented by depth, states coloured, times humanised."""
-    header = ("PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
-    rows = []
-    for node in nodes:
+    header: tuple[str, ...] = ("PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
+    notes = [describe_liveness(node) for node in nodes]
+    if any(notes):  # the STATUS column only when a service said something or is failing
+        header += ("STATUS",)
+    rows: list[tuple[str, ...]] = []
+    for node, note in zip(nodes, notes, strict=True):
         path = node.get("path") or ""
         depth = path.count(".") + 1 if path else 0
         name = "  " * depth + (path or "(root)")
@@ -172,6 +185,7 @@ def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
                 str(node.get("restarts", 0)),
                 describe_exit(node.get("last_exit")),
             )
+            + ((note,) if len(header) > 6 else ())
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 

@@ -29,7 +29,16 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
-from otree.core.spec import READY_KINDS, Node, Ready, Service, Shutdown, Supervisor
+from otree.core.spec import (
+    HEALTH_KINDS,
+    READY_KINDS,
+    Health,
+    Node,
+    Ready,
+    Service,
+    Shutdown,
+    Supervisor,
+)
 
 __all__ = ["CONVERTER", "json_converter", "register_tagged"]
 
@@ -55,6 +64,7 @@ def json_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda cls: bool(cls == _ENV), _env)
     conv.register_structure_hook_func(lambda cls: bool(cls == Shutdown), _shutdown)
     register_tagged(conv, Ready, {cls.__name__: cls for cls in READY_KINDS})
+    register_tagged(conv, Health, {cls.__name__: cls for cls in HEALTH_KINDS})
     for name, cls in _NODE_KINDS.items():
         conv.register_unstructure_hook(cls, _wrapped_unstructure(name, cls, conv))
         conv.register_structure_hook(cls, _wrapped_structure(name, cls, conv))

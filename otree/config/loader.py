@@ -43,9 +43,14 @@ from otree.core.spec import (
     SERVICE_FIELDS,
     SUPERVISOR_FIELDS,
     Backoff,
+    HealthCmd,
+    HealthHttp,
+    HealthTcp,
     Log,
     ReadyCmd,
     ReadyDelay,
+    ReadyExited,
+    ReadyHttp,
     ReadyNotify,
     ReadyTcp,
     Service,
@@ -67,7 +72,7 @@ __all__ = ["CONVERTER", "ROOT_NAME", "load", "load_target", "load_tree", "loads"
 ROOT_NAME = "root"
 
 #: service fields whose value is a table (so such a sub-table is not a child)
-TABLE_FIELDS = ("env", "ready", "backoff", "log")
+TABLE_FIELDS = ("env", "ready", "health", "backoff", "log")
 
 #: the kind of readiness check, chosen by which of these keys is present
 READY_BY_KEY: dict[str, type] = {
@@ -75,11 +80,22 @@ READY_BY_KEY: dict[str, type] = {
     "tcp": ReadyTcp,
     "notify": ReadyNotify,
     "cmd": ReadyCmd,
+    "http": ReadyHttp,
+    "exited": ReadyExited,
 }
-ReadyUnion = Union[ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd]  # noqa: UP007 - a runtime value
+ReadyUnion = Union[  # noqa: UP007 - a runtime value
+    ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd, ReadyHttp, ReadyExited
+]
+#: the kind of health check, chosen the same way
+HEALTH_BY_KEY: dict[str, type] = {"tcp": HealthTcp, "http": HealthHttp, "cmd": HealthCmd}
+HealthUnion = Union[HealthTcp, HealthHttp, HealthCmd]  # noqa: UP007 - a runtime value
+#: the kinds of check of each field that has them
+_KINDS = {"ready": READY_BY_KEY, "health": HEALTH_BY_KEY}
 
 _TABLE_SHAPES = {
-    "ready": '{ delay = SECONDS }, { tcp = "HOST:PORT" }, { notify = true } or { cmd = [...] }',
+    "ready": '{ delay = SECONDS }, { tcp = "HOST:PORT" }, { notify = true }, { cmd = [...] },'
+    ' { http = "http://127.0.0.1:PORT/PATH" } or { exited = true }',
+    "health": '{ tcp = "HOST:PORT" }, { http = URL } or { cmd = [...] }, with interval, timeout',
     "backoff": "{ initial = 0.5, max = 30 }",
     "log": '{ file = "NAME.log" }',
 }
@@ -104,26 +120,39 @@ _TOML_POSITION = re.compile(
 # --- the converter ------------------------------------------------------------
 
 
-def _structure_ready(value: Mapping[str, Any], _: Any) -> Any:
-    kinds = [key for key in READY_BY_KEY if key in value]
-    if len(kinds) == 1:
-        return CONVERTER.structure(value, READY_BY_KEY[kinds[0]])
-    names = ", ".join(repr(k) for k in READY_BY_KEY)
-    if kinds:
-        got = " and ".join(repr(k) for k in kinds)
-        raise ConfigError([Issue("ready", f"expected exactly one of {names}, got {got}")])
-    all_keys = {f.name for cls in READY_BY_KEY.values() for f in attrs.fields(cls)}
-    unknown = [
-        Issue(f"ready.{key}", _unknown_key_message(key, (), tuple(all_keys)))
-        for key in value
-        if key not in all_keys
-    ]
-    raise ConfigError(unknown or [Issue("ready", f"expected one of {names} (the kind of check)")])
+def _kind_hook(field: str) -> Any:
+    """The structure hook of a table whose kind is the one key of ``_KINDS[field]`` it has."""
+    by_key = _KINDS[field]
+
+    def structure(value: Mapping[str, Any], _: Any) -> Any:
+        kinds = [key for key in by_key if key in value]
+        if len(kinds) == 1:
+            return CONVERTER.structure(value, by_key[kinds[0]])
+        names = ", ".join(repr(k) for k in by_key)
+        if kinds:
+            got = " and ".join(repr(k) for k in kinds)
+            raise ConfigError([Issue(field, f"expected exactly one of {names}, got {got}")])
+        all_keys = {f.name for cls in by_key.values() for f in attrs.fields(cls)}
+        unknown = [
+            Issue(f"{field}.{key}", _unknown_key_message(key, (), tuple(all_keys)))
+            for key in value
+            if key not in all_keys
+        ]
+        message = f"expected one of {names} (the kind of check)"
+        raise ConfigError(unknown or [Issue(field, message)])
+
+    return structure
 
 
-CONVERTER.register_structure_hook(ReadyUnion, _structure_ready)
+CONVERTER.register_structure_hook(ReadyUnion, _kind_hook("ready"))
+CONVERTER.register_structure_hook(HealthUnion, _kind_hook("health"))
 
-_SUB_SPECS: dict[str, Any] = {"ready": ReadyUnion, "backoff": Backoff, "log": Log}
+_SUB_SPECS: dict[str, Any] = {
+    "ready": ReadyUnion,
+    "health": HealthUnion,
+    "backoff": Backoff,
+    "log": Log,
+}
 
 
 def _structure_sub(field: str, value: Any) -> tuple[Any, list[Issue]]:
@@ -162,14 +191,16 @@ def _unwrap(exc: BaseException, field: str) -> tuple[list[Issue], list[Issue]]:
         return [], list(exc.issues)
     if isinstance(exc, ForbiddenExtraKeysError):
         known = tuple(f.name for f in attrs.fields(exc.cl))
-        kind = next((k for k, cls in READY_BY_KEY.items() if cls is exc.cl), None)
+        by_key = _KINDS.get(field, {})
+        kind = next((k for k, cls in by_key.items() if cls is exc.cl), None)
         extra = []
         for key in sorted(exc.extra_fields):
             other_kinds = [
-                k for k, cls in READY_BY_KEY.items() if key in {f.name for f in attrs.fields(cls)}
+                k for k, cls in by_key.items() if key in {f.name for f in attrs.fields(cls)}
             ]
             if kind is not None and other_kinds:
-                message = f"goes only with {' or '.join(repr(k) for k in other_kinds)} readiness"
+                what = "readiness" if field == "ready" else "health checks"
+                message = f"goes only with {' or '.join(repr(k) for k in other_kinds)} {what}"
             else:
                 message = _unknown_key_message(key, known, ())
             extra.append(Issue(f"{field}.{key}", message))

@@ -25,12 +25,18 @@ from collections.abc import Callable
 import attrs
 
 from otree.core.spec import (
+    DEFAULT_EXITED_TIMEOUT,
     DEFAULT_READY_TIMEOUT,
     INFINITY,
     AutoShutdown,
     Backoff,
+    HealthCmd,
+    HealthHttp,
+    HealthTcp,
     ReadyCmd,
     ReadyDelay,
+    ReadyExited,
+    ReadyHttp,
     ReadyNotify,
     ReadyTcp,
     Restart,
@@ -108,11 +114,32 @@ def _ready_hint(svc: Service) -> list[str]:
         text = "ready: notify"
     elif isinstance(ready, ReadyCmd):
         text = f"ready: cmd {shlex.join(ready.cmd)}"
+    elif isinstance(ready, ReadyHttp):
+        text = f"ready: http {ready.http}"
+    elif isinstance(ready, ReadyExited):
+        text = "ready: once exited"
     else:  # pragma: no cover - every kind is listed above
         text = "ready"
-    if ready.timeout != DEFAULT_READY_TIMEOUT:
+    default = DEFAULT_EXITED_TIMEOUT if isinstance(ready, ReadyExited) else DEFAULT_READY_TIMEOUT
+    if ready.timeout != default:
         text += f" within {_s(ready.timeout)}"
     return [text]
+
+
+def _liveness_hints(svc: Service) -> list[str]:
+    out = []
+    health = svc.health
+    if isinstance(health, HealthTcp):
+        out.append(f"health: tcp {health.tcp}")
+    elif isinstance(health, HealthHttp):
+        out.append(f"health: http {health.http}")
+    elif isinstance(health, HealthCmd):
+        out.append(f"health: cmd {shlex.join(health.cmd)}")
+    if health is not None:
+        out[-1] += f" every {_s(health.interval)}, {health.failures} failures"
+    if svc.watchdog is not None:
+        out.append(f"watchdog {_s(svc.watchdog)}")
+    return out
 
 
 def _shutdown_hint(value: object, default: object) -> list[str]:
@@ -122,7 +149,7 @@ def _shutdown_hint(value: object, default: object) -> list[str]:
 
 
 def _service_hints(svc: Service) -> list[str]:
-    hints = _ready_hint(svc)
+    hints = _ready_hint(svc) + _liveness_hints(svc)
     if svc.backoff is not None:
         b = svc.backoff
         text = f"backoff {_s(b.initial)}..{_s(b.max)}"

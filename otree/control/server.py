@@ -81,6 +81,7 @@ class Backend(Protocol):
     ) -> None: ...
     def status(self) -> list[NodeStatus]: ...
     def dropped(self) -> dict[str, int]: ...
+    def liveness(self) -> dict[str, dict[str, Any]]: ...
 
 
 def status_payload(
@@ -88,12 +89,16 @@ def status_payload(
     now: float,
     outputs: Mapping[str, ServiceOutput] | None = None,
     dropped: Mapping[str, int] | None = None,
+    liveness: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``{"nodes": [...]}`` as ``otree status --json`` prints it (start order, root first).
 
     With ``outputs``, a service says how many lines its log file missed (``dropped``);
     with ``dropped`` (``{"console": N, "events": N}``), the root says it for the tree's
-    console and event log (``console_dropped``, ``events_dropped``)."""
+    console and event log (``console_dropped``, ``events_dropped``). With ``liveness``
+    (``{path: {"status_text", "health"}}`` of the running services), a service says
+    its latest sd_notify ``STATUS=`` text and its health check's failures in a row
+    (``{"failures": n}``; None without a health check)."""
     rows = []
     for n in nodes:
         row: dict[str, Any] = {
@@ -108,6 +113,10 @@ def status_payload(
         if outputs is not None and n.kind == "service":
             out = outputs.get(n.path)
             row["dropped"] = out.dropped if out is not None else 0
+        if liveness is not None and n.kind == "service":
+            live = liveness.get(n.path, {})
+            row["status_text"] = live.get("status_text")
+            row["health"] = live.get("health")
         if dropped is not None and n.path == "":
             for sink, count in dropped.items():
                 row[f"{sink}_dropped"] = count
@@ -293,7 +302,11 @@ class ControlServer:
         if req.cmd == "status":
             backend = self.backend
             payload = status_payload(
-                backend.status(), self.loop.clock(), backend.outputs, backend.dropped()
+                backend.status(),
+                self.loop.clock(),
+                backend.outputs,
+                backend.dropped(),
+                backend.liveness(),
             )
             self._send(conn, ok_reply(rid, **payload))
         elif req.cmd == "info":

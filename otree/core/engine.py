@@ -220,6 +220,8 @@ class Engine:
             node.on_ready_failed(event.pid, event.reason)
         elif isinstance(event, ev.Exited):
             node.on_exited(event.pid, event.code, event.signal)
+        elif isinstance(event, ev.Unhealthy):
+            node.on_unhealthy(event.pid, event.reason, event.failures)
 
     def _timer(self, wire: tuple[str, ...]) -> None:
         key = parse(wire)

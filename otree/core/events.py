@@ -59,6 +59,17 @@ class Exited:
 
 
 @attrs.frozen
+class Unhealthy:
+    """The running service failed its health check (``failures`` in a row) or its
+    watchdog (``reason`` ``"watchdog"``): the engine stops it, and its end is a crash."""
+
+    path: str
+    pid: int
+    reason: str
+    failures: int = 0
+
+
+@attrs.frozen
 class TimerFired:
     """A timer the engine set with ``SetTimer(key, ...)`` is due."""
 
@@ -81,4 +92,6 @@ class Command:
     request: int | None = None
 
 
-Event: TypeAlias = "Spawned | SpawnFailed | Ready | ReadyFailed | Exited | TimerFired | Command"
+Event: TypeAlias = (
+    "Spawned | SpawnFailed | Ready | ReadyFailed | Exited | Unhealthy | TimerFired | Command"
+)

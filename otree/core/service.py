@@ -9,7 +9,7 @@ import enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from otree.core import actions as act
-from otree.core.spec import BRUTAL_KILL, INFINITY, Restart, Service, Supervisor
+from otree.core.spec import BRUTAL_KILL, INFINITY, ReadyExited, Restart, Service, Supervisor
 from otree.core.timers import KillTimer, ReadyTimer
 
 if TYPE_CHECKING:
@@ -129,6 +129,7 @@ class ServiceNode(NodeBase):
         self.backoff_next: float | None = None
         self.up_for = 0.0  # how long the last process stayed up (0 after a failed start)
         self.killing = False  # kill_all: SIGKILL, not the stop signal, once the process exists
+        self.unhealthy = False  # otree is stopping it because it failed its health check
 
     # --- parent protocol ---------------------------------------------------
 
@@ -138,6 +139,7 @@ class ServiceNode(NodeBase):
         self.pid = None
         self.stop_requested = False
         self.killing = False
+        self.unhealthy = False
         self.announced = False
         self.fail_reason = None
         self.eng.emit(act.Spawn(self.path, self.spec))
@@ -213,6 +215,8 @@ class ServiceNode(NodeBase):
             self._start_failed(reason)
 
     def on_ready(self, pid: int) -> None:
+        if isinstance(self.spec.ready, ReadyExited):
+            return  # a one-shot step is started by its normal exit, never by a probe
         if pid == self.pid and self.state is State.STARTING:
             self.eng.emit(act.CancelTimer(ReadyTimer(self.path, pid).wire))
             self._became_ready()
@@ -229,6 +233,16 @@ class ServiceNode(NodeBase):
             self.fail_reason = f"not ready after {timeout:g}s"
             self.stop()
 
+    def on_unhealthy(self, pid: int, reason: str, failures: int) -> None:
+        """Stop a running process that failed its health check; its end is a crash.
+        Stale news (another PID, a process not running or already being stopped) is dropped."""
+        if pid != self.pid or self.state is not State.RUNNING or self.stop_requested:
+            return
+        self.eng.report("unhealthy", self.path, pid=pid, reason=reason, failures=failures)
+        self.unhealthy = True
+        self.state = State.STOPPING
+        self._send_stop()
+
     def on_kill_timer(self, pid: int) -> None:
         if pid == self.pid and self.state is State.STOPPING:
             self.eng.emit(act.Kill(self.path, pid))
@@ -242,15 +256,31 @@ class ServiceNode(NodeBase):
             self.eng.emit(act.CancelTimer(ReadyTimer(self.path, pid).wire))
         self.pid = None
         how: dict[str, Any] = {"code": code} if signal is None else {"signal": signal}
-        if self.stop_requested and self.fail_reason is None:
+        if self.unhealthy:
+            normal = False  # whatever its code: otree stopped it for failing its check
+            how["reason"] = "unhealthy"
+        elif self.stop_requested and self.fail_reason is None:
             normal = True
         else:
             normal = signal is None and code in self.spec.normal_exit_codes
+        one_shot_done = (
+            normal and self.state is State.STARTING and isinstance(self.spec.ready, ReadyExited)
+        )
+        if one_shot_done:  # a one-shot step: its normal exit is its start, then its end
+            self.pid = pid
+            self._became_ready()
+            self.pid = None
         if self.announced:
             self.up_for = self.eng.now - (self.started_at or self.eng.now)
             self.last_exit = {**how, "normal": normal}
             self.eng.report("exit", self.path, pid=pid, **how, normal=normal)
-        if self.fail_reason is not None:
+        if one_shot_done:
+            self.state = State.STOPPED
+            self.owner.child_exited(self, normal)
+        elif self.unhealthy and not self.stop_requested:
+            self.state = State.STOPPED  # a crash: the parent's strategy and intensity decide
+            self.owner.child_exited(self, False)
+        elif self.fail_reason is not None:
             self.state = State.STOPPED
             self._start_failed(self.fail_reason)
         elif self.state is State.STOPPING:

@@ -119,6 +119,10 @@ class EngineSnapshot:
     version: int = SNAPSHOT_VERSION
 
 
+#: service fields newer than the first handoff version (left out of a fingerprint when unset)
+_LATER_FIELDS = ("health", "watchdog")
+
+
 def fingerprint(spec: Service | Supervisor) -> str:
     """A stable text of a node's own settings (a supervisor's children excluded)."""
     data = attrs.asdict(  # enums are str enums: JSON writes their values
@@ -128,6 +132,14 @@ def fingerprint(spec: Service | Supervisor) -> str:
     )
     if isinstance(spec, Service) and spec.ready is not None:
         data["ready_kind"] = type(spec.ready).__name__
+    if isinstance(spec, Service):
+        # fields added later count only when set, so the same tree keeps its fingerprints
+        # across an upgrade from an otree that did not have them (no restart)
+        for name in _LATER_FIELDS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        if spec.health is not None:
+            data["health_kind"] = type(spec.health).__name__
     return json.dumps(data, sort_keys=True, default=str)
 
 

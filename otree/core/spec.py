@@ -1,9 +1,11 @@
 """Tree specs: frozen attrs classes for services and supervisors.
 
-Construction checks each field on its own and reports every bad field of the
-node at once (``ConfigError``); :func:`check_tree` then checks the rules that
-span fields and nodes (OTP's ``bad_combination``, duplicate and reserved
-names, a service with neither ``cmd`` nor ``target``) over a whole tree.
+Construction checks each field on its own (``otree.core.fields``) and reports
+every bad field of the node at once (``ConfigError``); :func:`check_tree` then
+checks the rules that span fields and nodes (OTP's ``bad_combination``,
+duplicate and reserved names, a service with neither ``cmd`` nor ``target``)
+over a whole tree. The readiness and health checks are in ``otree.core.checks``
+and are re-exported here.
 
 Values are normalised at construction: enums from their names, ``cmd``
 strings split with shlex, lists to tuples, numbers to floats.
@@ -13,13 +15,91 @@ from __future__ import annotations
 
 import enum
 import re
-import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias, cast
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeAlias, cast
 
 import attrs
 
+from otree.core.checks import (
+    DEFAULT_EXITED_TIMEOUT,
+    HEALTH_KINDS,
+    READY_KINDS,
+    Health,
+    HealthCmd,
+    HealthHttp,
+    HealthTcp,
+    Ready,
+    ReadyCmd,
+    ReadyDelay,
+    ReadyExited,
+    ReadyHttp,
+    ReadyNotify,
+    ReadyTcp,
+)
+from otree.core.fields import (
+    BRUTAL_KILL,
+    DEFAULT_READY_TIMEOUT,
+    INFINITY,
+    STOP_SIGNALS,
+    Shutdown,
+    _args,
+    _argv,
+    _bad,
+    _bool,
+    _collect,
+    _enum,
+    _env,
+    _exit_codes,
+    _factor,
+    _instance,
+    _intensity,
+    _Invalid,
+    _non_negative,
+    _optional_str,
+    _positive,
+    _shutdown,
+    _signal,
+    _target,
+)
 from otree.errors import ConfigError, Issue
+
+__all__ = [
+    "BRUTAL_KILL",
+    "DEFAULT_EXITED_TIMEOUT",
+    "DEFAULT_READY_TIMEOUT",
+    "HEALTH_KINDS",
+    "INFINITY",
+    "NAME_RE",
+    "READY_KINDS",
+    "RESERVED_NAMES",
+    "ROOT_FIELDS",
+    "SERVICE_FIELDS",
+    "STOP_SIGNALS",
+    "SUPERVISOR_FIELDS",
+    "AutoShutdown",
+    "Backoff",
+    "Health",
+    "HealthCmd",
+    "HealthHttp",
+    "HealthTcp",
+    "Log",
+    "Node",
+    "Ready",
+    "ReadyCmd",
+    "ReadyDelay",
+    "ReadyExited",
+    "ReadyHttp",
+    "ReadyNotify",
+    "ReadyTcp",
+    "Restart",
+    "Service",
+    "Shutdown",
+    "Strategy",
+    "Supervisor",
+    "check_tree",
+    "service_argv",
+    "walk",
+]
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
 
@@ -42,50 +122,6 @@ class AutoShutdown(str, enum.Enum):
     ALL_SIGNIFICANT = "all_significant"
 
 
-BRUTAL_KILL: Literal["brutal_kill"] = "brutal_kill"
-INFINITY: Literal["infinity"] = "infinity"
-#: seconds to wait after the stop signal, or one of the two special values
-Shutdown: TypeAlias = float | Literal["brutal_kill", "infinity"]
-
-#: signals a service may be stopped with (names without ``SIG``)
-STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2", "WINCH", "ABRT")
-
-DEFAULT_READY_TIMEOUT = 30.0
-
-
-class _Invalid:
-    """A field value that failed its check; kept until ``__attrs_post_init__``."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-def _bad(message: str) -> Any:
-    return _Invalid(message)
-
-
-def _collect(obj: Any, prefix: str) -> None:
-    """Raise one ConfigError naming every field of ``obj`` that failed its check."""
-    issues = []
-    for field in attrs.fields(type(obj)):
-        value = getattr(obj, field.name)
-        if isinstance(value, _Invalid):
-            issues.append(Issue(field.name, value.message))
-    if issues:
-        raise ConfigError(issues).prefixed(prefix)
-
-
-def _enum(kind: type[enum.Enum], value: Any) -> Any:
-    if isinstance(value, kind):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        return _bad(f"{value!r} is not one of {', '.join(m.value for m in kind)}")
-
-
 def _to_strategy(value: Any) -> Any:
     return _enum(Strategy, value)
 
@@ -98,199 +134,7 @@ def _to_auto_shutdown(value: Any) -> Any:
     return _enum(AutoShutdown, value)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _finite(num: float | None) -> bool:
-    return num is not None and num == num and num not in (float("inf"), float("-inf"))
-
-
-def _seconds(value: Any, minimum: float, *, strict: bool = False) -> Any:
-    num = _number(value)
-    if num is None or not _finite(num):
-        return _bad(f"expected a number of seconds, got {value!r}")
-    if strict and num <= minimum:
-        return _bad(f"must be greater than {minimum:g}, got {value!r}")
-    if num < minimum:
-        return _bad(f"must be at least {minimum:g}, got {value!r}")
-    return num
-
-
-def _positive(value: Any) -> Any:
-    """Seconds > 0."""
-    return _seconds(value, 0.0, strict=True)
-
-
-def _non_negative(value: Any) -> Any:
-    """Seconds >= 0."""
-    return _seconds(value, 0.0)
-
-
-def _factor(value: Any) -> Any:
-    return _seconds(value, 1.0)
-
-
-def _shutdown(value: Any) -> Any:
-    if value in (BRUTAL_KILL, INFINITY):
-        return value
-    num = _number(value)
-    if num is None or not _finite(num) or num < 0:
-        return _bad(f"expected seconds >= 0, 'brutal_kill' or 'infinity', got {value!r}")
-    return num
-
-
-def _intensity(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return _bad(f"expected an integer >= 0, got {value!r}")
-    return value
-
-
-def _bool(value: Any) -> Any:
-    if not isinstance(value, bool):
-        return _bad(f"expected true or false, got {value!r}")
-    return value
-
-
-def _optional_str(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value
-    return _bad(f"expected a string, got {value!r}")
-
-
-def _argv(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            return _bad(f"cannot split {value!r}: {exc}")
-        if not argv:
-            return _bad("must not be empty")
-        return tuple(argv)
-    if isinstance(value, Sequence) and all(isinstance(a, str) for a in value):
-        if not value:
-            return _bad("must not be empty")
-        return tuple(value)
-    return _bad(f"expected a list of strings or a string, got {value!r}")
-
-
-def _args(value: Any) -> Any:
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if all(isinstance(a, str) for a in value):
-            return tuple(value)
-    return _bad(f"expected a list of strings, got {value!r}")
-
-
-def _target(value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not re.fullmatch(r"[\w.]+:[\w.]+", value):
-        return _bad(f"expected 'module:function', got {value!r}")
-    return value
-
-
-def _env(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)]
-        if not bad:
-            return tuple(sorted(value.items()))
-    elif isinstance(value, tuple) and all(
-        isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value
-    ):
-        return tuple(sorted(value))
-    return _bad(f"expected a table of string values, got {value!r}")
-
-
-def _exit_codes(value: Any) -> Any:
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value):
-            return tuple(value)
-    return _bad(f"expected a list of exit codes 0-255, got {value!r}")
-
-
-def _signal(value: Any) -> Any:
-    if isinstance(value, str):
-        name = value.upper().removeprefix("SIG")
-        if name in STOP_SIGNALS:
-            return name
-    return _bad(f"{value!r} is not one of {', '.join(STOP_SIGNALS)}")
-
-
-def _instance(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    if value is None or isinstance(value, kind):
-        return value
-    return _bad(f"expected {what}, got {value!r}")
-
-
 # --- readiness, backoff, log ------------------------------------------------
-
-
-@attrs.frozen
-class ReadyDelay:
-    """Ready ``delay`` seconds after a successful exec."""
-
-    delay: float = attrs.field(converter=_non_negative)
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        _collect(self, "ready")
-
-
-@attrs.frozen
-class ReadyTcp:
-    """Ready once a TCP connection to ``tcp`` (``host:port``) succeeds."""
-
-    tcp: str = attrs.field()
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
-
-    @tcp.validator
-    def _check_tcp(self, _: Any, value: Any) -> None:
-        host, sep, port = str(value).rpartition(":")
-        if not isinstance(value, str) or not sep or not host or not port.isdigit():
-            object.__setattr__(self, "tcp", _bad(f"expected 'host:port', got {value!r}"))
-        elif not 0 < int(port) < 65536:
-            object.__setattr__(self, "tcp", _bad(f"port must be 1-65535, got {port}"))
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, _, port = self.tcp.rpartition(":")
-        return host.strip("[]"), int(port)
-
-    def __attrs_post_init__(self) -> None:
-        _collect(self, "ready")
-
-
-@attrs.frozen
-class ReadyNotify:
-    """Ready when the service sends ``READY=1`` to ``$NOTIFY_SOCKET`` (sd_notify)."""
-
-    notify: bool = attrs.field(default=True, converter=_bool)
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        if self.notify is not True and not isinstance(self.notify, _Invalid):
-            object.__setattr__(self, "notify", _bad("must be true (remove 'ready' to turn it off)"))
-        _collect(self, "ready")
-
-
-@attrs.frozen
-class ReadyCmd:
-    """Ready once ``cmd`` exits 0 (run repeatedly until it does or the timeout)."""
-
-    cmd: tuple[str, ...] = attrs.field(converter=_argv)
-    timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
-    interval: float = attrs.field(default=0.1, converter=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        _collect(self, "ready")
-
-
-Ready: TypeAlias = ReadyDelay | ReadyTcp | ReadyNotify | ReadyCmd
-READY_KINDS: tuple[type, ...] = (ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd)
 
 
 @attrs.frozen
@@ -354,7 +198,16 @@ class Log:
 
 
 def _to_ready(value: Any) -> Any:
-    return _instance(value, READY_KINDS, "ReadyDelay, ReadyTcp, ReadyNotify or ReadyCmd")
+    what = "ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd, ReadyHttp or ReadyExited"
+    return _instance(value, READY_KINDS, what)
+
+
+def _to_health(value: Any) -> Any:
+    return _instance(value, HEALTH_KINDS, "HealthTcp, HealthHttp or HealthCmd")
+
+
+def _watchdog(value: Any) -> Any:
+    return None if value is None else _positive(value)
 
 
 def _to_backoff(value: Any) -> Any:
@@ -396,6 +249,8 @@ class Service:
     stop_signal: str = attrs.field(default="TERM", converter=_signal, kw_only=True)
     shutdown: Shutdown = attrs.field(default=5.0, converter=_shutdown, kw_only=True)
     ready: Ready | None = attrs.field(default=None, converter=_to_ready, kw_only=True)
+    health: Health | None = attrs.field(default=None, converter=_to_health, kw_only=True)
+    watchdog: float | None = attrs.field(default=None, converter=_watchdog, kw_only=True)
     backoff: Backoff | None = attrs.field(default=None, converter=_to_backoff, kw_only=True)
     significant: bool = attrs.field(default=False, converter=_bool, kw_only=True)
     log: Log | None = attrs.field(default=None, converter=_to_log, kw_only=True)
@@ -511,6 +366,9 @@ def _check_service(svc: Service, path: str, issues: list[Issue]) -> None:
         issues.append(Issue(path, "'cmd' and 'target' exclude each other: give one"))
     if svc.args and svc.target is None:
         issues.append(Issue(_join(path, "args"), "'args' goes with 'target' (put them in 'cmd')"))
+    if isinstance(svc.ready, ReadyExited) and svc.restart is Restart.PERMANENT:
+        message = "a one-shot step cannot be permanent (use transient or temporary)"
+        issues.append(Issue(_join(path, "ready.exited"), message))
 
 
 def service_argv(svc: Service, python: str) -> list[str]:

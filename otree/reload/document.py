@@ -35,6 +35,7 @@ from otree.core.snapshot import (
 )
 from otree.core.spec import Supervisor
 from otree.errors import ReexecError
+from otree.runtime.health import Carried
 
 if TYPE_CHECKING:
     import cattrs  # imported when a reload happens, never at start-up
@@ -55,6 +56,8 @@ class Inherited:
     pid: int | None
     pipe: int | None
     partial: bytes = b""  #: the start of a line it had not finished
+    #: its notify socket (kept bound), STATUS= text, failing probes and watchdog deadline
+    liveness: Carried | None = None
 
 
 @attrs.frozen
@@ -91,6 +94,7 @@ class Handoff:
 
     def fds(self) -> list[int]:
         out = [p.pipe for p in self.procs if p.pipe is not None]
+        out += [p.liveness.notify_fd for p in self.procs if p.liveness and p.liveness.notify_fd]
         out += [fd for fd, _ in self.waiting]
         out += [c.fd for c in self.clients]
         if self.control is not None:

@@ -356,7 +356,10 @@ class Reloader:
             reason=reason,
             engine=snapshot(rt.engine),
             tree=rt.tree,
-            procs=tuple(document.Inherited(p, pid, fd, part) for p, pid, fd, part in pipes),
+            procs=tuple(
+                document.Inherited(p, pid, fd, part, rt.processes.carried(pid))
+                for p, pid, fd, part in pipes
+            ),
             exits=tuple(exits),
             strays=tuple(strays),
             history=tuple(history),
@@ -438,7 +441,8 @@ class Reloader:
         live: set[int] = set()
         for p in h.procs:
             pid = p.pid if p.pid is not None and p.pid not in pending else None
-            rt.processes.adopt(p.path, pid, p.pipe if p.pipe is not None else -1, p.partial)
+            pipe = p.pipe if p.pipe is not None else -1
+            rt.processes.adopt(p.path, pid, pipe, p.partial, p.liveness)
             if pid is not None:
                 live.add(pid)
         for pid in h.strays:  # readiness commands killed at the exec: reap them

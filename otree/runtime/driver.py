@@ -26,6 +26,7 @@ import random
 import signal
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from otree.core import actions as act
 from otree.core import events as ev
@@ -39,6 +40,8 @@ from otree.runtime.processes import Processes
 ReplyCallback = Callable[[act.Reply], None]
 #: a command of a plugged-in part: ``handler(path, on_reply)`` (``add_command``)
 CommandHandler = Callable[[str, ReplyCallback | None], None]
+#: how many of its last output lines an abnormal exit event carries
+LAST_LINES = 10
 #: sees every report before it is written and shown; returns it (changed or not)
 ReportHook = Callable[[act.Report], act.Report]
 #: an unexpected exception escaped the loop: True to run the loop again (else it is a bug)
@@ -160,6 +163,10 @@ class Runtime:
         log file says its own: ``outputs[path].dropped``)."""
         events = self.event_log.dropped if self.event_log is not None else 0
         return {"console": self.console.dropped, "events": events}
+
+    def liveness(self) -> dict[str, dict[str, Any]]:
+        """Per running service: its latest ``STATUS=`` text and its health failures."""
+        return self.processes.liveness()
 
     def tail(self, path: str, n: int = output.RING_LINES) -> list[bytes]:
         """The last ``n`` output lines of service ``path`` (KeyError if no such service)."""
@@ -362,6 +369,8 @@ class Runtime:
         self._timers[key] = timer
 
     def _report(self, report: act.Report) -> None:
+        if report.event == "exit" and report.fields.get("normal") is False:
+            report = self._with_last_lines(report)
         for hook in self._report_hooks:
             report = hook(report)
         if self.event_log is not None:
@@ -374,12 +383,25 @@ class Runtime:
         elif report.event == "ready":
             # without a readiness check, 'spawn' said it all; with one, say it is ready now
             text = text if probing.pop(pid, None) is not None else ""
+            self.processes.ready(pid)  # its health probes and watchdog start
+        elif report.event == "adopt":  # kept across a re-exec: its liveness goes on
+            node = self.engine.nodes.get(report.path)
+            if node is not None and isinstance(node.spec, Service):
+                self.processes.resume(pid, node.spec)
         if report.event == "start_failed":
             self._stderr(text)  # and on the console too, unless it is the same terminal/file
             if self._stderr_is_console:
                 return
         if text:
             self.console.write(f"otree: {text}\n".encode(), keep=True)
+
+    def _with_last_lines(self, report: act.Report) -> act.Report:
+        """An abnormal exit carries the last lines its process wrote (the cause, often)."""
+        output_of = self.outputs.get(report.path)
+        if output_of is None:
+            return report
+        lines = [line.decode("utf-8", "replace") for line in output_of.tail(LAST_LINES)]
+        return act.Report(report.event, report.path, {**report.fields, "last_lines": lines})
 
     def _stderr(self, text: str) -> None:
         if text not in self._stderr_lines:

@@ -484,7 +484,13 @@ def describe_event(event: str, path: str, fields: dict[str, Any]) -> str:
         if fields.get("signal") is not None:
             how = f"signal {fields['signal']}"
         kind = "normal" if fields.get("normal") else "abnormal"
+        if fields.get("reason") == "unhealthy":
+            kind += ", unhealthy"
         return f"{who}: exit pid {pid} {how} ({kind})"
+    if event == "unhealthy":
+        failures = fields.get("failures")
+        times = f" ({failures} failures in a row)" if failures else ""
+        return f"{who}: unhealthy pid {pid}: {fields.get('reason')}{times}"
     if event in ("spawn", "ready", "stop", "adopt"):
         return f"{who}: {event} pid {pid}"
     if event == "restart":

@@ -44,6 +44,20 @@ def child_env(extra: Mapping[str, str], notify_socket: str | None = None) -> dic
     return env
 
 
+def with_own_pid(name: str, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """``argv`` run through ``/bin/sh``, which puts its own PID in ``$name`` and execs
+    ``argv`` (same PID): the way to give a child its PID before it exists
+    (``WATCHDOG_PID``). ``argv[0]`` is looked up first, so a missing program is
+    still a SpawnError, not a shell's exit 127."""
+    import shutil  # only for watchdog services
+
+    program = argv[0]
+    if "/" not in program and shutil.which(program, path=env.get("PATH")) is None:
+        raise SpawnError(f"No such file or directory: {program!r}")
+    script = f'{name}=$$; export {name}; exec "$@"'
+    return ["/bin/sh", "-c", script, program, *argv]
+
+
 _devnull: int | None = None
 
 

@@ -5,13 +5,13 @@ the engine's business; the runtime ``cancel()``s a probe when the process
 exits or is being stopped. Kinds: a delay (a timer), a TCP connect (a
 non-blocking attempt every ``TCP_RETRY`` seconds until one succeeds; a host
 name is looked up off the loop, in a worker thread, see ``Lookups``), sd_notify
-(a unix datagram socket whose path the child finds in ``NOTIFY_SOCKET``), and
-a command run every ``interval`` seconds until it exits 0.
+(``READY=1`` on the service's notify socket, which lives as long as the process),
+a command run every ``interval`` seconds until it exits 0, an HTTP GET every
+``HTTP_RETRY`` seconds until one answers 2xx/3xx, and none for a one-shot step.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
@@ -19,9 +19,11 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
-from otree.runtime import posix
+from otree.core.spec import ReadyCmd, ReadyDelay, ReadyHttp, ReadyTcp
+from otree.runtime import checks, posix
+from otree.runtime.listeners import Ownership
 from otree.runtime.loop import Loop, Timer
+from otree.runtime.notify import NotifySocket
 
 TCP_RETRY = 0.05
 #: host names looked up at once (a thread each); a probe past it tries again later
@@ -150,9 +152,17 @@ class DelayProbe(Probe):
 
 
 class TcpProbe(Probe):
-    def __init__(self, loop: Loop, spec: ReadyTcp, on_ready: OnReady, on_failed: OnFailed):
+    def __init__(
+        self,
+        loop: Loop,
+        spec: ReadyTcp,
+        on_ready: OnReady,
+        on_failed: OnFailed,
+        owner: Ownership | None = None,
+    ):
         super().__init__(loop, on_ready, on_failed)
         self.address = spec.address
+        self.owner = owner  # who must hold the listener (None: anyone)
         self._sock: socket.socket | None = None
         self._timer: Timer | None = None
         self._addrs: Addrs | None = None
@@ -200,7 +210,7 @@ class TcpProbe(Probe):
         err = sock.connect_ex(addr)
         if err == 0:
             sock.close()
-            self._ready()
+            self._answered()
         elif err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
             self._sock = sock
             self.loop.add_writer(sock.fileno(), self._connected)
@@ -216,9 +226,16 @@ class TcpProbe(Probe):
         sock.close()
         self._sock = None
         if err == 0:
-            self._ready()
+            self._answered()
         else:
             self._retry()
+
+    def _answered(self) -> None:
+        why = self.owner.check() if self.owner is not None else None
+        if why is None:
+            self._ready()
+        else:
+            self._failed(why)
 
     def _retry(self) -> None:
         if not self.done:
@@ -239,46 +256,31 @@ class TcpProbe(Probe):
 
 
 class NotifyProbe(Probe):
-    """sd_notify: a datagram socket bound at ``path``; ``READY=1`` makes the service ready.
+    """sd_notify readiness: ``READY=1`` on the service's notify socket makes it ready.
 
-    The socket is bound before the spawn (its path goes into the child's
-    environment), so ``bind()`` is separate from ``start()``.
+    The socket (``otree.runtime.notify``) is bound before the spawn (its path goes
+    into the child's environment) and outlives this probe: answering or cancelling
+    only stops listening for ``READY=1``, the socket stays open as long as the process.
     """
 
-    def __init__(self, loop: Loop, path: str, on_ready: OnReady, on_failed: OnFailed):
+    def __init__(self, loop: Loop, sock: NotifySocket, on_ready: OnReady, on_failed: OnFailed):
         super().__init__(loop, on_ready, on_failed)
-        self.path = path
+        self.sock = sock
         self.pid = 0  # the service's PID, set once it is spawned
-        self._sock: socket.socket | None = socket.socket(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-        )
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self._sock.bind(path)
-        self._sock.setblocking(False)
+
+    @property
+    def path(self) -> str:
+        return self.sock.path
 
     def start(self) -> None:
-        if self._sock is not None and not self.done:
-            self.loop.add_reader(self._sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        while self._sock is not None:
-            try:
-                data = self._sock.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            if b"READY=1" in data.split(b"\n"):
-                self._ready()
-                return
+        if not self.done:
+            self.sock.on_ready = self._ready
+            self.sock.start()
 
     def cancel(self) -> None:
         super().cancel()
-        if self._sock is not None:
-            self.loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+        if self.sock.on_ready == self._ready:
+            self.sock.on_ready = None
 
 
 class CmdProbe(Probe):
@@ -337,3 +339,61 @@ class CmdProbe(Probe):
         if self._pid is not None:
             # still watched: the loop reaps it (and its group) once it is gone
             posix.send_signal(self._pid, signal.SIGKILL)
+
+
+#: how often ``ready = { http }`` asks again, and how long one attempt may take
+HTTP_RETRY = 0.1
+HTTP_ATTEMPT = 1.0
+
+
+class HttpProbe(Probe):
+    """A GET of the URL every ``HTTP_RETRY`` s until one answers 2xx or 3xx."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        spec: ReadyHttp,
+        on_ready: OnReady,
+        on_failed: OnFailed,
+        owner: Ownership | None = None,
+    ):
+        super().__init__(loop, on_ready, on_failed)
+        self.url = spec.http
+        self.owner = owner
+        self._attempt: checks.Attempt | None = None
+        self._timer: Timer | None = None
+
+    def start(self) -> None:
+        self._try()
+
+    def _try(self) -> None:
+        self._timer = None
+        if not self.done:
+            self._attempt = checks.http_get(self.loop, self.url, HTTP_ATTEMPT, self._answer)
+            self._attempt.start()
+
+    def _answer(self, ok: bool, reason: str) -> None:
+        self._attempt = None
+        why = self.owner.check() if ok and self.owner is not None else None
+        if ok and why is None:
+            self._ready()
+        elif why is not None:
+            self._failed(why)
+        elif not self.done:
+            self._timer = self.loop.call_later(HTTP_RETRY, self._try)
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+            self._attempt = None
+
+
+class ExitedProbe(Probe):
+    """A one-shot step: no probe at all (the engine takes its normal exit as its start)."""
+
+    def start(self) -> None:
+        pass

@@ -16,11 +16,26 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from otree.core import events as ev
-from otree.core.spec import ReadyCmd, ReadyDelay, ReadyNotify, ReadyTcp, Service, service_argv
+from otree.core.spec import (
+    HealthHttp,
+    HealthTcp,
+    ReadyCmd,
+    ReadyDelay,
+    ReadyExited,
+    ReadyHttp,
+    ReadyNotify,
+    ReadyTcp,
+    Service,
+    service_argv,
+)
 from otree.runtime import posix, probes
+from otree.runtime.health import Carried, Liveness
+from otree.runtime.listeners import Ownership, http_port
 from otree.runtime.loop import Loop
+from otree.runtime.notify import NotifySocket
 from otree.runtime.output import READ_SIZE, Console, ServiceOutput
 
 Feed = Callable[[ev.Event], None]
@@ -33,7 +48,18 @@ STATE_EVERY = 0.2
 class Process:
     """One running incarnation of a service: its main PID, output pipe and probe."""
 
-    __slots__ = ("output", "path", "pid", "pipe", "probe", "started")
+    __slots__ = (
+        "carried",
+        "liveness",
+        "notify",
+        "output",
+        "path",
+        "pid",
+        "pipe",
+        "probe",
+        "spec",
+        "started",
+    )
 
     def __init__(self, path: str, pid: int, pipe: int, output: ServiceOutput) -> None:
         self.path = path
@@ -43,6 +69,13 @@ class Process:
         self.probe: probes.Probe | None = None
         #: its start time (``/proc/PID/stat``), read once, for the state file
         self.started: int | None = None
+        #: its sd_notify socket, open until the process is gone (None: it has none)
+        self.notify: NotifySocket | None = None
+        self.spec: Service | None = None  # None: adopted after a re-exec
+        #: its health probes and watchdog, from ready on (None: none, or not ready yet)
+        self.liveness: Liveness | None = None
+        #: what the image before a re-exec knew of its liveness (until it is resumed)
+        self.carried: Carried | None = None
 
 
 class Processes:
@@ -77,10 +110,10 @@ class Processes:
     def spawn(self, path: str, spec: Service) -> None:
         """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
         output = self._output(path)
-        notify: probes.NotifyProbe | None = None
-        if isinstance(spec.ready, ReadyNotify):
+        notify: NotifySocket | None = None
+        if isinstance(spec.ready, ReadyNotify) or spec.watchdog is not None:
             try:
-                notify = self._notify_probe(path)
+                notify = self._notify_socket()
             except OSError as exc:
                 self.feed(ev.SpawnFailed(path, f"cannot create the notify socket: {exc}"))
                 return
@@ -90,21 +123,26 @@ class Processes:
             r, w = posix.pipe()
         except OSError as exc:  # EMFILE, ENFILE, ENOMEM: a start failure, retried as any
             if notify is not None:
-                notify.cancel()
+                notify.close()
             self.feed(ev.SpawnFailed(path, f"cannot create its output pipe: {exc.strerror}"))
             return
         try:
+            if spec.watchdog is not None:
+                env["WATCHDOG_USEC"] = str(round(spec.watchdog * 1_000_000))
+                argv = posix.with_own_pid("WATCHDOG_PID", argv, env)
             death = posix.signal_number(spec.stop_signal)
             pid = posix.spawn(argv, env, spec.cwd, output=w, death_signal=death)
         except posix.SpawnError as exc:
             os.close(r)
             if notify is not None:
-                notify.cancel()
+                notify.close()
             self.feed(ev.SpawnFailed(path, str(exc)))
             return
         finally:
             os.close(w)
         proc = Process(path, pid, r, output)
+        proc.notify = notify
+        proc.spec = spec
         self.procs[pid] = proc
         self.pipes[r] = output
         self.loop.add_reader(r, lambda: self._read(r))
@@ -115,10 +153,10 @@ class Processes:
             self.probing[pid] = path
             line = f"otree: {path}: exec pid {pid}, waiting until ready\n"
             self.console.write(line.encode(), keep=True)
-            if notify is not None:
-                notify.pid = pid
-            proc.probe = notify or self._probe(proc, spec, env)
+            proc.probe = self._probe(proc, spec, env)
             proc.probe.start()
+        if notify is not None:
+            notify.start()  # STATUS= and WATCHDOG= from now on, READY=1 too
 
     def signal(self, pid: int, signum: int) -> None:
         """Send ``signum`` to the group of ``pid`` if it is still ours; stop its probe."""
@@ -127,7 +165,58 @@ class Processes:
             return  # already gone: its Exited is on the way or was handled
         if proc.probe is not None:
             proc.probe.cancel()
+        if proc.liveness is not None:
+            proc.liveness.stop()
         posix.send_signal(pid, signum, self.loop.pidfd(pid))
+
+    def ready(self, pid: int) -> None:
+        """The engine took ``pid`` as ready: its health probes and watchdog start now."""
+        proc = self.procs.get(pid)
+        if proc is not None and proc.spec is not None and proc.liveness is None:
+            self._start_liveness(proc, 0, None)
+
+    def _start_liveness(self, proc: Process, failures: int, deadline: float | None) -> None:
+        spec = proc.spec
+        if spec is None or (spec.health is None and spec.watchdog is None):
+            return
+        path, pid = proc.path, proc.pid
+
+        def unhealthy(reason: str, failures: int) -> None:
+            self.feed(ev.Unhealthy(path, pid, reason, failures))
+
+        def say(text: str) -> None:
+            self.console.write(f"otree: {path}: {text}\n".encode(), keep=True)
+
+        env = posix.child_env(spec.environ)
+        owner = None
+        if isinstance(spec.health, HealthTcp):
+            owner = Ownership(spec.health.address[1], pid, path)
+        elif isinstance(spec.health, HealthHttp):
+            owner = Ownership(http_port(spec.health.http), pid, path)
+        proc.liveness = Liveness(
+            self.loop,
+            spec.health,
+            spec.watchdog,
+            proc.notify,
+            unhealthy,
+            env=env,
+            cwd=spec.cwd,
+            say=say,
+            owner=owner,
+        )
+        proc.liveness.start(failures=failures, deadline=deadline)
+
+    def liveness(self) -> dict[str, dict[str, Any]]:
+        """``{path: {"status_text": text or None, "health": {"failures": n} or None}}``."""
+        out: dict[str, dict[str, Any]] = {}
+        for proc in self.procs.values():
+            text = proc.notify.status_text if proc.notify is not None else None
+            live = proc.liveness
+            health = None
+            if proc.spec is not None and proc.spec.health is not None:
+                health = {"failures": live.failures if live is not None else 0}
+            out[proc.path] = {"status_text": text, "health": health}
+        return out
 
     def kill_all(self) -> None:
         """SIGKILL every process group still alive (last resort)."""
@@ -139,6 +228,10 @@ class Processes:
         for pid, proc in list(self.procs.items()):
             if proc.probe is not None:
                 proc.probe.cancel()
+            if proc.liveness is not None:
+                proc.liveness.stop()
+            if proc.notify is not None:
+                proc.notify.close()
             posix.send_signal(pid, signal.SIGKILL)
             posix.reap(pid, block=True)
         self.procs.clear()
@@ -147,7 +240,7 @@ class Processes:
             if fd in self.pipes:
                 self._close_pipe(fd)
         if self.notify_dir is not None:
-            for name in os.listdir(self.notify_dir):  # sockets left by killed probes
+            for name in os.listdir(self.notify_dir):  # sockets left by processes handed over
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.notify_dir, name))
             with contextlib.suppress(OSError):
@@ -195,6 +288,8 @@ class Processes:
                 proc.probe.cancel()
                 if pid is not None:
                     strays.append(pid)
+            if proc.liveness is not None and proc.liveness.command_pid is not None:
+                strays.append(proc.liveness.command_pid)  # killed at its timeout or reaped
         out: list[tuple[str, int | None, int, bytes]] = []
         for proc in self.procs.values():
             # its pipe, unless it was closed already (the number may be another pipe's now)
@@ -209,7 +304,46 @@ class Processes:
         output = self.pipes.get(fd)
         return output.unfinished(fd) if output is not None else b""
 
-    def adopt(self, path: str, pid: int | None, pipe: int, partial: bytes = b"") -> None:
+    def carried(self, pid: int | None) -> Carried | None:
+        """Before ``os.execv``: the liveness of process ``pid`` to hand over (its notify
+        socket's fd goes along: it stays bound, so the process can go on sending)."""
+        proc = self.procs.get(pid) if pid is not None else None
+        if proc is None or (proc.notify is None and proc.liveness is None):
+            return None
+        live = proc.liveness
+        left = None
+        if live is not None and live.deadline is not None:
+            left = max(0.0, live.deadline - self.loop.clock())
+        notify = proc.notify
+        return Carried(
+            notify_fd=notify.fd if notify is not None else None,
+            notify_path=notify.path if notify is not None else None,
+            status_text=notify.status_text if notify is not None else None,
+            failures=live.failures if live is not None else 0,
+            watchdog_left=left,
+        )
+
+    def resume(self, pid: int, spec: Service) -> None:
+        """After ``os.execv``, once the engine kept ``pid``: its health probes and watchdog
+        go on under ``spec``, from the counts and the deadline handed over."""
+        proc = self.procs.get(pid)
+        if proc is None or proc.liveness is not None:
+            return
+        proc.spec = spec
+        carried, proc.carried = proc.carried, None
+        left = carried.watchdog_left if carried is not None else None
+        deadline = None if left is None else self.loop.clock() + left
+        failures = carried.failures if carried is not None else 0
+        self._start_liveness(proc, failures, deadline)
+
+    def adopt(
+        self,
+        path: str,
+        pid: int | None,
+        pipe: int,
+        partial: bytes = b"",
+        carried: Carried | None = None,
+    ) -> None:
         """After ``os.execv``: take over process ``pid`` (None: it is gone) and its output
         pipe (-1: none) from the image before. Its exit is fed as for a spawned one."""
         output = self._output(path)
@@ -223,6 +357,11 @@ class Processes:
             proc = Process(path, pid, pipe, output)
             self.procs[pid] = proc
             self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
+            if carried is not None and carried.notify_fd is not None and carried.notify_path:
+                proc.notify = NotifySocket(self.loop, carried.notify_path, carried.notify_fd)
+                proc.notify.status_text = carried.status_text
+                proc.notify.start()
+            proc.carried = carried
             self._state_changed()
 
     def reap_stray(self, pid: int) -> None:
@@ -248,14 +387,23 @@ class Processes:
             self.feed(ev.ReadyFailed(path, pid, reason))
 
         ready_spec = spec.ready
+        if isinstance(ready_spec, ReadyNotify):
+            assert proc.notify is not None
+            return probes.NotifyProbe(self.loop, proc.notify, ready, failed)
+        if isinstance(ready_spec, ReadyHttp):
+            owner = Ownership(http_port(ready_spec.http), pid, path)
+            return probes.HttpProbe(self.loop, ready_spec, ready, failed, owner)
+        if isinstance(ready_spec, ReadyExited):
+            return probes.ExitedProbe(self.loop, ready, failed)
         if isinstance(ready_spec, ReadyDelay):
             return probes.DelayProbe(self.loop, ready_spec, ready, failed)
         if isinstance(ready_spec, ReadyTcp):
-            return probes.TcpProbe(self.loop, ready_spec, ready, failed)
+            owner = Ownership(ready_spec.address[1], pid, path)
+            return probes.TcpProbe(self.loop, ready_spec, ready, failed, owner)
         assert isinstance(ready_spec, ReadyCmd)
         return probes.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
 
-    def _notify_probe(self, path: str) -> probes.NotifyProbe:
+    def _notify_socket(self) -> NotifySocket:
         if self.notify_dir is None:
             import tempfile  # only with notify services: it is slow to import
 
@@ -264,16 +412,7 @@ class Processes:
                 base = None
             self.notify_dir = tempfile.mkdtemp(prefix="otree-", dir=base)
         sock_path = os.path.join(self.notify_dir, f"{next(self._notify_seq)}.sock")
-        probe: probes.NotifyProbe
-
-        def ready() -> None:
-            self.feed(ev.Ready(path, probe.pid))
-
-        def failed(reason: str) -> None:
-            self.feed(ev.ReadyFailed(path, probe.pid, reason))
-
-        probe = probes.NotifyProbe(self.loop, sock_path, ready, failed)
-        return probe
+        return NotifySocket(self.loop, sock_path)
 
     # --- output and exits ----------------------------------------------------------
 
@@ -315,6 +454,10 @@ class Processes:
         self.probing.pop(proc.pid, None)
         if proc.probe is not None:
             proc.probe.cancel()
+        if proc.liveness is not None:
+            proc.liveness.stop()
+        if proc.notify is not None:
+            proc.notify.close()
         self._drain(proc.pipe)
         code, sig = posix.describe_status(status)
         self.feed(ev.Exited(proc.path, proc.pid, code, sig))

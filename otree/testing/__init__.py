@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from otree.testing._strategies import (
         backoffs,
         crash_schedules,
+        healths,
         logs,
         names,
         readies,
@@ -47,6 +48,7 @@ _STRATEGIES = frozenset(
         "crash_schedules",
         "logs",
         "names",
+        "healths",
         "readies",
         "service_paths",
         "services",
@@ -74,6 +76,7 @@ __all__ = [
     "Trace",
     "backoffs",
     "crash_schedules",
+    "healths",
     "logs",
     "names",
     "readies",

@@ -5,7 +5,8 @@ The fake world is as simple as a world of processes can be:
 - ``Spawn`` gives the service a fake PID (counting from 100) and answers
   ``Spawned`` at the same instant, then ``Ready`` at the same instant (or
   ``ready.delay`` seconds later for ``ReadyDelay``) when the spec has a
-  readiness check. A ``fail_start`` mark makes the next spawn of that path
+  readiness check; with ``ReadyExited`` (a one-shot step) it exits 0 at once
+  instead. A ``fail_start`` mark makes the next spawn of that path
   answer ``SpawnFailed`` instead.
 - ``Signal`` makes the process exit at once, killed by that signal, unless it
   was marked ``hang_on_stop``: then it ignores everything but ``Kill``.
@@ -49,13 +50,16 @@ from otree.core.events import (
     Spawned,
     SpawnFailed,
     TimerFired,
+    Unhealthy,
 )
-from otree.core.spec import ReadyDelay, Service, Supervisor, check_tree, walk
+from otree.core.spec import ReadyDelay, ReadyExited, Service, Supervisor, check_tree, walk
 
 #: what a schedule item may do to a service
-HOWS = ("crash", "exit0", "kill", "hang_on_stop", "fail_start")
+HOWS = ("crash", "exit0", "kill", "hang_on_stop", "fail_start", "unhealthy")
 #: the reason of every simulated start failure
 FAIL_START_REASON = "simulated start failure"
+#: the ``reason`` of the ``Unhealthy`` an ``unhealthy`` schedule item sends
+UNHEALTHY_REASON = "simulated"
 #: how far past the last schedule item :func:`simulate` runs by default
 DEFAULT_MARGIN = 120.0
 #: the first fake PID
@@ -275,7 +279,9 @@ class Simulation:
         process they do nothing. ``hang_on_stop`` makes the running process
         ignore stop signals (it dies only of ``Kill``); with none running, the
         next process of ``path`` will. ``fail_start`` makes the next spawn of
-        ``path`` fail with ``SpawnFailed("simulated start failure")``.
+        ``path`` fail with ``SpawnFailed("simulated start failure")``. ``unhealthy``
+        reports the running process unhealthy (as a failed health check would): the
+        engine stops it and its end counts as a crash.
         """
         if how not in HOWS:
             raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
@@ -296,6 +302,10 @@ class Simulation:
             return True
         if proc is None:
             return False
+        if how == "unhealthy":  # the engine stops it; the process lives until then
+            self._queue.append(Unhealthy(path, proc.pid, UNHEALTHY_REASON, failures=1))
+            self._settle()
+            return True
         del self._live[proc.pid]
         if how == "crash":
             self._queue.append(Exited(path, proc.pid, code=1))
@@ -409,7 +419,10 @@ class Simulation:
         ready = action.spec.ready
         if ready is None:
             return
-        if isinstance(ready, ReadyDelay) and ready.delay > 0:
+        if isinstance(ready, ReadyExited):  # a one-shot step: done as soon as it runs
+            del self._live[pid]
+            self._queue.append(Exited(path, pid, code=0))
+        elif isinstance(ready, ReadyDelay) and ready.delay > 0:
             self._push(ready.delay, ("\0ready", path, str(pid)))
         else:
             self._queue.append(Ready(path, pid))

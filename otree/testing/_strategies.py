@@ -23,9 +23,14 @@ from otree.core.spec import (
     STOP_SIGNALS,
     AutoShutdown,
     Backoff,
+    HealthCmd,
+    HealthHttp,
+    HealthTcp,
     Log,
     ReadyCmd,
     ReadyDelay,
+    ReadyExited,
+    ReadyHttp,
     ReadyNotify,
     ReadyTcp,
     Restart,
@@ -77,7 +82,35 @@ def readies(*, delays: bool = True) -> st.SearchStrategy[Any]:
             timeouts,
             st.floats(0.01, 5.0),
         ),
+        st.builds(lambda url, t: ReadyHttp(url, timeout=t), _URLS, timeouts),
+        st.builds(lambda t: ReadyExited(timeout=t), st.floats(0.5, 600.0)),
     )
+
+
+_URLS = st.builds(
+    lambda host, port, path: f"http://{host}:{port}{path}",
+    st.sampled_from(["127.0.0.1", "localhost", "[::1]"]),
+    st.integers(1, 65535),
+    st.sampled_from(["", "/", "/healthz", "/a/b?x=1"]),
+)
+
+
+@st.composite
+def healths(draw: st.DrawFn) -> Any:
+    """Any health check: tcp, http or cmd, with ``timeout < interval``."""
+    interval = draw(st.floats(0.02, 120.0))
+    common = {
+        "interval": interval,
+        "timeout": draw(st.floats(0.01, 1.0)) * interval * 0.99,
+        "failures": draw(st.integers(1, 10)),
+        "grace": draw(_seconds(0.0, 60.0)),
+    }
+    kind = draw(st.sampled_from(["tcp", "http", "cmd"]))
+    if kind == "tcp":
+        return HealthTcp(f"127.0.0.1:{draw(st.integers(1, 65535))}", **common)
+    if kind == "http":
+        return HealthHttp(draw(_URLS), **common)
+    return HealthCmd(draw(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3)), **common)
 
 
 @st.composite
@@ -129,6 +162,8 @@ def _service_fields(backoff: bool, ready_delays: bool) -> dict[str, st.SearchStr
         "stop_signal": st.sampled_from(STOP_SIGNALS),
         "shutdown": shutdowns(),
         "ready": readies(delays=ready_delays),
+        "health": healths(),
+        "watchdog": st.floats(0.01, 600.0),
         "log": logs(),
     }
     if backoff:
@@ -181,6 +216,11 @@ def _draw_service(
         value = draw(strategy)
         if value is not None:
             kwargs[field] = value
+    if isinstance(kwargs.get("ready"), ReadyExited) and kwargs.get("restart") in (
+        None,
+        Restart.PERMANENT,
+    ):
+        kwargs["restart"] = draw(_NOT_PERMANENT)  # a one-shot step is never permanent
     if significant_allowed and draw(st.booleans()):
         # half the children of an auto_shutdown supervisor are significant
         if kwargs.get("restart", Restart.PERMANENT) is Restart.PERMANENT:

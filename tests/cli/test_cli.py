@@ -182,11 +182,13 @@ def test_status_json(tree: OtreeProc, sock: str) -> None:
     ]
     base = {"path", "kind", "state", "pid", "uptime", "restarts", "last_exit"}
     for n in nodes:
-        extra = {"supervisor": set(), "service": {"dropped"}}[n["kind"]]
+        service = {"dropped", "status_text", "health"}
+        extra = {"supervisor": set(), "service": service}[n["kind"]]
         if n["path"] == "":
             extra = {"console_dropped", "events_dropped"}
         assert set(n) == base | extra
-        assert all(n[key] == 0 for key in extra)
+        assert all(n[key] == 0 for key in extra - {"status_text", "health"})
+        assert n.get("status_text") is None and n.get("health") is None
         assert n["state"] == "running"
         assert n["restarts"] == 0 and n["last_exit"] is None
         assert 0 <= n["uptime"] < DEADLINE

@@ -28,7 +28,8 @@ BAD_FILES: list[tuple[str, str, str]] = [
         "unknown-key-no-close-match",
         SVC + "foo = 1\n",
         "tree.toml:3: api.foo: unknown key (expected one of: cmd, target, args, env, cwd, "
-        "restart, normal_exit_codes, stop_signal, shutdown, ready, backoff, significant, log)",
+        "restart, normal_exit_codes, stop_signal, shutdown, ready, health, watchdog, backoff, "
+        "significant, log)",
     ),
     (
         "root-takes-only-four-fields",
@@ -194,13 +195,13 @@ BAD_FILES: list[tuple[str, str, str]] = [
         "ready-two-kinds",
         SVC + 'ready = { tcp = "a:1", delay = 2 }\n',
         "tree.toml:3: api.ready: expected exactly one of 'delay', 'tcp', 'notify', 'cmd', "
-        "got 'delay' and 'tcp'",
+        "'http', 'exited', got 'delay' and 'tcp'",
     ),
     (
         "ready-no-kind",
         SVC + "ready = { timeout = 3 }\n",
-        "tree.toml:3: api.ready: expected one of 'delay', 'tcp', 'notify', 'cmd' "
-        "(the kind of check)",
+        "tree.toml:3: api.ready: expected one of 'delay', 'tcp', 'notify', 'cmd', 'http', "
+        "'exited' (the kind of check)",
     ),
     (
         "ready-kind-misspelt",
@@ -216,7 +217,60 @@ BAD_FILES: list[tuple[str, str, str]] = [
         "ready-as-string",
         SVC + 'ready = "tcp"\n',
         'tree.toml:3: api.ready: expected a table: { delay = SECONDS }, { tcp = "HOST:PORT" }, '
-        "{ notify = true } or { cmd = [...] }, got 'tcp'",
+        '{ notify = true }, { cmd = [...] }, { http = "http://127.0.0.1:PORT/PATH" } or '
+        "{ exited = true }, got 'tcp'",
+    ),
+    (
+        "ready-http-not-local",
+        SVC + 'ready = { http = "http://example.com/" }\n',
+        "tree.toml:3: api.ready.http: 'example.com' is not a loopback address or local name, "
+        "in 'http://example.com/'",
+    ),
+    (
+        "ready-http-https",
+        SVC + 'ready = { http = "https://127.0.0.1/" }\n',
+        "tree.toml:3: api.ready.http: expected an http:// URL (http://127.0.0.1:PORT/PATH), "
+        "got 'https://127.0.0.1/'",
+    ),
+    (
+        "ready-exited-permanent",
+        SVC + "ready = { exited = true }\n",
+        "tree.toml:3: api.ready.exited: a one-shot step cannot be permanent "
+        "(use transient or temporary)",
+    ),
+    (
+        "health-timeout-not-below-interval",
+        SVC + 'health = { tcp = "127.0.0.1:1", interval = 5, timeout = 5 }\n',
+        "tree.toml:3: api.health.timeout: must be less than interval (5), got 5",
+    ),
+    (
+        "health-bad-numbers",
+        SVC + 'health = { cmd = "true", interval = 0, failures = 0, grace = -1 }\n',
+        "tree.toml:3: api.health.interval: must be greater than 0, got 0\n"
+        "tree.toml:3: api.health.failures: expected an integer >= 1, got 0\n"
+        "tree.toml:3: api.health.grace: must be at least 0, got -1",
+    ),
+    (
+        "health-bad-address",
+        SVC + 'health = { tcp = "127.0.0.1:99999" }\n',
+        "tree.toml:3: api.health.tcp: port must be 1-65535, got 99999",
+    ),
+    (
+        "health-two-kinds",
+        SVC + 'health = { tcp = "a:1", cmd = "true" }\n',
+        "tree.toml:3: api.health: expected exactly one of 'tcp', 'http', 'cmd', "
+        "got 'tcp' and 'cmd'",
+    ),
+    (
+        "health-key-of-readiness",
+        SVC + 'health = { tcp = "a:1", delay = 1 }\n',
+        "tree.toml:3: api.health.delay: unknown key (expected one of: tcp, interval, timeout, "
+        "failures, grace)",
+    ),
+    (
+        "watchdog-zero",
+        SVC + "watchdog = 0\n",
+        "tree.toml:3: api.watchdog: must be greater than 0, got 0",
     ),
     (
         "ready-notify-false",

@@ -189,6 +189,8 @@ def test_status(served: Served) -> None:
         "restarts": 2,
         "last_exit": {"signal": "KILL", "normal": False},
         "dropped": 0,
+        "status_text": None,
+        "health": None,
     }
 
 

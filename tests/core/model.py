@@ -178,7 +178,8 @@ class Model:
         node.running = False
 
     def exit(self, path: str, how: str) -> None:
-        """A running service ends on its own: ``crash`` (code 1), ``exit0`` or ``kill``."""
+        """A running service ends on its own: ``crash`` (code 1), ``exit0`` or ``kill``;
+        or ``unhealthy``: otree stops it, and the end is abnormal whatever the code."""
         node = self.nodes[path]
         if self.done or not node.running:
             return
@@ -187,6 +188,9 @@ class Model:
         code = {"crash": 1, "exit0": 0}.get(how)  # kill: a signal otree did not send
         normal = code is not None and code in spec.normal_exit_codes
         node.running = False
+        if how == "unhealthy":  # otree stops it (its stop sequence); its end is a crash
+            normal = False
+            self.log.append(("stop", path))
         self.log.append(("exit", path, normal))
         self._child_exited(node, normal)
 

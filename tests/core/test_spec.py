@@ -231,7 +231,12 @@ def test_r3_bad_restart_and_significant() -> None:
             "STOP",
             "'STOP' is not one of TERM, INT, QUIT, HUP, KILL, USR1, USR2, WINCH, ABRT",
         ),
-        ("ready", "tcp", "expected ReadyDelay, ReadyTcp, ReadyNotify or ReadyCmd, got 'tcp'"),
+        (
+            "ready",
+            "tcp",
+            "expected ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd, ReadyHttp or ReadyExited,"
+            " got 'tcp'",
+        ),
         ("backoff", 1, "expected a Backoff, got 1"),
         ("log", "f.log", "expected a Log, got 'f.log'"),
     ],

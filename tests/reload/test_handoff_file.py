@@ -95,10 +95,25 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
     assert log["service"]["log"].pop("ring_bytes") == 256 * 1024
     for path in ("", "web"):  # who each pending restart waits on (issue 10)
         written["engine"]["nodes"][path].pop("pending")
+    # each service's health and watchdog (unset), each process's liveness (none): issue 12
+    written["tree"] = _without_liveness(written["tree"])
+    for proc in written["procs"]:
+        assert proc.pop("liveness") is None
     assert written == {**old, "config_errors": []}
     head, _, tail = encoded(h).partition(b"\n")
     assert json.loads(head)["ring"] == [["db", 7]] and tail == b"one\n\x00\x80\n"
     assert document.decode(encoded(h)) == h
+
+
+def _without_liveness(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` (a tree as JSON) without the ``health`` and ``watchdog`` of its services,
+    which must be unset."""
+    if "service" in node:
+        svc = dict(node["service"])
+        assert svc.pop("health") is None and svc.pop("watchdog") is None
+        return {"service": svc}
+    sup = node["supervisor"]
+    return {"supervisor": {**sup, "children": [_without_liveness(c) for c in sup["children"]]}}
 
 
 @settings(max_examples=50, deadline=None)

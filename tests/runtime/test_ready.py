@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import array
 import os
 import socket
 from pathlib import Path
 
+import pytest
 from support.treefiles import free_port
 from test_plumbing import run_loop
 
 from otree.core.spec import ReadyCmd, ReadyDelay, ReadyTcp
-from otree.runtime import posix, probes
+from otree.runtime import checks, notify, posix, probes
 from otree.runtime.loop import Loop
+from otree.runtime.notify import NotifySocket
 
 
 class Answers:
@@ -86,10 +89,11 @@ def test_tcp_unresolvable_host_fails() -> None:
     loop.close()
 
 
-def test_notify_ready(tmp_path: Path) -> None:
+def test_notify_ready_keeps_the_socket(tmp_path: Path) -> None:
     loop, answers = Loop(), Answers()
     path = str(tmp_path / "n.sock")
-    probe = probes.NotifyProbe(loop, path, answers.on_ready, answers.on_failed)
+    sock = NotifySocket(loop, path)
+    probe = probes.NotifyProbe(loop, sock, answers.on_ready, answers.on_failed)
     probe.start()
     client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
@@ -100,7 +104,38 @@ def test_notify_ready(tmp_path: Path) -> None:
     loop.call_later(0.02, lambda: send(b"STATUS=ok\nREADY=1\n"))
     run_loop(loop, lambda: answers.answered)
     assert (answers.ready, answers.failed) == (1, [])
-    assert not os.path.exists(path)  # closed and removed once answered
+    send(b"STATUS=serving\nWATCHDOG=1")  # the socket outlives the readiness answer
+    run_loop(loop, lambda: sock.status_text == "serving")
+    sock.close()  # once the process is gone
+    assert not os.path.exists(path)
+    client.close()
+    loop.close()
+
+
+def test_notify_socket_closes_passed_fds_and_reads_in_bursts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BARRIER=1 fd is closed at once (systemd-notify waits for that); a flood is
+    taken BURST datagrams per wake-up, so the loop's other work goes on. (The kernel
+    queues few datagrams per socket, net.unix.max_dgram_qlen, 10 by default: a small
+    BURST here.)"""
+    monkeypatch.setattr(notify, "BURST", 3)
+    loop = Loop()
+    path = str(tmp_path / "n.sock")
+    sock = NotifySocket(loop, path)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    r, w = os.pipe()
+    fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))]
+    client.sendmsg([b"BARRIER=1"], fds, 0, path)
+    os.close(w)
+    for i in range(8):
+        client.sendto(b"STATUS=%d" % i, path)
+    assert [sock.read(), sock.read(), sock.read(), sock.read()] == [3, 3, 3, 0]
+    assert sock.status_text == "7"
+    assert os.read(r, 1) == b""  # every copy of the barrier's write end is closed
+    os.close(r)
+    sock.close()
     client.close()
     loop.close()
 
@@ -140,4 +175,28 @@ def test_cmd_cancel_kills_the_running_check() -> None:
     probe.cancel()
     run_loop(loop, lambda: not loop.watching(pid))
     assert not answers.answered
+    loop.close()
+
+
+def test_a_network_check_of_a_host_name_looks_it_up_off_the_loop() -> None:
+    """``localhost`` is a name: the check resolves it through the lookups' worker thread."""
+    loop = Loop()
+    family, _, _, _, addr = socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM)[0]
+    server = socket.socket(family)  # where 'localhost' goes first (the check tries that)
+    server.bind(addr[:2])
+    server.listen()
+    answers: list[tuple[bool, str]] = []
+    attempt = checks.tcp(
+        loop, ("localhost", server.getsockname()[1]), 5.0, lambda ok, why: answers.append((ok, why))
+    )
+    attempt.start()
+    run_loop(loop, lambda: bool(answers))
+    assert answers == [(True, "")]
+    refused = checks.tcp(
+        loop, ("127.0.0.1", free_port()), 5.0, lambda ok, why: answers.append((ok, why))
+    )
+    refused.start()
+    run_loop(loop, lambda: len(answers) == 2)
+    assert answers[1][0] is False and "refused" in answers[1][1]
+    server.close()
     loop.close()

@@ -54,6 +54,9 @@ class FakeBackend:
     def dropped(self) -> dict[str, int]:
         return {"console": 0, "events": 0}
 
+    def liveness(self) -> dict[str, dict[str, Any]]:
+        return {}
+
     def command(
         self, name: str, path: str = "", on_reply: Callable[[Reply], None] | None = None
     ) -> None:

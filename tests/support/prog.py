@@ -40,6 +40,89 @@ def notify(delay: str, flag: str) -> None:
     time.sleep(120)
 
 
+def notify_client(client: str, go: str, result: str) -> None:
+    """sd_notify with a real client library (``sdnotify`` or ``libsystemd``, the C library
+    through ctypes): send READY=1, wait until the file GO exists, then send STATUS=,
+    WATCHDOG=1 and STOPPING=1; write ``ok`` or what failed to RESULT, then wait."""
+    if client == "sdnotify":
+        import sdnotify
+
+        notifier = sdnotify.SystemdNotifier(debug=True)  # debug: raise instead of ignoring
+
+        def send(message: str) -> None:
+            notifier.notify(message)
+
+    else:
+        import ctypes
+
+        lib = ctypes.CDLL("libsystemd.so.0", use_errno=True)
+
+        def send(message: str) -> None:
+            rc = lib.sd_notify(0, message.encode())
+            if rc <= 0:
+                raise OSError(-rc, os.strerror(-rc) if rc < 0 else "NOTIFY_SOCKET not used")
+
+    send("READY=1")
+    try:
+        while not os.path.exists(go):
+            time.sleep(0.01)
+        for message in ("STATUS=serving", "WATCHDOG=1", "STOPPING=1"):
+            send(message)
+    except OSError as exc:
+        outcome = f"{message}: {exc}"
+    else:
+        outcome = "ok"
+    with open(result, "w") as f:
+        f.write(outcome)
+    time.sleep(120)
+
+
+def listen_for(port: str, seconds: str) -> None:
+    """Listen on 127.0.0.1:PORT for SECONDS, then close the listener and go on running."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", int(port)))
+    server.listen()
+    time.sleep(float(seconds))
+    server.close()
+    print("stopped listening", flush=True)
+    time.sleep(120)
+
+
+def watchdog_pings(count: str, envfile: str) -> None:
+    """Write ``WATCHDOG_USEC WATCHDOG_PID getpid()`` to ENVFILE, send READY=1 and then
+    WATCHDOG=1 COUNT times, 0.1 s apart (STATUS=pinging N with each), then stop pinging."""
+    with open(envfile + ".tmp", "w") as f:
+        f.write(f"{os.environ.get('WATCHDOG_USEC')} {os.environ.get('WATCHDOG_PID')} {os.getpid()}")
+    os.rename(envfile + ".tmp", envfile)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.connect(os.environ["NOTIFY_SOCKET"])
+    sock.send(b"READY=1")
+    for i in range(int(count)):
+        sock.send(b"WATCHDOG=1\nSTATUS=pinging %d" % i)
+        time.sleep(0.1)
+    print("stopped pinging", flush=True)
+    time.sleep(120)
+
+
+def watchdog_until(stop: str, errors: str) -> None:
+    """Send READY=1, then ``WATCHDOG=1`` and ``STATUS=alive N`` every 0.05 s until the file
+    STOP exists (a failed send is written to ERRORS); then stop pinging and wait."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    target = os.environ["NOTIFY_SOCKET"]
+    sock.sendto(b"READY=1", target)
+    n = 0
+    while not os.path.exists(stop):
+        n += 1
+        try:
+            sock.sendto(b"WATCHDOG=1\nSTATUS=alive %d" % n, target)
+        except OSError as exc:
+            with open(errors, "a") as f:
+                f.write(f"{n}: {exc}\n")
+        time.sleep(0.05)
+    time.sleep(120)
+
+
 def chatty(lines: str) -> None:
     """Write LINES numbered lines as fast as possible, then exit 0."""
     out = sys.stdout.buffer

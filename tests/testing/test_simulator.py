@@ -46,6 +46,7 @@ FIELDS: dict[str, set[str]] = {
     "spawn": {"pid"},
     "ready": {"pid"},
     "stop": {"pid"},
+    "unhealthy": {"pid", "reason", "failures"},
     "restart": {"strategy", "child"},
     "give_up": {"restarts", "period"},
     "start_failed": {"reason"},
@@ -55,7 +56,7 @@ FIELDS: dict[str, set[str]] = {
     "tree_ready": set(),
     "tree_stopped": {"exit_code"},
 }
-SERVICE_EVENTS = {"spawn", "ready", "exit", "stop", "adopt", "start_failed"}
+SERVICE_EVENTS = {"spawn", "ready", "exit", "stop", "unhealthy", "adopt", "start_failed"}
 SUPERVISOR_EVENTS = {"restart", "give_up", "auto_shutdown"}
 
 
@@ -66,8 +67,12 @@ def check_event_format(tree: Supervisor, trace: Trace) -> None:
         name = e["event"]
         extra = set(e) - {"ts", "event", "path"}
         if name == "exit":
-            assert extra in ({"pid", "code", "normal"}, {"pid", "signal", "normal"}), e
+            how = (
+                {"pid", "normal", "reason"} if e.get("reason") == "unhealthy" else {"pid", "normal"}
+            )
+            assert extra in (how | {"code"}, how | {"signal"}), e
             assert isinstance(e["normal"], bool)
+            assert e["normal"] is False or "reason" not in e, e
             if "signal" in e:
                 assert not e["signal"].startswith("SIG")
         else:

@@ -24,9 +24,11 @@ def idle_supervisors_are_settled(sim: Simulation) -> None:
             continue
         assert not node.mailbox, (node.path, node.mailbox)
         for c in node.children:
-            # a child supervisor may be stopping on its own (it gave up or shuts down)
+            # a child supervisor may be stopping on its own (it gave up or shuts down), and
+            # a service otree is stopping because it is unhealthy (its end is a crash)
             ok = ("running", "stopped", "exited", "restarting")
-            assert c.state in ok or (c.kind == "supervisor" and c.state == "stopping"), c.path
+            on_its_own = c.kind == "supervisor" or getattr(c, "unhealthy", False)
+            assert c.state in ok or (on_its_own and c.state == "stopping"), c.path
             if c.state == "restarting":
                 assert c.restart_key in node.timers, c.path
 

@@ -102,6 +102,13 @@ class ReadyTcp:
         _collect(self, "ready")
 
 
+def _must_be_true(check: Any, field: str) -> None:
+    """A readiness kind named by a flag (``notify``, ``exited``) takes only ``true``."""
+    value = getattr(check, field)
+    if value is not True and not isinstance(value, _Invalid):
+        object.__setattr__(check, field, _bad("must be true (remove 'ready' to turn it off)"))
+
+
 @attrs.frozen
 class ReadyNotify:
     """Ready when the service sends ``READY=1`` to ``$NOTIFY_SOCKET`` (sd_notify)."""
@@ -110,8 +117,7 @@ class ReadyNotify:
     timeout: float = attrs.field(default=DEFAULT_READY_TIMEOUT, converter=_positive)
 
     def __attrs_post_init__(self) -> None:
-        if self.notify is not True and not isinstance(self.notify, _Invalid):
-            object.__setattr__(self, "notify", _bad("must be true (remove 'ready' to turn it off)"))
+        _must_be_true(self, "notify")
         _collect(self, "ready")
 
 
@@ -146,8 +152,7 @@ class ReadyExited:
     timeout: float = attrs.field(default=DEFAULT_EXITED_TIMEOUT, converter=_positive)
 
     def __attrs_post_init__(self) -> None:
-        if self.exited is not True and not isinstance(self.exited, _Invalid):
-            object.__setattr__(self, "exited", _bad("must be true (remove 'ready' to turn it off)"))
+        _must_be_true(self, "exited")
         _collect(self, "ready")
 
 

@@ -294,10 +294,11 @@ class Loop:
         if status is None:
             return
         self._forget(child)
-        if self._wake_r is not None and os.WIFSIGNALED(status):
-            # a signal to otree that came with this death (systemd's default KillMode
-            # signals every process at once) is handled first: then a child that died of
-            # the TERM meant for the whole tree is not taken for a crash and restarted
+        if self._wake_r is not None:
+            # a signal to otree that came with this exit (systemd's default KillMode
+            # signals every process at once) is handled first: then a child that ended on
+            # the TERM meant for the whole tree, by dying of it or by exiting, is not
+            # taken for a crash and restarted
             self._read_signals()
         child.callback(status)
 
@@ -328,12 +329,6 @@ class Loop:
         try:
             while self._running:
                 events = select(self._timeout())
-                if len(events) > 1 and self._wake_r is not None:
-                    # signals first: a TERM that came with the exits it caused (systemd's
-                    # default KillMode signals every process at once) stops the tree before
-                    # those exits are judged, so none is taken for a crash and restarted
-                    wake = self._wake_r.fileno()
-                    events.sort(key=lambda item: item[0].fd != wake)
                 for key, mask in events:
                     # a callback earlier in this batch may have removed or replaced this one:
                     # look the callbacks up again rather than trusting the key

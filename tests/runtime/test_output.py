@@ -17,12 +17,14 @@ Run = Callable[..., OtreeProc]
 def test_output_is_prefixed_by_path_with_supervision_events(otree: Run, tmp_path: Path) -> None:
     tree = write_tree(
         tmp_path,
-        """[db]\ncmd = ["sh", "-c", "echo db up; echo oops >&2; exec sleep 60"]
-[web]\n[web.api]\ncmd = ["sh", "-c", "printf 'no newline at the end'; exec sleep 60"]\n""",
+        f"""[db]\ncmd = ["sh", "-c", "echo db up; echo oops >&2; exec sleep 60"]
+[web]\n[web.api]\ncmd = ["sh", "-c", "printf 'no newline at the end'; : > printed; exec sleep 60"]
+cwd = "{tmp_path}"\n""",
     )
     run = otree("run", tree)
     run.wait_for("tree_ready")
-    wait_until(lambda: "web.api | no newline" in run.stdout or "db up" in run.stdout)
+    # both have written: db's lines are relayed, web.api's partial line is in otree's hands
+    wait_until(lambda: "db      | oops" in run.stdout and (tmp_path / "printed").exists())
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
     lines = run.stdout.splitlines()

@@ -26,7 +26,6 @@ Python trees (``file.py:attr``, ``module:attr``) are loaded by
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
@@ -37,6 +36,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from otree.config.convert import CONVERTER
 from otree.config.keylines import KeyLines, Keys
 from otree.config.pytree import load_target
+from otree.config.syntax import syntax_issue
 from otree.core.spec import (
     RESERVED_NAMES,
     ROOT_FIELDS,
@@ -112,9 +112,6 @@ _STAND_INS: dict[str, Any] = {
 }
 
 _ALL_FIELDS = tuple(dict.fromkeys(SERVICE_FIELDS + SUPERVISOR_FIELDS))
-_TOML_POSITION = re.compile(
-    r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$", re.S
-)
 
 
 # --- the converter ------------------------------------------------------------
@@ -448,7 +445,7 @@ def loads(text: str, file: str = "<string>") -> Supervisor:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_issue(exc, text, file)]) from None
+        raise ConfigError([syntax_issue(str(exc), text, file)]) from None
     except RecursionError:  # arrays or inline tables nested thousands deep
         message = f"invalid TOML: arrays or inline tables nested too deep (at most {MAX_DEPTH})"
         raise ConfigError([Issue("", message, file)]) from None
@@ -464,19 +461,6 @@ def loads(text: str, file: str = "<string>") -> Supervisor:
         issues.sort(key=lambda i: i.line or 0)
         raise ConfigError(issues)
     return root
-
-
-def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, file: str) -> Issue:
-    message, line, col = str(exc), None, None
-    m = _TOML_POSITION.match(message)
-    if m:
-        message = m["msg"]
-        if m["line"]:
-            line, col = int(m["line"]), int(m["col"])
-        else:
-            line = text.count("\n") + 1
-    where = f" at column {col}" if col is not None else " at the end of the file" if m else ""
-    return Issue("", f"invalid TOML{where}: {message}", file, line)
 
 
 def load(path: str | os.PathLike[str]) -> Supervisor:

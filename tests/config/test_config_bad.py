@@ -349,22 +349,55 @@ BAD_FILES: list[tuple[str, str, str]] = [
     (
         "syntax-unclosed-header",
         '[api\ncmd = "x"\n',
-        "tree.toml:1: invalid TOML at column 5: Expected ']' at the end of a table declaration",
+        "tree.toml:1: a table header is not closed with ']'",
     ),
     (
         "syntax-unclosed-string",
         '[api]\ncmd = "x\n',
-        "tree.toml:2: invalid TOML at column 9: Illegal character '\\n'",
+        "tree.toml:2: api.cmd: a string is not closed before the end of the line",
     ),
     (
         "syntax-duplicate-key",
         SVC + 'cmd = "y"\n',
-        "tree.toml:3: invalid TOML at column 10: Cannot overwrite a value",
+        "tree.toml:3: api.cmd: set twice (or written both as a value and as a table)",
     ),
     (
         "syntax-end-of-file",
         '[api]\ncmd = [\n"a",\n',
-        "tree.toml:4: invalid TOML at the end of the file: Invalid value",
+        "tree.toml:4: the file ends inside a value "
+        "(an array, inline table or string is not closed)",
+    ),
+    (
+        "syntax-table-twice",
+        '[web]\ncmd = "a"\n[db]\ncmd = "b"\n[web]\n',
+        "tree.toml:5: web: the table is declared twice (write it once, with all its keys)",
+    ),
+    (
+        "syntax-value-then-table",
+        '[web]\ncmd = "a"\n[web.cmd]\n',
+        "tree.toml:3: web.cmd: set twice (or written both as a value and as a table)",
+    ),
+    (
+        "syntax-bare-word",
+        '[api]\ncmd = "x"\nsignificant = True\n',
+        "tree.toml:3: api.significant: not a TOML value (a string needs quotes, true and false "
+        "are lower case, an array is [a, b], a table { k = v })",
+    ),
+    (
+        "syntax-key-with-space",
+        '[api]\nstop signal = "INT"\n',
+        "tree.toml:2: expected '=' after the key (a key with spaces or dots in it needs quotes)",
+    ),
+    (
+        "syntax-two-values",
+        '[api]\ncmd = "x" "y"\n',
+        "tree.toml:2: api.cmd: expected the end of the line after the value "
+        "(one key = value a line)",
+    ),
+    (
+        "syntax-unclosed-inline-table",
+        '[api]\ncmd = "x"\nready = { tcp = "127.0.0.1:80"\n',
+        "tree.toml:3: api.ready: an inline table '{' is not closed with '}'",
     ),
 ]
 

@@ -110,6 +110,8 @@ def status_payload(
             "restarts": n.restarts,
             "last_exit": n.last_exit,
         }
+        if n.replicas is not None:
+            row["replicas"] = n.replicas
         if outputs is not None and n.kind == "service":
             out = outputs.get(n.path)
             row["dropped"] = out.dropped if out is not None else 0

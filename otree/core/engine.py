@@ -17,6 +17,7 @@ import attrs
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.node import Child, ChildRecord, Ending, ServiceNode, State, SupNode
+from otree.core.pool import PoolNode
 from otree.core.spec import Supervisor, check_tree
 from otree.core.timers import KillTimer, ReadyTimer, RestartTimer, SupKillTimer, never, parse
 from otree.errors import ExitCode
@@ -33,12 +34,13 @@ class NodeStatus:
     """One node as ``otree status`` shows it."""
 
     path: str
-    kind: str  # "service" | "supervisor"
+    kind: str  # "service" | "supervisor" | "pool"
     state: str  # running | starting | stopping | stopped | exited | restarting | dead
     pid: int | None
     started_at: float | None  # engine clock (the ``now`` passed in) of the last start
     restarts: int  # automatic restarts of this node inside its parent's window
     last_exit: dict[str, Any] | None  # {"code"|"signal", "normal"} of the last exit
+    replicas: int | None = None  # a pool's number of instances
 
 
 class Engine:
@@ -76,6 +78,10 @@ class Engine:
                 child = SupNode(self, path, sup, spec)
                 self.nodes[path] = child
                 self._build(child)
+            elif spec.replicas is not None:  # a pool: its instances are built with it
+                child = PoolNode(self, path, sup, spec)
+                self.nodes[path] = child
+                self.nodes.update((c.path, c) for c in child.children)
             else:
                 child = ServiceNode(self, path, sup, spec)
                 self.nodes[path] = child
@@ -175,6 +181,7 @@ class Engine:
                     started_at=node.started_at if node.alive else None,
                     restarts=restarts,
                     last_exit=node.last_exit,
+                    replicas=node.replicas if isinstance(node, PoolNode) else None,
                 )
             )
         return out

@@ -31,7 +31,8 @@ from typing import Any
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
-from otree.core.spec import Service, Supervisor, walk
+from otree.core.pool import services as pool_services
+from otree.core.spec import Service, Supervisor
 from otree.errors import ExitCode, OtreeError, stderr_line
 from otree.runtime import output, posix
 from otree.runtime.loop import Loop, Timer
@@ -100,7 +101,7 @@ class Runtime:
                     self.event_log = output.EventLog(events)
                 except OSError as exc:
                     raise OtreeError(f"--events {events}: {exc.strerror}") from None
-            services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
+            services = list(pool_services(tree))  # a pool's instances, one by one
             posix.raise_fd_limit(4 * len(services) + 64)
             colour = self.console.tty and not os.environ.get("NO_COLOR")
             prefixes = output.prefixes([p for p, _ in services], colour)

@@ -52,6 +52,7 @@ from otree.core.events import (
     TimerFired,
     Unhealthy,
 )
+from otree.core.pool import services
 from otree.core.spec import ReadyDelay, ReadyExited, Service, Supervisor, check_tree, walk
 
 #: what a schedule item may do to a service
@@ -211,6 +212,7 @@ class Simulation:
         check_tree(tree)
         self.tree = tree
         self.paths: dict[str, Service | Supervisor] = dict(walk(tree))
+        self.paths.update(services(tree))  # a pool's instances
         self.engine: EngineLike = (engine_factory or _default_engine)(tree, random.Random(seed))
         self._live: dict[int, _Process] = {}
         self.trace = Trace(self._live)
@@ -429,7 +431,7 @@ class Simulation:
 
 
 def _check_schedule(tree: Supervisor, schedule: Iterable[ScheduleItem]) -> list[ScheduleItem]:
-    services = {p for p, n in walk(tree) if isinstance(n, Service)}
+    processes = {p for p, _ in services(tree)}  # a pool's instances, not the pool
     items: list[ScheduleItem] = []
     for i, item in enumerate(schedule):
         try:
@@ -440,7 +442,7 @@ def _check_schedule(tree: Supervisor, schedule: Iterable[ScheduleItem]) -> list[
             ) from None
         if isinstance(at, bool) or not isinstance(at, (int, float)) or not at >= 0:
             raise ValueError(f"schedule[{i}]: at_seconds must be a number >= 0, got {at!r}")
-        if path not in services:
+        if path not in processes:
             raise ValueError(f"schedule[{i}]: {path!r} is not a service of the tree")
         if how not in HOWS:
             raise ValueError(f"schedule[{i}]: how must be one of {', '.join(HOWS)}, got {how!r}")

@@ -281,6 +281,14 @@ def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
 
 
 @_guard
+def cmd_scale(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        client.call("scale", path=args.path, n=args.count)
+    print(f"{args.path}: {args.count} running")
+    return ExitCode.OK
+
+
+@_guard
 def cmd_shutdown(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         client.call("shutdown")
@@ -362,6 +370,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
 # --- argparse ------------------------------------------------------------------------------
 
 
+def _instances(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of instances: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of instances (>= 0): {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -425,6 +443,12 @@ def add_commands(sub: Any) -> None:
         p.add_argument("path", metavar="PATH", help="a service or supervisor, e.g. web.api")
         _common(p)
         p.set_defaults(func=_node_command(name, done))
+
+    p = sub.add_parser("scale", help="run N instances of a pool (a service with replicas)")
+    p.add_argument("path", metavar="PATH", help="a pool, e.g. workers.w")
+    p.add_argument("count", metavar="N", type=_instances, help="how many instances (0 .. 10000)")
+    _common(p)
+    p.set_defaults(func=cmd_scale)
 
     p = sub.add_parser("logs", help="recent output of one service, a supervisor's, or all")
     p.add_argument("path", metavar="PATH", nargs="?", help="a service or supervisor (default: all)")

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from otree.core.service import ServiceNode
+from otree.core.records import Call, ScaleMail, StartChild, Step, StopChild
+from otree.core.service import ServiceNode, State
 from otree.core.spec import INFINITY, Restart, Service, Strategy, Supervisor, walk
-from otree.core.supervisor import SupNode
+from otree.core.supervisor import Child, SupNode
 
 if TYPE_CHECKING:
     from otree.core.engine import Engine
@@ -103,3 +104,77 @@ class PoolNode(SupNode):
     @property
     def replicas(self) -> int:
         return len(self.children)
+
+    # --- scale: a command taken in turn with everything else (R38) -------------------
+
+    def scale(self, count: int, request: int | None) -> None:
+        """Run ``count`` instances: new ones start in index order (each once the one
+        before is ready), surplus ones stop from the highest index down. Not a restart:
+        no ``restart`` event, no intensity entry. The reply comes when it is done."""
+        if not self.alive:  # a stopped pool: the new size applies at its next start
+            self._report(count)
+            self._resize(count)
+            self.eng.reply(request, None)
+            return
+        if self.busy or self.state is not State.RUNNING:
+            self.mailbox.append(ScaleMail(count, request))
+            return
+        self.scale_now(count, request)
+        self._advance()
+
+    def scale_now(self, count: int, request: int | None) -> None:
+        old = len(self.children)
+        self._report(count)
+        if count == old:
+            self.eng.reply(request, None)
+            return
+
+        def done() -> None:
+            self.command_running = None
+            self.eng.reply(request, None)
+
+        self.command_running = ("scale", request)
+        if count > old:
+            new = self._resize(count)
+
+            def failed(child: Child, reason: str) -> None:
+                # OTP's start_child: an instance that cannot start is not added (nor
+                # those after it, never started)
+                self._resize(self.children.index(child))
+                self.command_running = None
+                self.eng.reply(request, f"{child.path}: cannot start: {reason}")
+
+            steps: list[Step] = [StartChild(c) for c in new]
+            self._run([*steps, Call(done)], on_fail=failed)
+            return
+        surplus = self.children[count:]
+        for c in surplus:  # a pending restart of a surplus instance is dropped with it
+            key = self.records[c.path].restart_key
+            if key is not None:
+                self._drop_pending(key)
+                self.records[c.path].restart_key = None
+            if c.status is State.RESTARTING:
+                self.mark(c, State.STOPPED)
+
+        def remove() -> None:
+            self._resize(count)
+            done()
+
+        stops: list[Step] = [StopChild(c) for c in reversed(surplus)]
+        self._run([*stops, Call(remove)], on_fail=None)
+
+    def _report(self, count: int) -> None:
+        self.eng.report("scale", self.path, **{"from": len(self.children), "to": count})
+
+    def _resize(self, count: int) -> list[Child]:
+        """Add instances up to ``count`` (returned) or drop those from ``count`` on."""
+        added: list[Child] = []
+        for i in range(len(self.children), count):
+            node = ServiceNode(self.eng, f"{self.path}.{i}", self, instance_spec(self.service, i))
+            self.add_child(node)
+            added.append(node)
+        for c in self.children[count:]:
+            del self.records[c.path]
+        del self.children[count:]
+        self.eng.renumber()
+        return added

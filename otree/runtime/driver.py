@@ -141,8 +141,15 @@ class Runtime:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.loop.call_later(delay, callback)
 
-    def command(self, name: str, path: str = "", on_reply: ReplyCallback | None = None) -> None:
-        """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer.
+    def command(
+        self,
+        name: str,
+        path: str = "",
+        on_reply: ReplyCallback | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer
+        (``count``: a ``scale``'s).
 
         A command given to ``add_command`` (``reload``) goes to its handler instead."""
         handler = self._commands.get(name)
@@ -153,7 +160,7 @@ class Runtime:
         if on_reply is not None:
             request = next(self._requests)
             self._replies[request] = on_reply
-        self._feed(ev.Command(name, path, request))
+        self._feed(ev.Command(name, path, request, count))
 
     def status(self) -> list[NodeStatus]:
         """Every node in start order, root first (``started_at`` is ``loop.clock()`` time)."""

@@ -57,6 +57,8 @@ from otree.core.spec import ReadyDelay, ReadyExited, Service, Supervisor, check_
 
 #: what a schedule item may do to a service
 HOWS = ("crash", "exit0", "kill", "hang_on_stop", "fail_start", "unhealthy")
+#: a schedule's ``how`` that scales the pool at its path: ``"scale:N"``
+SCALE = "scale:"
 #: the reason of every simulated start failure
 FAIL_START_REASON = "simulated start failure"
 #: the ``reason`` of the ``Unhealthy`` an ``unhealthy`` schedule item sends
@@ -318,12 +320,13 @@ class Simulation:
         self._settle()
         return True
 
-    def command(self, name: str, path: str = "") -> Reply | None:
-        """Send ``Command(name, path)`` now; the engine's ``Reply`` (None if it gave none)."""
+    def command(self, name: str, path: str = "", count: int | None = None) -> Reply | None:
+        """Send ``Command(name, path)`` now (``count``: a ``scale``'s); the engine's
+        ``Reply`` (None if it gave none)."""
         if self.done:
             return None
         request = next(self._requests)
-        self._queue.append(Command(name, path, request))
+        self._queue.append(Command(name, path, request, count))
         self._settle()
         return self.replies.get(request)
 
@@ -432,6 +435,7 @@ class Simulation:
 
 def _check_schedule(tree: Supervisor, schedule: Iterable[ScheduleItem]) -> list[ScheduleItem]:
     processes = {p for p, _ in services(tree)}  # a pool's instances, not the pool
+    pools = {p for p, n in walk(tree) if isinstance(n, Service) and n.replicas is not None}
     items: list[ScheduleItem] = []
     for i, item in enumerate(schedule):
         try:
@@ -442,6 +446,14 @@ def _check_schedule(tree: Supervisor, schedule: Iterable[ScheduleItem]) -> list[
             ) from None
         if isinstance(at, bool) or not isinstance(at, (int, float)) or not at >= 0:
             raise ValueError(f"schedule[{i}]: at_seconds must be a number >= 0, got {at!r}")
+        if isinstance(how, str) and how.startswith(SCALE):
+            count = how[len(SCALE) :]
+            if path not in pools:
+                raise ValueError(f"schedule[{i}]: {path!r} is not a pool of the tree")
+            if not count.isdigit():
+                raise ValueError(f"schedule[{i}]: expected scale:N with N >= 0, got {how!r}")
+            items.append((float(at), path, how))
+            continue
         if path not in processes:
             raise ValueError(f"schedule[{i}]: {path!r} is not a service of the tree")
         if how not in HOWS:
@@ -478,7 +490,10 @@ def simulate(
         if at > until or sim.done:
             break
         sim.at(at)
-        sim.inject(path, how)
+        if how.startswith(SCALE):
+            sim.command("scale", path, int(how[len(SCALE) :]))
+        else:
+            sim.inject(path, how)
     sim.run(until=until)
     if stop and not sim.done:
         sim.command("shutdown")

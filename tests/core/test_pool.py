@@ -123,3 +123,107 @@ def test_a_pool_cannot_be_significant() -> None:
     )
     with pytest.raises(ConfigError, match=r"w\.significant: a pool cannot be significant"):
         check_tree(tree)
+
+
+# --- scale -----------------------------------------------------------------------
+
+
+def test_scale_up_starts_in_index_order_each_once_the_one_before_is_ready() -> None:
+    from otree.core.spec import ReadyDelay
+
+    tree = Supervisor("root", children=[Service("w", cmd="x", replicas=1, ready=ReadyDelay(1.0))])
+    trace = simulate(tree, [(5.0, "w", "scale:3")])
+    assert steps(trace, since=5.0) == [
+        (5.0, "scale", "w"),
+        (6.0, "spawn", "w.1"),
+        (6.0, "ready", "w.1"),
+        (7.0, "spawn", "w.2"),
+        (7.0, "ready", "w.2"),
+    ]
+    scale = next(e for e in trace.events if e["event"] == "scale")
+    assert (scale["from"], scale["to"]) == (1, 3)
+    assert trace.count("restart", "w") == 0  # not a restart
+
+
+def test_scale_down_stops_from_the_highest_index_and_the_rest_keep_their_pids() -> None:
+    trace = simulate(pool(4), [(1.0, "w", "scale:1")])
+    assert steps(trace, since=1.0) == [
+        (1.0, "scale", "w"),
+        (1.0, "stop", "w.3"),
+        (1.0, "exit", "w.3"),
+        (1.0, "stop", "w.2"),
+        (1.0, "exit", "w.2"),
+        (1.0, "stop", "w.1"),
+        (1.0, "exit", "w.1"),
+    ]
+    assert trace.count("spawn", "w.0") == 1
+
+
+def test_a_crash_during_a_scale_waits_its_turn() -> None:
+    """R38: the exit of w.0 is handled once the scale's plan is done."""
+    from otree.core.spec import ReadyDelay
+
+    tree = Supervisor("root", children=[Service("w", cmd="x", replicas=1, ready=ReadyDelay(1.0))])
+    trace = simulate(tree, [(5.0, "w", "scale:3"), (5.5, "w.0", "crash")])
+    assert steps(trace, since=5.5) == [
+        (5.5, "exit", "w.0"),
+        (6.0, "spawn", "w.1"),
+        (6.0, "ready", "w.1"),
+        (7.0, "spawn", "w.2"),
+        (7.0, "ready", "w.2"),
+        (7.0, "restart", "w"),
+        (8.0, "spawn", "w.0"),
+        (8.0, "ready", "w.0"),
+    ]
+
+
+def test_scale_takes_no_intensity_entry() -> None:
+    tree = Supervisor("root", children=[Service("w", cmd="x", replicas=1, intensity=0)])
+    schedule = [(float(t), "w", f"scale:{n}") for t, n in enumerate([3, 0, 5, 2, 4], 1)]
+    trace = simulate(tree, schedule)
+    assert not trace.gave_up("w")
+    assert trace.count("scale", "w") == 5
+
+
+def test_scale_replies_and_status_shows_the_new_size() -> None:
+    from otree.testing import Simulation
+
+    sim = Simulation(pool(2))
+    sim.run(until=1.0)
+    reply = sim.command("scale", "w", 5)
+    assert reply is not None and reply.ok
+    assert sorted(sim.running()) == [f"w.{i}" for i in range(5)]
+    rows = {s.path: s for s in sim.engine.status(sim.now)}  # type: ignore[attr-defined]
+    assert rows["w"].replicas == 5 and list(rows)[-1] == "w.4"
+
+
+@pytest.mark.parametrize(
+    ("path", "count", "message"),
+    [
+        ("w.0", 2, "'w.0': not a pool"),
+        ("nope", 2, "'nope': no node"),
+        ("w", -1, "the count must be an integer >= 0, got -1"),
+        ("w", 10_001, "the count must be at most 10000, got 10001"),
+    ],
+)
+def test_bad_scale_is_refused_and_nothing_changes(path: str, count: int, message: str) -> None:
+    from otree.testing import Simulation
+
+    sim = Simulation(pool(2))
+    sim.run(until=1.0)
+    before = sim.running()
+    reply = sim.command("scale", path, count)
+    assert reply is not None and not reply.ok and message in (reply.error or "")
+    assert sim.running() == before
+
+
+def test_a_stopped_pool_takes_its_new_size_at_its_next_start() -> None:
+    from otree.testing import Simulation
+
+    sim = Simulation(pool(2))
+    sim.run(until=1.0)
+    assert sim.command("stop", "w").ok  # type: ignore[union-attr]
+    assert sim.command("scale", "w", 3).ok  # type: ignore[union-attr]
+    assert sim.running() == {}
+    assert sim.command("start", "w").ok  # type: ignore[union-attr]
+    assert sorted(sim.running()) == ["w.0", "w.1", "w.2"]

@@ -261,7 +261,7 @@ def stop_leftovers(tree: Supervisor, state_file: str) -> None:
     """Stop what a dead otree of this tree left running (its state file names the PIDs
     and their start times), in reverse start order, each as the tree stops it (its
     ``stop_signal``, its ``shutdown``, then SIGKILL), and say so on stderr."""
-    from otree.core.spec import Service, walk
+    from otree.core.pool import services as pool_services
 
     owner, left = posix.read_state(state_file)
     if left:
@@ -269,7 +269,7 @@ def stop_leftovers(tree: Supervisor, state_file: str) -> None:
         stderr_line(
             f"a previous otree (pid {owner}) of this tree died; stopping what it left: {names}"
         )
-        services = {p: n for p, n in walk(tree) if isinstance(n, Service)}
+        services = dict(pool_services(tree))
         for pid, name in reversed(left):
             spec = services.get(name)
             signum = posix.signal_number(spec.stop_signal) if spec else signal.SIGTERM

@@ -176,10 +176,15 @@ def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
         depth = path.count(".") + 1 if path else 0
         name = "  " * depth + (path or "(root)")
         pid = node.get("pid")
+        state = str(node.get("state", "?"))
+        if node.get("kind") == "pool":  # one line: how many of its instances run
+            below = [n for n in nodes if (n.get("path") or "").startswith(path + ".")]
+            running = sum(1 for n in below if n.get("state") == "running")
+            state = f"{state} {running}/{node.get('replicas', len(below))}"
         rows.append(
             (
                 name,
-                str(node.get("state", "?")),
+                state,
                 "" if pid is None else str(pid),
                 human_duration(node.get("uptime")),
                 str(node.get("restarts", 0)),
@@ -202,7 +207,8 @@ def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
     lines = [line(header, ("1",) * len(header))]
     for node, row in zip(nodes, rows, strict=True):
         exit_colour = "31" if (node.get("last_exit") or {}).get("normal") is False else None
-        lines.append(line(row, (None, _STATE_COLOURS.get(row[1]), None, None, None, exit_colour)))
+        state_colour = _STATE_COLOURS.get(row[1].split(" ")[0])  # a pool's "running 2/3"
+        lines.append(line(row, (None, state_colour, None, None, None, exit_colour)))
     return "\n".join(lines)
 
 
@@ -242,7 +248,7 @@ def _check(args: argparse.Namespace) -> int:
     problems += [
         f"{n['path']}: gave up"
         for n in nodes
-        if n.get("kind") == "supervisor"
+        if n.get("kind") in ("supervisor", "pool")
         and n.get("state") != "running"
         and (n.get("last_exit") or {}).get("gave_up")
     ]
@@ -272,6 +278,14 @@ def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
         return ExitCode.OK
 
     return command
+
+
+@_guard
+def cmd_scale(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        client.call("scale", path=args.path, n=args.count)
+    print(f"{args.path}: {args.count} running")
+    return ExitCode.OK
 
 
 @_guard
@@ -356,6 +370,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
 # --- argparse ------------------------------------------------------------------------------
 
 
+def _instances(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of instances: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of instances (>= 0): {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -419,6 +443,12 @@ def add_commands(sub: Any) -> None:
         p.add_argument("path", metavar="PATH", help="a service or supervisor, e.g. web.api")
         _common(p)
         p.set_defaults(func=_node_command(name, done))
+
+    p = sub.add_parser("scale", help="run N instances of a pool (a service with replicas)")
+    p.add_argument("path", metavar="PATH", help="a pool, e.g. workers.w")
+    p.add_argument("count", metavar="N", type=_instances, help="how many instances (0 .. 10000)")
+    _common(p)
+    p.set_defaults(func=cmd_scale)
 
     p = sub.add_parser("logs", help="recent output of one service, a supervisor's, or all")
     p.add_argument("path", metavar="PATH", nargs="?", help="a service or supervisor (default: all)")

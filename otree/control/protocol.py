@@ -42,9 +42,10 @@ COMMANDS: dict[str, dict[str, type]] = {
     "logs": {"path": str, "n": int, "follow": bool},
     "shutdown": {},
     "reload": {},
+    "scale": {"path": str, "n": int},  # n: how many instances the pool runs
 }
 #: commands whose ``path`` is required
-NEEDS_PATH = frozenset({"start", "stop", "restart"})
+NEEDS_PATH = frozenset({"start", "stop", "restart", "scale"})
 _COMMON = frozenset({"id", "cmd"})
 
 
@@ -220,6 +221,8 @@ def parse_request(message: dict[str, Any]) -> Request | ProtocolError:
         values[name] = value
     if cmd in NEEDS_PATH and "path" not in values:
         return ProtocolError(f"{cmd}: 'path' is required", rid)
+    if cmd == "scale" and "n" not in values:
+        return ProtocolError(f"{cmd}: 'n' is required", rid)
     if values.get("n") is not None and values["n"] < 0:
         return ProtocolError(f"{cmd}: 'n' must not be negative", rid)
     return Request(id=rid, cmd=cmd, **values)

@@ -77,7 +77,11 @@ class Backend(Protocol):
     @property
     def outputs(self) -> Mapping[str, ServiceOutput]: ...
     def command(
-        self, name: str, path: str = "", on_reply: Callable[[Reply], None] | None = None
+        self,
+        name: str,
+        path: str = "",
+        on_reply: Callable[[Reply], None] | None = None,
+        count: int | None = None,
     ) -> None: ...
     def status(self) -> list[NodeStatus]: ...
     def dropped(self) -> dict[str, int]: ...
@@ -110,6 +114,8 @@ def status_payload(
             "restarts": n.restarts,
             "last_exit": n.last_exit,
         }
+        if n.replicas is not None:
+            row["replicas"] = n.replicas
         if outputs is not None and n.kind == "service":
             out = outputs.get(n.path)
             row["dropped"] = out.dropped if out is not None else 0
@@ -328,7 +334,10 @@ class ControlServer:
                 else:
                     self._send(conn, error_reply(rid, reply.error or "refused"))
 
-            self.backend.command(req.cmd, req.path or "", answer)
+            if req.cmd == "scale":  # its count goes with it
+                self.backend.command(req.cmd, req.path or "", answer, count=req.n)
+            else:
+                self.backend.command(req.cmd, req.path or "", answer)
 
     def _logs(self, conn: Conn, req: Request) -> None:
         rid = req.id

@@ -16,7 +16,9 @@ import attrs
 
 from otree.core import actions as act
 from otree.core import events as ev
+from otree.core.fields import MAX_REPLICAS
 from otree.core.node import Child, ChildRecord, Ending, ServiceNode, State, SupNode
+from otree.core.pool import PoolNode
 from otree.core.spec import Supervisor, check_tree
 from otree.core.timers import KillTimer, ReadyTimer, RestartTimer, SupKillTimer, never, parse
 from otree.errors import ExitCode
@@ -33,12 +35,13 @@ class NodeStatus:
     """One node as ``otree status`` shows it."""
 
     path: str
-    kind: str  # "service" | "supervisor"
+    kind: str  # "service" | "supervisor" | "pool"
     state: str  # running | starting | stopping | stopped | exited | restarting | dead
     pid: int | None
     started_at: float | None  # engine clock (the ``now`` passed in) of the last start
     restarts: int  # automatic restarts of this node inside its parent's window
     last_exit: dict[str, Any] | None  # {"code"|"signal", "normal"} of the last exit
+    replicas: int | None = None  # a pool's number of instances
 
 
 class Engine:
@@ -76,12 +79,28 @@ class Engine:
                 child = SupNode(self, path, sup, spec)
                 self.nodes[path] = child
                 self._build(child)
+            elif spec.replicas is not None:  # a pool: its instances are built with it
+                child = PoolNode(self, path, sup, spec)
+                self.nodes[path] = child
+                self.nodes.update((c.path, c) for c in child.children)
             else:
                 child = ServiceNode(self, path, sup, spec)
                 self.nodes[path] = child
             sup.add_child(child)
 
     # --- used by the nodes ------------------------------------------------
+
+    def renumber(self) -> None:
+        """``nodes`` in start order again, after a pool added or dropped instances."""
+
+        def below(node: Child) -> list[tuple[str, Child]]:
+            out: list[tuple[str, Child]] = [(node.path, node)]
+            if isinstance(node, SupNode):
+                for c in node.children:
+                    out.extend(below(c))
+            return out
+
+        self.nodes = dict(below(self.root))
 
     def emit(self, action: act.Action) -> None:
         rec = self.reconciliation
@@ -175,6 +194,7 @@ class Engine:
                     started_at=node.started_at if node.alive else None,
                     restarts=restarts,
                     last_exit=node.last_exit,
+                    replicas=node.replicas if isinstance(node, PoolNode) else None,
                 )
             )
         return out
@@ -245,6 +265,19 @@ class Engine:
         else:
             never(key)
 
+    def _scale(self, cmd: ev.Command) -> None:
+        pool = self.nodes.get(cmd.path)
+        count = cmd.count
+        if not isinstance(pool, PoolNode):
+            what = "no node" if pool is None else "not a pool"
+            self.reply(cmd.request, f"{cmd.path!r}: {what} (scale takes a service with replicas)")
+        elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            self.reply(cmd.request, f"the count must be an integer >= 0, got {count!r}")
+        elif count > MAX_REPLICAS:
+            self.reply(cmd.request, f"the count must be at most {MAX_REPLICAS}, got {count!r}")
+        else:
+            pool.scale(count, cmd.request)
+
     def _command(self, cmd: ev.Command) -> None:
         if cmd.name in ("shutdown", "kill_all"):
             self.reply(cmd.request, None)
@@ -254,6 +287,9 @@ class Engine:
                 self.root.state is not State.STOPPING
             ):  # already going down: keep why (gave up: exit 1)
                 self.root.stop()
+            return
+        if cmd.name == "scale":
+            self._scale(cmd)
             return
         if cmd.name not in ("start", "stop", "restart"):
             self.reply(cmd.request, f"unknown command {cmd.name!r}")

@@ -77,12 +77,13 @@ class TimerFired:
 
 
 #: the manual commands: OTP's restart_child / terminate_child / both, and the tree's end
-COMMANDS = ("start", "stop", "restart", "shutdown", "kill_all")
+COMMANDS = ("start", "stop", "restart", "shutdown", "kill_all", "scale")
 
 
 @attrs.frozen
 class Command:
-    """A request from a user: ``start|stop|restart PATH``, ``shutdown``, ``kill_all``.
+    """A request from a user: ``start|stop|restart PATH``, ``scale PATH COUNT``,
+    ``shutdown``, ``kill_all``.
 
     ``request`` is an opaque id echoed in the ``Reply`` action (None: no reply wanted).
     """
@@ -90,6 +91,7 @@ class Command:
     name: str
     path: str = ""
     request: int | None = None
+    count: int | None = None  #: ``scale``: how many instances the pool at ``path`` runs
 
 
 Event: TypeAlias = (

@@ -111,6 +111,29 @@ def _intensity(value: Any) -> Any:
     return value
 
 
+#: the most instances a pool may have (``replicas``, ``otree scale``): a sanity bound
+MAX_REPLICAS = 10_000
+
+
+def _replicas(value: Any) -> Any:
+    """``replicas``: None (not a pool) or an integer 0 .. MAX_REPLICAS."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return _bad(f"expected an integer >= 0, got {value!r}")
+    if value > MAX_REPLICAS:
+        return _bad(f"must be at most {MAX_REPLICAS}, got {value!r}")
+    return value
+
+
+def _optional_intensity(value: Any) -> Any:
+    return None if value is None else _intensity(value)
+
+
+def _optional_positive(value: Any) -> Any:
+    return None if value is None else _positive(value)
+
+
 def _bool(value: Any) -> Any:
     if not isinstance(value, bool):
         return _bad(f"expected true or false, got {value!r}")

@@ -102,7 +102,14 @@ class CommandMail(NamedTuple):
     request: int | None
 
 
-Mail: TypeAlias = "ExitMail | RestartMail | CommandMail"
+class ScaleMail(NamedTuple):
+    """``otree scale`` of a pool, waiting its turn (R38)."""
+
+    size: int
+    request: int | None
+
+
+Mail: TypeAlias = "ExitMail | RestartMail | CommandMail | ScaleMail"
 
 
 class Ending(enum.Enum):

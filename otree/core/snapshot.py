@@ -41,6 +41,7 @@ import attrs
 
 from otree.core import actions as act
 from otree.core.node import ALIVE, Child, PendingRestart, ServiceNode, State, SupNode
+from otree.core.pool import services
 from otree.core.spec import Service, Shutdown, Supervisor, walk
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
@@ -120,7 +121,7 @@ class EngineSnapshot:
 
 
 #: service fields newer than the first handoff version (left out of a fingerprint when unset)
-_LATER_FIELDS = ("health", "watchdog")
+_LATER_FIELDS = ("health", "watchdog", "replicas", "intensity", "period")
 
 
 def fingerprint(spec: Service | Supervisor) -> str:
@@ -318,6 +319,7 @@ def resume(
     starts: list[Child] = []
     order = {path: i for i, path in enumerate(old)}
     old_specs: dict[str, Service | Supervisor] = {"": old_tree, **dict(walk(old_tree))}
+    old_specs.update(services(old_tree))  # a pool's instances, by their paths
 
     for path, node in engine.nodes.items():
         rec = old.get(path)
@@ -333,6 +335,8 @@ def resume(
             and parent_rec.state is State.STARTING
         )
         if isinstance(node, SupNode):
+            if isinstance(rec, ServiceRecord) and rec.pid is not None:  # now a pool
+                orphans.append((order[path], path, rec))
             if not_reached:
                 _put(node, State.STOPPED)
                 starts.append(node)

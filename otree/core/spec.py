@@ -55,8 +55,11 @@ from otree.core.fields import (
     _intensity,
     _Invalid,
     _non_negative,
+    _optional_intensity,
+    _optional_positive,
     _optional_str,
     _positive,
+    _replicas,
     _shutdown,
     _signal,
     _target,
@@ -254,6 +257,11 @@ class Service:
     backoff: Backoff | None = attrs.field(default=None, converter=_to_backoff, kw_only=True)
     significant: bool = attrs.field(default=False, converter=_bool, kw_only=True)
     log: Log | None = attrs.field(default=None, converter=_to_log, kw_only=True)
+    #: a pool of this many instances (``otree.core.pool``); None: one process
+    replicas: int | None = attrs.field(default=None, converter=_replicas, kw_only=True)
+    #: with ``replicas`` only: the pool's restart window (default 3 in 5 s)
+    intensity: int | None = attrs.field(default=None, converter=_optional_intensity, kw_only=True)
+    period: float | None = attrs.field(default=None, converter=_optional_positive, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         _collect(self, self.name if isinstance(self.name, str) else "")
@@ -366,6 +374,14 @@ def _check_service(svc: Service, path: str, issues: list[Issue]) -> None:
         issues.append(Issue(path, "'cmd' and 'target' exclude each other: give one"))
     if svc.args and svc.target is None:
         issues.append(Issue(_join(path, "args"), "'args' goes with 'target' (put them in 'cmd')"))
+    if svc.replicas is None:
+        for name in ("intensity", "period"):
+            if getattr(svc, name) is not None:
+                message = f"'{name}' on a service goes with 'replicas' (the pool's window)"
+                issues.append(Issue(_join(path, name), message))
+    elif svc.significant:
+        message = "a pool cannot be significant (its instances are its children)"
+        issues.append(Issue(_join(path, "significant"), message))
     if isinstance(svc.ready, ReadyExited) and svc.restart is Restart.PERMANENT:
         message = "a one-shot step cannot be permanent (use transient or temporary)"
         issues.append(Issue(_join(path, "ready.exited"), message))

@@ -22,6 +22,7 @@ from otree.core.records import (
     Outcome,
     PendingRestart,
     RestartMail,
+    ScaleMail,
     StartChild,
     Step,
     StopChild,
@@ -184,6 +185,10 @@ class SupNode(NodeBase):
         self._command(name, child, request)
         self._advance()
 
+    def scale_now(self, count: int, request: int | None) -> None:
+        """A pool's scale (``core.pool``); a plain supervisor has no instances."""
+        self.eng.reply(request, f"{self.path!r} is not a pool")
+
     # --- the plan runner ----------------------------------------------------
 
     def _run(self, steps: list[Step], on_fail: Callable[[Child, str], None] | None) -> None:
@@ -259,6 +264,8 @@ class SupNode(NodeBase):
                 self._restart_due(item.key)
             elif isinstance(item, CommandMail):
                 self._command(item.name, item.child, item.request)
+            elif isinstance(item, ScaleMail):
+                self.scale_now(item.size, item.request)
             else:
                 never(item)
         return self.busy

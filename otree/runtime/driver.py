@@ -31,7 +31,8 @@ from typing import Any
 from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
-from otree.core.spec import Service, Supervisor, walk
+from otree.core.pool import services as pool_services
+from otree.core.spec import Service, Supervisor
 from otree.errors import ExitCode, OtreeError, stderr_line
 from otree.runtime import output, posix
 from otree.runtime.loop import Loop, Timer
@@ -100,7 +101,7 @@ class Runtime:
                     self.event_log = output.EventLog(events)
                 except OSError as exc:
                     raise OtreeError(f"--events {events}: {exc.strerror}") from None
-            services = [(p, n) for p, n in walk(tree) if isinstance(n, Service)]
+            services = list(pool_services(tree))  # a pool's instances, one by one
             posix.raise_fd_limit(4 * len(services) + 64)
             colour = self.console.tty and not os.environ.get("NO_COLOR")
             prefixes = output.prefixes([p for p, _ in services], colour)
@@ -140,8 +141,15 @@ class Runtime:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.loop.call_later(delay, callback)
 
-    def command(self, name: str, path: str = "", on_reply: ReplyCallback | None = None) -> None:
-        """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer.
+    def command(
+        self,
+        name: str,
+        path: str = "",
+        on_reply: ReplyCallback | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Feed ``Command(name, path)`` to the engine; ``on_reply(Reply)`` gets its answer
+        (``count``: a ``scale``'s).
 
         A command given to ``add_command`` (``reload``) goes to its handler instead."""
         handler = self._commands.get(name)
@@ -152,7 +160,7 @@ class Runtime:
         if on_reply is not None:
             request = next(self._requests)
             self._replies[request] = on_reply
-        self._feed(ev.Command(name, path, request))
+        self._feed(ev.Command(name, path, request, count))
 
     def status(self) -> list[NodeStatus]:
         """Every node in start order, root first (``started_at`` is ``loop.clock()`` time)."""

@@ -52,10 +52,13 @@ from otree.core.events import (
     TimerFired,
     Unhealthy,
 )
+from otree.core.pool import services
 from otree.core.spec import ReadyDelay, ReadyExited, Service, Supervisor, check_tree, walk
 
 #: what a schedule item may do to a service
 HOWS = ("crash", "exit0", "kill", "hang_on_stop", "fail_start", "unhealthy")
+#: a schedule's ``how`` that scales the pool at its path: ``"scale:N"``
+SCALE = "scale:"
 #: the reason of every simulated start failure
 FAIL_START_REASON = "simulated start failure"
 #: the ``reason`` of the ``Unhealthy`` an ``unhealthy`` schedule item sends
@@ -211,6 +214,7 @@ class Simulation:
         check_tree(tree)
         self.tree = tree
         self.paths: dict[str, Service | Supervisor] = dict(walk(tree))
+        self.paths.update(services(tree))  # a pool's instances
         self.engine: EngineLike = (engine_factory or _default_engine)(tree, random.Random(seed))
         self._live: dict[int, _Process] = {}
         self.trace = Trace(self._live)
@@ -316,12 +320,13 @@ class Simulation:
         self._settle()
         return True
 
-    def command(self, name: str, path: str = "") -> Reply | None:
-        """Send ``Command(name, path)`` now; the engine's ``Reply`` (None if it gave none)."""
+    def command(self, name: str, path: str = "", count: int | None = None) -> Reply | None:
+        """Send ``Command(name, path)`` now (``count``: a ``scale``'s); the engine's
+        ``Reply`` (None if it gave none)."""
         if self.done:
             return None
         request = next(self._requests)
-        self._queue.append(Command(name, path, request))
+        self._queue.append(Command(name, path, request, count))
         self._settle()
         return self.replies.get(request)
 
@@ -429,7 +434,8 @@ class Simulation:
 
 
 def _check_schedule(tree: Supervisor, schedule: Iterable[ScheduleItem]) -> list[ScheduleItem]:
-    services = {p for p, n in walk(tree) if isinstance(n, Service)}
+    processes = {p for p, _ in services(tree)}  # a pool's instances, not the pool
+    pools = {p for p, n in walk(tree) if isinstance(n, Service) and n.replicas is not None}
     items: list[ScheduleItem] = []
     for i, item in enumerate(schedule):
         try:
@@ -440,7 +446,15 @@ def _check_schedule(tree: Supervisor, schedule: Iterable[ScheduleItem]) -> list[
             ) from None
         if isinstance(at, bool) or not isinstance(at, (int, float)) or not at >= 0:
             raise ValueError(f"schedule[{i}]: at_seconds must be a number >= 0, got {at!r}")
-        if path not in services:
+        if isinstance(how, str) and how.startswith(SCALE):
+            count = how[len(SCALE) :]
+            if path not in pools:
+                raise ValueError(f"schedule[{i}]: {path!r} is not a pool of the tree")
+            if not count.isdigit():
+                raise ValueError(f"schedule[{i}]: expected scale:N with N >= 0, got {how!r}")
+            items.append((float(at), path, how))
+            continue
+        if path not in processes:
             raise ValueError(f"schedule[{i}]: {path!r} is not a service of the tree")
         if how not in HOWS:
             raise ValueError(f"schedule[{i}]: how must be one of {', '.join(HOWS)}, got {how!r}")
@@ -476,7 +490,10 @@ def simulate(
         if at > until or sim.done:
             break
         sim.at(at)
-        sim.inject(path, how)
+        if how.startswith(SCALE):
+            sim.command("scale", path, int(how[len(SCALE) :]))
+        else:
+            sim.inject(path, how)
     sim.run(until=until)
     if stop and not sim.done:
         sim.command("shutdown")

@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from otree.core.pool import services as pool_services
 from otree.core.spec import (
     RESERVED_NAMES,
     STOP_SIGNALS,
@@ -37,7 +38,6 @@ from otree.core.spec import (
     Service,
     Strategy,
     Supervisor,
-    walk,
 )
 from otree.testing._simulator import HOWS
 
@@ -187,14 +187,18 @@ def services(
     significant_allowed: bool = False,
     backoff: bool = True,
     ready_delays: bool = True,
+    pools: bool = True,
 ) -> Service:
     """A valid ``Service`` with any mix of fields.
+
+    ``pools``: one in four is a pool (``replicas`` 0 .. 3, perhaps its own
+    ``intensity`` and ``period``); ``pools=False`` draws none.
 
     ``significant_allowed``: the parent has ``auto_shutdown`` set, so a
     transient/temporary service may be significant. ``backoff=False`` leaves
     ``backoff`` unset; ``ready_delays=False`` makes every ``ready`` immediate.
     """
-    return _draw_service(draw, name, significant_allowed, backoff, ready_delays)
+    return _draw_service(draw, name, significant_allowed, backoff, ready_delays, pools)
 
 
 def _draw_service(
@@ -203,6 +207,7 @@ def _draw_service(
     significant_allowed: bool,
     backoff: bool,
     ready_delays: bool,
+    pools: bool = True,
 ) -> Service:
     kwargs: dict[str, Any] = {}
     use_cmd = draw(st.booleans())
@@ -226,6 +231,12 @@ def _draw_service(
         if kwargs.get("restart", Restart.PERMANENT) is Restart.PERMANENT:
             kwargs["restart"] = draw(_NOT_PERMANENT)
         kwargs["significant"] = True
+    elif pools and draw(_ONE_IN_FOUR) == 0:  # a pool (never significant)
+        kwargs["replicas"] = draw(st.integers(0, 3))
+        for field, values in (("intensity", _INTENSITIES), ("period", _PERIODS)):
+            value = draw(st.one_of(st.none(), values))
+            if value is not None:
+                kwargs[field] = value
     return Service(name if name is not None else draw(_NAMES), **kwargs)
 
 
@@ -236,6 +247,7 @@ _AUTO_SHUTDOWNS = st.sampled_from(list(AutoShutdown))
 _MAYBE_RESTART = st.one_of(st.none(), st.sampled_from(list(Restart)))
 _MAYBE_SHUTDOWN = st.one_of(st.none(), shutdowns())
 _ONE_IN_THREE = st.integers(0, 2)
+_ONE_IN_FOUR = st.integers(0, 3)
 
 
 @st.composite
@@ -250,13 +262,15 @@ def supervisors(
     significant_allowed: bool = False,
     backoff: bool = True,
     ready_delays: bool = True,
+    pools: bool = True,
 ) -> Supervisor:
     """A valid tree of supervisors and services, at most ``max_depth`` supervisor levels deep.
 
     ``root=True`` (the default) draws only the fields a root takes
     (``strategy``, ``intensity``, ``period``, ``auto_shutdown``); ``root=False``
     also draws ``restart``, ``shutdown`` and (if ``significant_allowed``)
-    ``significant``. ``backoff`` and ``ready_delays`` as for :func:`services`.
+    ``significant``. ``backoff``, ``ready_delays`` and ``pools`` as for
+    :func:`services`.
     """
     return _draw_supervisor(
         draw,
@@ -268,6 +282,7 @@ def supervisors(
         significant_allowed,
         backoff,
         ready_delays,
+        pools,
     )
 
 
@@ -281,6 +296,7 @@ def _draw_supervisor(
     significant_allowed: bool,
     backoff: bool,
     ready_delays: bool,
+    pools: bool = True,
 ) -> Supervisor:
     kwargs: dict[str, Any] = {
         "strategy": draw(_STRATEGIES),
@@ -315,9 +331,10 @@ def _draw_supervisor(
                 allowed,
                 backoff,
                 ready_delays,
+                pools,
             )
         else:
-            child = _draw_service(draw, child_name, allowed, backoff, ready_delays)
+            child = _draw_service(draw, child_name, allowed, backoff, ready_delays, pools)
         children.append(child)
     return Supervisor(name if name is not None else "root", children=children, **kwargs)
 
@@ -327,8 +344,9 @@ trees = supervisors
 
 
 def service_paths(tree: Supervisor) -> list[str]:
-    """The paths of every service in ``tree``, in start order."""
-    return [path for path, node in walk(tree) if isinstance(node, Service)]
+    """The paths of every service in ``tree``, in start order (a pool's instances in
+    place of the pool)."""
+    return [path for path, _ in pool_services(tree)]
 
 
 @st.composite

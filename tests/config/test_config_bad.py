@@ -18,6 +18,34 @@ from otree.errors import ConfigError
 SVC = '[api]\ncmd = "x"\n'  # a valid service to hang a field on
 
 BAD_FILES: list[tuple[str, str, str]] = [
+    # --- pools (issue 14) ----------------------------------------------------
+    (
+        "replicas-on-a-supervisor",
+        '[web]\nreplicas = 2\n[web.a]\ncmd = "x"\n',
+        "tree.toml:2: web.replicas: a service field, but this table is a supervisor "
+        "(no 'cmd' or 'target')",
+    ),
+    (
+        "intensity-without-replicas",
+        SVC + "intensity = 2\n",
+        "tree.toml:3: api.intensity: 'intensity' on a service goes with 'replicas' "
+        "(the pool's window)",
+    ),
+    (
+        "replicas-negative",
+        SVC + "replicas = -3\n",
+        "tree.toml:3: api.replicas: expected an integer >= 0, got -3",
+    ),
+    (
+        "replicas-text",
+        SVC + 'replicas = "4"\n',
+        "tree.toml:3: api.replicas: expected an integer >= 0, got '4'",
+    ),
+    (
+        "replicas-too-many",
+        SVC + "replicas = 20000\n",
+        "tree.toml:3: api.replicas: must be at most 10000, got 20000",
+    ),
     # --- keys ---------------------------------------------------------------
     (
         "typo-did-you-mean",
@@ -29,7 +57,7 @@ BAD_FILES: list[tuple[str, str, str]] = [
         SVC + "foo = 1\n",
         "tree.toml:3: api.foo: unknown key (expected one of: cmd, target, args, env, cwd, "
         "restart, normal_exit_codes, stop_signal, shutdown, ready, health, watchdog, backoff, "
-        "significant, log)",
+        "significant, log, replicas, intensity, period)",
     ),
     (
         "root-takes-only-four-fields",

@@ -201,7 +201,7 @@ def without_one_shots(sup: Supervisor) -> Supervisor:
 
 
 model_trees = (
-    supervisors(max_depth=3, max_children=3, backoff=False, ready_delays=False)
+    supervisors(max_depth=3, max_children=3, backoff=False, ready_delays=False, pools=False)
     .map(dyadic_periods)
     .map(without_one_shots)
 )
@@ -383,7 +383,9 @@ class EngineInvariants(RuleBasedStateMachine):
 
     sim: Simulation
 
-    @initialize(tree=supervisors(max_depth=3, max_children=3), seed=st.integers(0, 2**16))
+    @initialize(
+        tree=supervisors(max_depth=3, max_children=3, pools=False), seed=st.integers(0, 2**16)
+    )
     def build(self, tree: Supervisor, seed: int) -> None:
         self.sim = Simulation(tree, seed=seed, engine_factory=CheckedEngine)
         self.services = sorted(p for p, n in walk(tree) if isinstance(n, Service))

@@ -106,11 +106,13 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
 
 
 def _without_liveness(node: dict[str, Any]) -> dict[str, Any]:
-    """``node`` (a tree as JSON) without the ``health`` and ``watchdog`` of its services,
-    which must be unset."""
+    """``node`` (a tree as JSON) without the ``health``, ``watchdog`` and pool fields of
+    its services, which must be unset."""
     if "service" in node:
         svc = dict(node["service"])
         assert svc.pop("health") is None and svc.pop("watchdog") is None
+        for name in ("replicas", "intensity", "period"):  # pools: issue 14
+            assert svc.pop(name) is None
         return {"service": svc}
     sup = node["supervisor"]
     return {"supervisor": {**sup, "children": [_without_liveness(c) for c in sup["children"]]}}

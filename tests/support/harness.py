@@ -58,7 +58,11 @@ class FakeBackend:
         return {}
 
     def command(
-        self, name: str, path: str = "", on_reply: Callable[[Reply], None] | None = None
+        self,
+        name: str,
+        path: str = "",
+        on_reply: Callable[[Reply], None] | None = None,
+        count: int | None = None,
     ) -> None:
         self.commands.append((name, path))
         error = self.refuse.get(path)

@@ -11,6 +11,7 @@ from support.specs import FAST, svc
 
 from otree.core import actions as act
 from otree.core import events as ev
+from otree.core.pool import services
 from otree.core.spec import (
     Backoff,
     ReadyCmd,
@@ -61,7 +62,12 @@ SUPERVISOR_EVENTS = {"restart", "give_up", "auto_shutdown"}
 
 
 def check_event_format(tree: Supervisor, trace: Trace) -> None:
-    kinds = {p: type(n) for p, n in walk(tree)}
+    # a pool (a service with replicas) is a supervisor of its instances
+    kinds: dict[str, type] = {
+        p: Supervisor if isinstance(n, Service) and n.replicas is not None else type(n)
+        for p, n in walk(tree)
+    }
+    kinds.update((p, Service) for p, _ in services(tree))
     last = 0.0
     for e in trace.events:
         name = e["event"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import find, given
+from hypothesis import assume, find, given
 from hypothesis import strategies as st
 from support.specs import FAST, NO_SHRINK, svc
 
@@ -32,7 +32,7 @@ from otree.testing import HOWS, crash_schedules, service_paths, services, superv
 @given(trees())
 def test_generated_trees_are_valid(tree: Supervisor) -> None:
     check_tree(tree)
-    assert service_paths(tree)
+    assert any(isinstance(n, Service) for _, n in walk(tree))  # a pool may have 0 instances
 
 
 def _default(cls: type, name: str) -> Any:
@@ -97,6 +97,7 @@ def test_tree_options_leave_out_backoff_and_ready_delays(tree: Supervisor) -> No
 def test_crash_schedules_are_sorted_valid_and_spaced(data: st.DataObject) -> None:
     tree = data.draw(trees(max_depth=2), label="tree")
     paths = service_paths(tree)
+    assume(paths)  # every service may be a pool of 0 instances
     chosen = data.draw(st.lists(st.sampled_from(paths), min_size=1, unique=True), label="paths")
     gap = data.draw(st.sampled_from([0.0, 0.5, 2.0]), label="gap")
     hows = data.draw(st.lists(st.sampled_from(HOWS), min_size=1, unique=True), label="hows")

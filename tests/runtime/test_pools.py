@@ -1,0 +1,94 @@
+"""Pools (``replicas = N``, issue 14) with real processes under ``otree run``."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from support.cli import otree_cli, status
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
+from support.treefiles import write_tree
+from support.waits import wait_until
+
+Run = Callable[..., OtreeProc]
+
+POOL = """
+[w]
+cmd = ["sh", "-c", "echo replica=$OTREE_REPLICA arg=${OTREE_REPLICA}; exec sleep 60"]
+replicas = 3
+"""
+
+
+def order(run: OtreeProc, *names: str) -> list[tuple[str, str]]:
+    return [(e["event"], e["path"]) for e in run.events() if e["event"] in names]
+
+
+def test_three_instances_each_with_its_replica(otree: Run, tmp_path: Path, sock: str) -> None:
+    run = otree("run", write_tree(tmp_path, POOL), "--socket", sock)
+    run.wait_for("tree_ready")
+    assert order(run, "spawn") == [("spawn", "w.0"), ("spawn", "w.1"), ("spawn", "w.2")]
+    wait_until(lambda: run.stdout.count("replica=") == 3, what="three greetings")
+    for i in range(3):
+        assert f"w.{i} | replica={i} arg={i}" in run.stdout
+    nodes = status(sock)
+    assert (nodes["w"]["kind"], nodes["w"]["replicas"]) == ("pool", 3)
+    text = otree_cli("status", "--socket", sock).stdout
+    assert "running 3/3" in text
+
+
+def test_a_crash_of_one_instance_restarts_only_it(otree: Run, tmp_path: Path) -> None:
+    run = otree("run", write_tree(tmp_path, POOL))
+    run.wait_for("tree_ready")
+    before = {i: run.running_pid(f"w.{i}") for i in range(3)}
+    os.kill(before[1], signal.SIGKILL)
+    run.wait_for("spawn", "w.1", count=2)
+    assert run.running_pid("w.0") == before[0] and run.running_pid("w.2") == before[2]
+    restart = run.find("restart", "w")[0]
+    assert restart["child"] == "w.1" and restart["strategy"] == "one_for_one"
+
+
+def test_scale_up_and_down_in_order(otree: Run, tmp_path: Path, sock: str) -> None:
+    run = otree("run", write_tree(tmp_path, POOL), "--socket", sock)
+    run.wait_for("tree_ready")
+    kept = {i: run.running_pid(f"w.{i}") for i in range(3)}
+    r = otree_cli("scale", "w", "5", "--socket", sock)
+    assert (r.returncode, r.stdout) == (0, "w: 5 running\n"), r.stderr
+    assert order(run, "spawn")[3:] == [("spawn", "w.3"), ("spawn", "w.4")]
+    scale = run.find("scale", "w")[0]
+    assert (scale["from"], scale["to"]) == (3, 5)
+    surplus = [run.running_pid(f"w.{i}") for i in (2, 3, 4)]
+    r = otree_cli("scale", "w", "2", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    assert order(run, "stop") == [("stop", "w.4"), ("stop", "w.3"), ("stop", "w.2")]
+    assert not any(pid_alive(p) for p in surplus)
+    assert {i: run.running_pid(f"w.{i}") for i in range(2)} == {0: kept[0], 1: kept[1]}
+    assert sorted(status(sock)) == ["", "w", "w.0", "w.1"]
+    assert not run.find("restart")  # scaling is no restart
+
+
+def test_bad_scales_are_refused_and_nothing_changes(otree: Run, tmp_path: Path, sock: str) -> None:
+    run = otree("run", write_tree(tmp_path, POOL), "--socket", sock)
+    run.wait_for("tree_ready")
+    before = status(sock)
+    for args, code, message in [
+        (("w.0", "2"), 1, "'w.0': not a pool"),
+        (("w", "10001"), 1, "the count must be at most 10000, got 10001"),
+        (("w", "-1"), 2, "not a number of instances"),
+    ]:
+        r = otree_cli("scale", *args, "--socket", sock)
+        assert r.returncode == code and message in r.stderr, r.stderr
+    after = status(sock)
+    assert {p: n["pid"] for p, n in after.items()} == {p: n["pid"] for p, n in before.items()}
+    assert not run.find("scale")
+
+
+def test_zero_replicas_runs_nothing_until_scaled(otree: Run, tmp_path: Path, sock: str) -> None:
+    tree = write_tree(tmp_path, POOL.replace("replicas = 3", "replicas = 0"))
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    assert status(sock)["w"]["replicas"] == 0 and not run.find("spawn")
+    assert otree_cli("scale", "w", "1", "--socket", sock).returncode == 0
+    assert run.running_pid("w.0") > 0

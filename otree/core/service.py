@@ -266,15 +266,20 @@ class ServiceNode(NodeBase):
         one_shot_done = (
             normal and self.state is State.STARTING and isinstance(self.spec.ready, ReadyExited)
         )
+        stopped_meanwhile = False
         if one_shot_done:  # a one-shot step: its normal exit is its start, then its end
             self.pid = pid
-            self._became_ready()
+            self._became_ready()  # may let a waiting command run, and that may stop this child
+            stopped_meanwhile = self.state is State.STOPPING
             self.pid = None
         if self.announced:
             self.up_for = self.eng.now - (self.started_at or self.eng.now)
             self.last_exit = {**how, "normal": normal}
             self.eng.report("exit", self.path, pid=pid, **how, normal=normal)
-        if one_shot_done:
+        if one_shot_done and stopped_meanwhile:
+            self.state = State.STOPPED  # a command taken at its start stopped it: that stop is done
+            self.owner.child_stopped(self)
+        elif one_shot_done:
             self.state = State.STOPPED
             self.owner.child_exited(self, normal)
         elif self.unhealthy and not self.stop_requested:

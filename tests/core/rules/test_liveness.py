@@ -11,7 +11,7 @@ from support.rules import (
 )
 
 from otree.core.node import SupNode
-from otree.core.spec import Service, Supervisor, walk
+from otree.core.spec import ReadyDelay, ReadyExited, Restart, Service, Supervisor, walk
 from otree.testing import HOWS, Simulation, trees
 
 
@@ -85,3 +85,21 @@ def test_every_request_is_answered_and_the_tree_always_comes_down(
             assert e["pid"] in live
             live.remove(e["pid"])
     assert not live
+
+
+def test_a_stop_taken_while_a_one_shot_step_finishes_its_start_is_answered() -> None:
+    """A ``stop`` of a one-shot step sent before it ran waits its turn (R38); it is taken
+    the moment the step's normal exit starts the tree, and must end as that stop, not
+    be lost: the reply comes and a later shutdown still brings the tree down."""
+    db = Service(name="db", cmd=("sleep", "1"), ready=ReadyDelay(delay=0.1, timeout=1.1))
+    step = Service(name="step", cmd=("true",), restart=Restart.TRANSIENT, ready=ReadyExited())
+    sim = Simulation(Supervisor(name="root", children=(db, step)), start=False)
+    sim.start()
+    stop = sim.command("stop", "step")
+    sim.advance(0.5)
+    assert stop is None or stop.ok
+    assert [r.ok for r in sim.replies.values()] == [True]
+    sim.command("shutdown")
+    sim.run(until=sim.now + 100)
+    assert sim.done
+    assert len(sim.replies) == 2

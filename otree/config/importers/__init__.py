@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from otree.config.importers import procfile, supervisord
-from otree.config.importers.common import Note, read_text
+from otree.config.importers.common import Note, display_path, read_text
 from otree.config.importers.writer import Source, Table, render
 from otree.errors import ConfigError, Issue
 
@@ -44,9 +44,12 @@ def kind_of(path: str) -> str:
     return "supervisord"
 
 
-def import_file(path: str, out: str | None = None) -> Imported:
+def import_file(path: str, out: str | None = None, *, check: bool = True) -> Imported:
     """The tree for the supervisord configuration or Procfile at ``path``; ``out`` is where it
-    will be written (None: stdout, taken to be beside the input). Raises ``ConfigError``."""
+    will be written (None: stdout, taken to be beside the input). Raises ``ConfigError``.
+
+    With ``check`` (always, from the command line) the text is loaded as ``otree check``
+    loads it, and a problem is a ``ConfigError`` at the input line it came from."""
     out_dir = os.path.dirname(out) if out else os.path.dirname(path)
     kind = kind_of(path)
     files = [path]
@@ -60,12 +63,12 @@ def import_file(path: str, out: str | None = None) -> Imported:
         if not any(t.keys for t in tables):
             raise ConfigError([Issue("", "no [program:x] section: nothing to run", path)])
     _attach(tables, notes)
-    header = Table(())
-    names = ", ".join(os.path.basename(f) for f in files)
-    header.comments.append(f"Made by `otree import` from {kind} {names}.\n\n")
-    tables[0].comments[:0] = header.comments
+    names = ", ".join(display_path(f) for f in files)
+    tables[0].comments.insert(0, f"Made by `otree import` from {names} ({kind}).\n\n")
     rendered = render(tables)
-    _validate(rendered.text, rendered.sources, out or os.path.join(out_dir, "tree.toml"), path)
+    if check:
+        tree_file = out or os.path.join(out_dir, "tree.toml")
+        _validate(rendered.text, rendered.sources, tree_file, path)
     return Imported(rendered.text, notes, kind, unset_variables(rendered.text))
 
 
@@ -75,6 +78,10 @@ def _attach(tables: list[Table], notes: list[Note]) -> None:
     for table in tables:
         if table.comments and table.comments[-1].startswith("["):
             by_label[table.comments[-1][1 : table.comments[-1].index("]")]] = table
+    files: dict[str, int] = {}
+    for note in notes:
+        files.setdefault(note.source.file, len(files))
+    notes.sort(key=lambda n: (files[n.source.file], n.source.line))
     for note in notes:
         label = note.path.split(".", 1)[0]
         table = by_label.get(label, tables[0])

@@ -77,11 +77,20 @@ def parse_ini(text: str, file: str) -> list[Section]:
             open_key = None
             continue
         m = _OPTION.match(line)
+        if m is None and current is None:
+            message = (
+                f"not a supervisord configuration (INI): expected a '[section]' first,"
+                f" got {stripped!r}"
+            )
+            raise ConfigError([Issue("", message, file, number)])
         if m is None:
             message = f"not an INI line: expected '[section]' or 'key = value', got {stripped!r}"
             raise ConfigError([Issue("", message, file, number)])
         if current is None:
-            message = f"'{m['key'].strip()}' is outside any section (write a '[section]' first)"
+            message = (
+                f"not a supervisord configuration (INI): expected a '[section]' first,"
+                f" got {stripped!r}"
+            )
             raise ConfigError([Issue("", message, file, number)])
         open_key = m["key"].strip().lower()
         current.options[open_key] = Option(m["value"].strip(), Source(file, number))

@@ -269,7 +269,8 @@ class Translator:
             return f"{label}.{key}"
 
         cmd = opts["command"]
-        command = self.expand(cmd, path("command"), ctx).strip()
+        # continuation lines are words of the command (shlex takes a newline as a space)
+        command = " ".join(self.expand(cmd, path("command"), ctx).split("\n")).strip()
         if not command:
             v.fail(cmd, path("command"), "is empty")
         put("cmd", command, cmd)
@@ -386,7 +387,17 @@ class Translator:
         )
         if err is not None and not merged:
             target_err = self.expand(err, f"{label}.stderr_logfile", ctx)
-            if target_err.upper() not in ("NONE", "OFF", "AUTO") and target_err != target:
+            if target_err in ("/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"):
+                self.note(
+                    err,
+                    f"{label}.stderr_logfile",
+                    f"stderr_logfile = {err.value}",
+                    (
+                        "otree's console shows the service's stdout and stderr, each line prefixed"
+                        " with its path"
+                    ),
+                )
+            elif target_err.upper() not in ("NONE", "OFF", "AUTO") and target_err != target:
                 self.note(
                     err,
                     f"{label}.stderr_logfile",
@@ -432,9 +443,10 @@ class Translator:
                 if key not in ("programs", "priority"):
                     v.fail(o, f"{section.label}.{key}", "not a [group] option of supervisord")
             by_group.append(group)
-        # supervisord starts its groups (a program alone is a group of one) by priority, in
-        # file order between equals, and a group's programs the same way
-        order = {id(s): n for n, s in enumerate(self.sections)}
+        # supervisord starts its groups by priority (a program alone is a group of one, made
+        # after the [group:x] ones), in that order between equals; a group's programs likewise
+        order = {id(g.section): n for n, g in enumerate(by_group)}
+        order.update({id(p.section): len(order) + n for n, p in enumerate(programs.values())})
         top: list[tuple[int, int, list[Table]]] = []
         names: dict[str, Source] = {}
         for group in by_group:

@@ -73,4 +73,10 @@ SUPERVISORD_REASONS = {
     "logfile": "otree writes its own lines to stderr (the console); --events F for events",
     "pidfile": "otree run keeps its pid and lock next to its socket",
     "childlogdir": "use otree run --log-dir D for one log file per service",
+    "logfile_maxbytes": "otree writes its own lines to stderr (the console)",
+    "logfile_backups": "otree writes its own lines to stderr (the console)",
+    "loglevel": "otree writes all its own lines to stderr (the console)",
+    "minfds": "otree's services inherit its limits (ulimit -n before otree run)",
+    "minprocs": "otree's services inherit its limits (ulimit -u before otree run)",
+    "identifier": "otree is found by its socket (--socket P)",
 }

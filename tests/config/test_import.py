@@ -15,6 +15,7 @@ import pytest
 from support.cli import otree_cli
 
 from otree.config.importers import import_file
+from otree.config.importers.common import DESIGNED, Target
 from otree.config.loader import loads
 from otree.core.pool import instance_spec
 from otree.core.spec import Service, Supervisor, walk
@@ -447,7 +448,7 @@ def test_the_fields_of_the_identity_and_environment_work_are_written_as_designed
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PGDATA", raising=False)
     (tmp_path / "supervisord.conf").write_text(IDENTITY)
-    made = import_file("supervisord.conf", "tree.toml", check=False)
+    made = import_file("supervisord.conf", "tree.toml", check=False, target=DESIGNED)
     assert made.unset == ["PGDATA"]
     body = made.text.split("# [program:db]", 1)[1]
     assert body == (
@@ -463,14 +464,14 @@ def test_the_fields_of_the_identity_and_environment_work_are_written_as_designed
         "ready = { delay = 1 }\n"
         "autostart = false\n"
     )
-    elsewhere = import_file("supervisord.conf", "/srv/tree.toml", check=False)
+    elsewhere = import_file("supervisord.conf", "/srv/tree.toml", check=False, target=DESIGNED)
     assert f'cwd = "{tmp_path}"' in elsewhere.text  # %(here)s is not the output's directory
 
 
 def test_a_procfile_with_port_and_an_env_file_is_written_as_designed(tmp_path: Path) -> None:
     (tmp_path / "Procfile").write_text("web: gunicorn app:app --bind 0.0.0.0:$PORT\n")
     (tmp_path / ".env").write_text("SECRET=x\n")
-    made = import_file(str(tmp_path / "Procfile"), check=False)
+    made = import_file(str(tmp_path / "Procfile"), check=False, target=DESIGNED)
     assert made.text.split("[web]\n", 1)[1] == (
         'cmd = ["sh", "-c", "gunicorn app:app --bind 0.0.0.0:$$PORT"]\n'
         'env = { PORT = "5000" }\n'
@@ -478,3 +479,89 @@ def test_a_procfile_with_port_and_an_env_file_is_written_as_designed(tmp_path: P
         "significant = true\n"
         'env_file = ".env"\n'
     )
+
+
+BEFORE = Target(frozenset(), expands=False)  # an otree without those fields and expansion
+
+
+def test_without_the_fields_they_are_notes_and_values_are_written_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An otree that lacks user, umask, autostart and ${VAR}: a note for each field (so the
+    output still passes its otree check), the variable's value now, a $ as it is."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PGDATA", "/var/lib/pg")
+    (tmp_path / "supervisord.conf").write_text(IDENTITY)
+    made = import_file("supervisord.conf", "tree.toml", check=False, target=BEFORE)
+    body = made.text.split("# [program:db]", 1)[1]
+    assert body == (
+        " supervisord.conf:1\n"
+        "[db]\n"
+        "cmd = \"postgres -D /var/lib/pg -c 'log_line_prefix=%m $user '\"\n"
+        f'cwd = "{tmp_path}"\n'
+        f'env = {{ PGPORT = "5432", HOME = "{tmp_path}/home" }}\n'
+        'restart = "transient"\n'
+        "shutdown = 10\n"
+        "ready = { delay = 1 }\n"
+        "# %(ENV_PGDATA)s (supervisord.conf:2): no equivalent: written with its value at import\n"
+        "#   time: this otree has no ${VAR} expansion\n"
+        "# user = postgres (supervisord.conf:4): no equivalent: this otree has no per-service\n"
+        "#   user: run otree run as that user\n"
+        "# umask = 077 (supervisord.conf:5): no equivalent: this otree has no per-service umask:\n"
+        "#   set it before otree run (umask 022)\n"
+        "# autostart = false (supervisord.conf:6): no equivalent: this otree starts every service\n"
+        "#   with the tree: otree stop PATH after it\n"
+    )
+    monkeypatch.delenv("PGDATA")
+    with pytest.raises(ConfigError) as info:
+        import_file("supervisord.conf", "tree.toml", check=False, target=BEFORE)
+    assert str(info.value) == (
+        "supervisord.conf:2: program:db.command: cannot translate %(ENV_PGDATA)s: PGDATA is"
+        " not set here, and this otree has no ${VAR} expansion to read it when it starts"
+    )
+
+
+def test_without_env_files_a_procfile_dotenv_is_a_note(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: gunicorn app:app --bind 0.0.0.0:$PORT\n")
+    (tmp_path / ".env").write_text("SECRET=x\n")
+    made = import_file(str(tmp_path / "Procfile"), target=BEFORE)
+    assert 'cmd = ["sh", "-c", "gunicorn app:app --bind 0.0.0.0:$PORT"]\n' in made.text
+    assert [str(n) for n in made.notes] == [
+        f"{tmp_path}/Procfile:1: env_file: no equivalent: this otree reads no env file:"
+        " export its variables before otree run"
+    ]
+
+
+@pytest.mark.parametrize("name", ["container/supervisord.conf", "procfile-python/Procfile"])
+def test_inputs_with_identity_fields_and_variables_pass_otree_check(
+    tmp_path: Path, name: str
+) -> None:
+    """Whichever of the fields this otree has: a field, or a note, and otree check passes."""
+    out, _ = _import(tmp_path, name)
+    check = otree_cli("check", out.name, cwd=out.parent)
+    assert check.returncode == 0, check.stderr
+    tree = loads(out.read_text(), str(out))
+    services = _services(tree)
+    if name.startswith("container"):
+        assert list(services) == ["app", "cron", "sshd"]
+        programs = _supervisord_programs(tmp_path / name)
+        for prog_name, prog in programs.items():
+            assert list(services[prog_name].cmd or ()) == _expected_argv(prog, prog_name, 0)
+        assert services["app"].stop_signal == "INT" and services["app"].log is None
+    else:
+        assert list(services) == ["release", "web", "worker", "clock"]
+        web = services["web"].cmd or ()
+        assert web[:2] == ("sh", "-c") and web[2].endswith("0.0.0.0:$PORT --log-file -")
+
+
+def test_an_imported_procfile_gives_each_process_its_port(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text(
+        "web: echo web on $PORT; touch web.up; sleep 60\n"
+        "worker: while [ ! -f web.up ]; do sleep 0.05; done; echo worker on $PORT\n"
+    )
+    made = otree_cli("import", "Procfile", "-o", "tree.toml", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    run = otree_cli("run", "tree.toml", "--socket", str(tmp_path / "s"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = " ".join((run.stdout + run.stderr).split())
+    assert "web | web on 5000" in out and "worker | worker on 5100" in out

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from otree.config.importers import supervisord_tables as t
 from otree.config.importers import values as v
-from otree.config.importers.common import Note, check_name, display_path, read_text, relative_to
+from otree.config.importers.common import (
+    Note,
+    Target,
+    check_name,
+    display_path,
+    read_text,
+    relative_to,
+)
 from otree.config.importers.ini import Option, Section, parse_ini
 from otree.config.importers.writer import Source, Table, Value
 from otree.errors import ConfigError, Issue
@@ -92,9 +99,10 @@ def read_sections(path: str) -> tuple[list[Section], list[Note], list[str]]:
 class Translator:
     """One supervisord configuration's sections -> the tables of a tree."""
 
-    def __init__(self, sections: list[Section], out_dir: str) -> None:
+    def __init__(self, sections: list[Section], out_dir: str, target: Target) -> None:
         self.sections = sections
         self.out_dir = out_dir
+        self.target = target
         self.notes: list[Note] = []
         self.base_env: dict[str, str] = {}
         self.base_env_source: Source | None = None
@@ -109,7 +117,7 @@ class Translator:
         out: list[str] = []
         pos = 0
         for m in _EXPANSION.finditer(opt.value):
-            out.append(opt.value[pos : m.start()].replace("$", "$$"))
+            out.append(self.target.dollars(opt.value[pos : m.start()]))
             pos = m.end()
             if m["percent"]:
                 out.append("%")
@@ -118,7 +126,7 @@ class Translator:
         rest = opt.value[pos:]
         if "%(" in rest:
             v.fail(opt, path, f"cannot read the expansion in {rest!r} (expected %(name)s)")
-        out.append(rest.replace("$", "$$"))
+        out.append(self.target.dollars(rest))
         return "".join(out)
 
     def _one(self, opt: Option, path: str, name: str, fmt: str, ctx: dict[str, str]) -> str:
@@ -126,9 +134,27 @@ class Translator:
         if name.startswith("ENV_"):
             if fmt != "s":
                 v.fail(opt, path, f"cannot translate {written}: otree's ${{VAR}} has no format")
-            return "${" + name[4:] + "}"
+            if self.target.expands:
+                return "${" + name[4:] + "}"
+            value = os.environ.get(name[4:])
+            if value is None:
+                v.fail(
+                    opt,
+                    path,
+                    (
+                        f"cannot translate {written}: {name[4:]} is not set here, and this otree"
+                        " has no ${VAR} expansion to read it when it starts"
+                    ),
+                )
+            self.note(
+                opt,
+                path,
+                written,
+                ("written with its value at import time: this otree has no ${VAR} expansion"),
+            )
+            return value
         if name == "here":
-            return relative_to(os.path.dirname(opt.source.file) or ".", self.out_dir)
+            return relative_to(os.path.dirname(opt.source.file) or ".", self.out_dir, self.target)
         if name == "process_num":
             if "replicas" not in ctx:  # one process: its number is known
                 try:
@@ -283,10 +309,27 @@ class Translator:
                 for k, x in v.env_pairs(opt, path("environment")).items()
             }
             put("env", env, opt)
-        if "user" in opts:
+        if "user" in opts and self.target.has("user"):
             put("user", self.expand(opts["user"], path("user"), ctx), opts["user"])
-        if "umask" in opts:
+        elif "user" in opts:
+            opt = opts["user"]
+            self.note(
+                opt,
+                path("user"),
+                f"user = {opt.value}",
+                ("this otree has no per-service user: run otree run as that user"),
+            )
+        if "umask" in opts and self.target.has("umask"):
             put("umask", v.umask(opts["umask"], path("umask")), opts["umask"])
+        elif "umask" in opts:
+            opt = opts["umask"]
+            v.umask(opt, path("umask"))
+            self.note(
+                opt,
+                path("umask"),
+                f"umask = {opt.value}",
+                ("this otree has no per-service umask: set it before otree run (umask 022)"),
+            )
         restart = "transient"  # supervisord's default autorestart is unexpected
         restart_src = table.source
         if "autorestart" in opts:
@@ -315,7 +358,15 @@ class Translator:
                 ready["timeout"] = secs + 30
             table.set("ready", ready, opts["startsecs"].source if "startsecs" in opts else None)
         if "autostart" in opts and not v.boolean(opts["autostart"], path("autostart")):
-            put("autostart", False, opts["autostart"])
+            if self.target.has("autostart"):
+                put("autostart", False, opts["autostart"])
+            else:
+                self.note(
+                    opts["autostart"],
+                    path("autostart"),
+                    "autostart = false",
+                    ("this otree starts every service with the tree: otree stop PATH after it"),
+                )
         if "replicas" in ctx:
             put("replicas", int(ctx["replicas"]), opts["numprocs"])
         if "process_name" in opts:

@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     from otree.cli import control  # control plane: status, start, stop, restart, logs, shutdown
 
     control.add_commands(sub)
+    from otree.cli import migrate  # otree import
+
+    migrate.add_command(sub)
     return parser
 
 

@@ -210,3 +210,142 @@ def _instance(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     if value is None or isinstance(value, kind):
         return value
     return _bad(f"expected {what}, got {value!r}")
+
+
+# --- identity, limits, environment -----------------------------------------------
+
+#: the resource limits Linux has (``RLIMIT_<NAME>``, lower case in the tree file)
+LIMIT_NAMES = (
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+)
+#: a limit's value for "no limit"
+UNLIMITED: Literal["unlimited"] = "unlimited"
+
+
+@attrs.frozen
+class Limit:
+    """One resource limit of a service: ``soft`` and ``hard``, None for unlimited."""
+
+    name: str
+    soft: int | None
+    hard: int | None
+
+
+def _identity(value: Any) -> Any:
+    """``user`` / ``group``: a name or a numeric id (None: otree's own)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return _bad(f"expected a name or a numeric id, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            return _bad(f"expected a name or an id >= 0, got {value!r}")
+        return str(value)
+    if isinstance(value, str) and value and not value.isspace() and ":" not in value:
+        return value
+    return _bad(f"expected a name or a numeric id, got {value!r}")
+
+
+def _umask(value: Any) -> Any:
+    """``umask``: an octal string (``"0077"``) or an integer 0 .. 0o777."""
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,3}", value):
+        return int(value, 8)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
+        return value
+    return _bad(f'expected an octal string such as "0077", got {value!r}')
+
+
+def _ranged(value: Any, low: int, high: int) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return _bad(f"expected an integer {low} .. {high}, got {value!r}")
+    return value
+
+
+def _nice(value: Any) -> Any:
+    return _ranged(value, -20, 19)
+
+
+def _oom_score_adj(value: Any) -> Any:
+    return _ranged(value, -1000, 1000)
+
+
+def _limit_value(value: Any) -> int | _Invalid | None:
+    if value == UNLIMITED:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return _Invalid(f"expected an integer >= 0 or 'unlimited', got {value!r}")
+    return value
+
+
+def _one_limit(name: Any, value: Any) -> Limit | str:
+    """The Limit ``name = value``, or what is wrong with it."""
+    if not isinstance(name, str) or name not in LIMIT_NAMES:
+        import difflib  # only for a misspelt name
+
+        close = difflib.get_close_matches(str(name), LIMIT_NAMES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (one of: {', '.join(LIMIT_NAMES)})"
+        return f"{name!r} is not a resource limit Linux has{hint}"
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != 2:
+            return f"{name}: expected [soft, hard], got {value!r}"
+        soft, hard = _limit_value(value[0]), _limit_value(value[1])
+    else:
+        soft = hard = _limit_value(value)
+    for part in (soft, hard):
+        if isinstance(part, _Invalid):
+            return f"{name}: {part.message}"
+    assert not isinstance(soft, _Invalid) and not isinstance(hard, _Invalid)
+    if hard is not None and (soft is None or soft > hard):
+        shown = UNLIMITED if soft is None else soft
+        return f"{name}: the soft limit {shown} is above the hard limit {hard}"
+    return Limit(name, soft, hard)
+
+
+def _limits(value: Any) -> Any:
+    """``limits``: a table ``{nofile = 65536, nproc = [4096, 8192]}`` -> sorted Limits."""
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, Sequence) and all(isinstance(v, Limit) for v in value):
+        return tuple(sorted(value, key=lambda lim: lim.name))
+    else:
+        return _bad(f"expected a table of limits, e.g. {{ nofile = 65536 }}, got {value!r}")
+    limits, problems = [], []
+    for name, item in pairs:
+        made = _one_limit(name, item)
+        if isinstance(made, str):
+            problems.append(made)
+        else:
+            limits.append(made)
+    if problems:
+        return _bad("; ".join(problems))
+    return tuple(sorted(limits, key=lambda lim: lim.name))
+
+
+def _env_files(value: Any) -> Any:
+    """``env_file``: a path or a list of paths (read in order)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if isinstance(value, Sequence) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    return _bad(f"expected a file name or a list of them, got {value!r}")

@@ -40,7 +40,10 @@ from otree.core.fields import (
     BRUTAL_KILL,
     DEFAULT_READY_TIMEOUT,
     INFINITY,
+    LIMIT_NAMES,
     STOP_SIGNALS,
+    UNLIMITED,
+    Limit,
     Shutdown,
     _args,
     _argv,
@@ -49,12 +52,17 @@ from otree.core.fields import (
     _collect,
     _enum,
     _env,
+    _env_files,
     _exit_codes,
     _factor,
+    _identity,
     _instance,
     _intensity,
     _Invalid,
+    _limits,
+    _nice,
     _non_negative,
+    _oom_score_adj,
     _optional_intensity,
     _optional_positive,
     _optional_str,
@@ -63,6 +71,7 @@ from otree.core.fields import (
     _shutdown,
     _signal,
     _target,
+    _umask,
 )
 from otree.errors import ConfigError, Issue
 
@@ -72,6 +81,7 @@ __all__ = [
     "DEFAULT_READY_TIMEOUT",
     "HEALTH_KINDS",
     "INFINITY",
+    "LIMIT_NAMES",
     "NAME_RE",
     "READY_KINDS",
     "RESERVED_NAMES",
@@ -79,12 +89,15 @@ __all__ = [
     "SERVICE_FIELDS",
     "STOP_SIGNALS",
     "SUPERVISOR_FIELDS",
+    "UNLIMITED",
     "AutoShutdown",
     "Backoff",
+    "Cgroups",
     "Health",
     "HealthCmd",
     "HealthHttp",
     "HealthTcp",
+    "Limit",
     "Log",
     "Node",
     "Ready",
@@ -123,6 +136,21 @@ class AutoShutdown(str, enum.Enum):
     NEVER = "never"
     ANY_SIGNIFICANT = "any_significant"
     ALL_SIGNIFICANT = "all_significant"
+
+
+class Cgroups(str, enum.Enum):
+    """The root's ``cgroups``: how a service's processes are kept together and stopped."""
+
+    #: a cgroup per service where a writable cgroup2 is found, else process groups
+    AUTO = "auto"
+    #: a cgroup per service, or the tree does not start
+    ON = "on"
+    #: process groups only
+    OFF = "off"
+
+
+def _to_cgroups(value: Any) -> Any:
+    return _enum(Cgroups, value)
 
 
 def _to_strategy(value: Any) -> Any:
@@ -262,6 +290,20 @@ class Service:
     #: with ``replicas`` only: the pool's restart window (default 3 in 5 s)
     intensity: int | None = attrs.field(default=None, converter=_optional_intensity, kw_only=True)
     period: float | None = attrs.field(default=None, converter=_optional_positive, kw_only=True)
+    #: run as this user (a name or a numeric id; None: otree's own)
+    user: str | None = attrs.field(default=None, converter=_identity, kw_only=True)
+    #: and this group (None: the user's primary group)
+    group: str | None = attrs.field(default=None, converter=_identity, kw_only=True)
+    #: the file mode creation mask (None: otree's own)
+    umask: int | None = attrs.field(default=None, converter=_umask, kw_only=True)
+    nice: int | None = attrs.field(default=None, converter=_nice, kw_only=True)
+    oom_score_adj: int | None = attrs.field(default=None, converter=_oom_score_adj, kw_only=True)
+    #: resource limits (``RLIMIT_*``), by name
+    limits: tuple[Limit, ...] = attrs.field(default=(), converter=_limits, kw_only=True)
+    #: dotenv files read at load, in order, under ``env`` (their values are in ``env``)
+    env_file: tuple[str, ...] = attrs.field(default=(), converter=_env_files, kw_only=True)
+    #: False: in the tree but not started with it (``otree start PATH`` starts it)
+    autostart: bool = attrs.field(default=True, converter=_bool, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         _collect(self, self.name if isinstance(self.name, str) else "")
@@ -290,6 +332,8 @@ class Supervisor:
     restart: Restart = attrs.field(default=Restart.PERMANENT, converter=_to_restart, kw_only=True)
     shutdown: Shutdown = attrs.field(default=INFINITY, converter=_shutdown, kw_only=True)
     significant: bool = attrs.field(default=False, converter=_bool, kw_only=True)
+    #: the root only: a cgroup per service (``otree.runtime.cgroups``)
+    cgroups: Cgroups = attrs.field(default=Cgroups.AUTO, converter=_to_cgroups, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         _collect(self, self.name if isinstance(self.name, str) else "")
@@ -305,11 +349,13 @@ Node: TypeAlias = Service | Supervisor
 
 SERVICE_FIELDS = tuple(f.name for f in attrs.fields(Service) if f.name != "name")
 SUPERVISOR_FIELDS = tuple(
-    f.name for f in attrs.fields(Supervisor) if f.name not in ("name", "children")
+    f.name for f in attrs.fields(Supervisor) if f.name not in ("name", "children", "cgroups")
 )
-ROOT_FIELDS = ("strategy", "intensity", "period", "auto_shutdown")
+ROOT_FIELDS = ("strategy", "intensity", "period", "auto_shutdown", "cgroups")
 #: names a child may not take: they are field names in the tree file
-RESERVED_NAMES = frozenset(SERVICE_FIELDS) | frozenset(SUPERVISOR_FIELDS) | {"children", "name"}
+RESERVED_NAMES = (
+    frozenset(SERVICE_FIELDS) | frozenset(SUPERVISOR_FIELDS) | frozenset(ROOT_FIELDS)
+) | {"children", "name"}
 
 
 def _join(prefix: str, name: str) -> str:
@@ -364,6 +410,9 @@ def _check_supervisor(sup: Supervisor, path: str, issues: list[Issue], *, is_roo
         if isinstance(child, Service):
             _check_service(child, cpath, issues)
         else:
+            if child.cgroups is not Cgroups.AUTO:
+                message = "cgroups is set on the root only (it is the whole tree's kill mode)"
+                issues.append(Issue(_join(cpath, "cgroups"), message))
             _check_supervisor(child, cpath, issues, is_root=False)
 
 

@@ -20,10 +20,13 @@ from hypothesis import strategies as st
 
 from otree.core.pool import services as pool_services
 from otree.core.spec import (
+    LIMIT_NAMES,
     RESERVED_NAMES,
     STOP_SIGNALS,
+    UNLIMITED,
     AutoShutdown,
     Backoff,
+    Cgroups,
     HealthCmd,
     HealthHttp,
     HealthTcp,
@@ -165,10 +168,37 @@ def _service_fields(backoff: bool, ready_delays: bool) -> dict[str, st.SearchStr
         "health": healths(),
         "watchdog": st.floats(0.01, 600.0),
         "log": logs(),
+        "user": st.sampled_from(["root", "nobody", "0", "65534", "postgres"]),
+        "group": st.sampled_from(["root", "nogroup", "0", "postgres"]),
+        "umask": st.one_of(st.integers(0, 0o777), st.sampled_from(["0022", "0077", "027"])),
+        "nice": st.integers(-20, 19),
+        "oom_score_adj": st.integers(-1000, 1000),
+        "limits": limits(),
+        "env_file": st.one_of(
+            st.sampled_from([".env", "/etc/app.env"]),
+            st.lists(st.sampled_from(["a.env", "b.env", "../c.env"]), min_size=1, max_size=3),
+        ),
+        "autostart": st.booleans(),
     }
     if backoff:
         fields["backoff"] = backoffs()
     return {k: st.one_of(st.none(), v) for k, v in fields.items()}
+
+
+_LIMIT_VALUES = st.one_of(st.integers(0, 1 << 20), st.just(UNLIMITED))
+
+
+@st.composite
+def _limit_entry(draw: st.DrawFn) -> Any:
+    soft, hard = draw(_LIMIT_VALUES), draw(_LIMIT_VALUES)
+    if hard == UNLIMITED or (soft != UNLIMITED and soft <= hard):
+        return [soft, hard]
+    return soft  # soft = hard
+
+
+def limits() -> st.SearchStrategy[dict[str, Any]]:
+    """A ``limits`` table: RLIMIT names with a value, ``"unlimited"`` or ``[soft, hard]``."""
+    return st.dictionaries(st.sampled_from(LIMIT_NAMES), _limit_entry(), min_size=1, max_size=3)
 
 
 _CMDS = st.one_of(
@@ -244,6 +274,7 @@ _STRATEGIES = st.sampled_from(list(Strategy))
 _INTENSITIES = st.one_of(st.integers(0, 5), st.integers(0, 100))
 _PERIODS = st.one_of(st.sampled_from([0.5, 1.0, 5.0, 10.0, 60.0]), st.floats(0.01, 3600.0))
 _AUTO_SHUTDOWNS = st.sampled_from(list(AutoShutdown))
+_CGROUPS = st.sampled_from(list(Cgroups))
 _MAYBE_RESTART = st.one_of(st.none(), st.sampled_from(list(Restart)))
 _MAYBE_SHUTDOWN = st.one_of(st.none(), shutdowns())
 _ONE_IN_THREE = st.integers(0, 2)
@@ -267,7 +298,7 @@ def supervisors(
     """A valid tree of supervisors and services, at most ``max_depth`` supervisor levels deep.
 
     ``root=True`` (the default) draws only the fields a root takes
-    (``strategy``, ``intensity``, ``period``, ``auto_shutdown``); ``root=False``
+    (``strategy``, ``intensity``, ``period``, ``auto_shutdown``, ``cgroups``); ``root=False``
     also draws ``restart``, ``shutdown`` and (if ``significant_allowed``)
     ``significant``. ``backoff``, ``ready_delays`` and ``pools`` as for
     :func:`services`.
@@ -304,7 +335,9 @@ def _draw_supervisor(
         "period": draw(_PERIODS),
         "auto_shutdown": draw(_AUTO_SHUTDOWNS),
     }
-    if not root:
+    if root:
+        kwargs["cgroups"] = draw(_CGROUPS)
+    else:
         restart = draw(_MAYBE_RESTART)
         if restart is not None:
             kwargs["restart"] = restart

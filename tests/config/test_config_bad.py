@@ -57,13 +57,14 @@ BAD_FILES: list[tuple[str, str, str]] = [
         SVC + "foo = 1\n",
         "tree.toml:3: api.foo: unknown key (expected one of: cmd, target, args, env, cwd, "
         "restart, normal_exit_codes, stop_signal, shutdown, ready, health, watchdog, backoff, "
-        "significant, log, replicas, intensity, period)",
+        "significant, log, replicas, intensity, period, user, group, umask, nice, "
+        "oom_score_adj, limits, env_file, autostart)",
     ),
     (
-        "root-takes-only-four-fields",
+        "root-takes-only-five-fields",
         'shutdown = 10\n[a]\ncmd = "x"\n',
         "tree.toml:1: shutdown: not allowed at the top level: the root takes only strategy, "
-        "intensity, period, auto_shutdown",
+        "intensity, period, auto_shutdown, cgroups",
     ),
     (
         "service-field-at-top-level",

@@ -275,8 +275,12 @@ class Runtime:
         loop = self.loop
         for signum, handler in self._signals.items():
             loop.on_signal(signum, handler)
-        # held back across a re-exec (the mask survives it): delivered now
+        # what otree inherited ignored would be its children's too: not so (DESIGN.md)
+        posix.reset_inherited_signals()
+        # held back across a re-exec (the mask survives it): delivered now; and nothing
+        # stays blocked, so every child starts with an empty mask
         signal.pthread_sigmask(signal.SIG_UNBLOCK, set(self._signals))
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if self.subreaper or os.getpid() == 1:
             if self.subreaper:
                 posix.set_subreaper()

@@ -205,6 +205,52 @@ def _on_parent_death(signum: int) -> Callable[[], None]:
     return hook
 
 
+#: signals whose default action is to ignore them, or that report a fault of otree's own:
+#: an inherited SIG_IGN of these goes back to SIG_DFL in otree itself
+_TO_DEFAULT = frozenset(
+    getattr(signal, name)
+    for name in (
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGURG",
+        "SIGWINCH",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGSEGV",
+        "SIGSYS",
+    )
+    if hasattr(signal, name)
+)
+#: ignored by otree on purpose (a failed write instead); ``subprocess`` gives a child
+#: both back at their default
+_OTREE_IGNORES = frozenset((signal.SIGPIPE, signal.SIGXFSZ))
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """A handler that does nothing: otree still ignores the signal, but a handler (unlike
+    SIG_IGN) is reset to the default by the exec of a child."""
+
+
+def reset_inherited_signals() -> None:
+    """Undo the SIG_IGN dispositions otree inherited (a shell's background job ignores
+    INT and QUIT, ``nohup`` HUP), so that its children start with the defaults: those
+    whose default is harmless (CHLD: an ignored one would reap otree's children behind
+    its back) or that report a fault go back to SIG_DFL; the others get a handler that
+    does nothing (otree goes on ignoring them, or handles them later)."""
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP) or signum in _OTREE_IGNORES:
+            continue
+        try:
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                continue
+            signal.signal(signum, signal.SIG_DFL if signum in _TO_DEFAULT else _ignore)
+        except (OSError, ValueError):  # one the kernel or Python keeps for itself
+            continue
+
+
 def has_controlling_terminal() -> bool:
     """Whether this process has a controlling terminal (it was started from one)."""
     try:

@@ -28,6 +28,8 @@ DATAGRAM = 4096
 STATUS_MAX = 256
 #: room for the file descriptors a datagram may carry (``BARRIER=1``, ``FDSTORE=1``)
 _FDS_SPACE = socket.CMSG_SPACE(16 * 4)
+#: the name of the notify directory of the services run as uid N starts with this + N
+USER_NOTIFY_PREFIX = "otree-u"
 
 
 class NotifySocket:
@@ -124,6 +126,10 @@ class NotifySocket:
         sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+        directory = os.path.dirname(self.path)
+        if os.path.basename(directory).startswith(USER_NOTIFY_PREFIX):
+            with contextlib.suppress(OSError):  # a user's directory goes with its last socket
+                os.rmdir(directory)
 
 
 def _close_fds(ancdata: list[tuple[int, int, bytes]]) -> None:

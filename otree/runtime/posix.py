@@ -75,6 +75,8 @@ def spawn(
     *,
     output: int | None = None,
     death_signal: int | None = None,
+    umask: int | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> int:
     """Start ``argv`` in a new session; return its PID or raise SpawnError.
 
@@ -85,10 +87,15 @@ def spawn(
     ``setpriv --pdeathsig``, exec'd first in the child, so the spawn stays a
     ``vfork`` (a ``preexec_fn`` makes it a full fork that runs Python in the child:
     2-3 ms a spawn instead of 0.2-0.4); without ``setpriv``, by a ``preexec_fn``.
+    ``umask`` is set by ``subprocess`` itself (still a ``vfork``); ``prepare`` runs in
+    the child before the exec (``otree.runtime.identity``: a user, limits), the death
+    signal set after it (a change of uid clears it).
     """
     out = devnull() if output is None else output
     preexec = None
-    if death_signal is not None:
+    if prepare is not None:  # a full fork already: the death signal set in the same hook
+        preexec = _prepared(prepare, death_signal)
+    elif death_signal is not None:
         setpriv = _setpriv()
         if setpriv is not None:
             _check_command(argv, env, cwd)  # setpriv would exec it: say now if it cannot
@@ -106,6 +113,7 @@ def spawn(
             start_new_session=True,
             close_fds=True,
             preexec_fn=preexec,
+            umask=-1 if umask is None else umask,
         )
     except OSError as exc:  # EMFILE, ENFILE, EAGAIN, ENOMEM too: a start failure
         raise SpawnError(spawn_reason(exc)) from None
@@ -249,6 +257,19 @@ def reset_inherited_signals() -> None:
             signal.signal(signum, signal.SIG_DFL if signum in _TO_DEFAULT else _ignore)
         except (OSError, ValueError):  # one the kernel or Python keeps for itself
             continue
+
+
+def _prepared(prepare: Callable[[], None], death_signal: int | None) -> Callable[[], None]:
+    """The ``preexec_fn`` that runs ``prepare`` and then asks for ``death_signal``."""
+    if death_signal is None:
+        return prepare
+    on_death = _on_parent_death(death_signal)
+
+    def hook() -> None:
+        prepare()
+        on_death()
+
+    return hook
 
 
 def has_controlling_terminal() -> bool:

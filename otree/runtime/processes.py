@@ -31,11 +31,11 @@ from otree.core.spec import (
     Service,
     service_argv,
 )
-from otree.runtime import posix, probes
+from otree.runtime import identity, posix, probes
 from otree.runtime.health import Carried, Liveness
 from otree.runtime.listeners import Ownership, http_port
 from otree.runtime.loop import Loop
-from otree.runtime.notify import NotifySocket
+from otree.runtime.notify import USER_NOTIFY_PREFIX, NotifySocket
 from otree.runtime.output import READ_SIZE, Console, ServiceOutput
 
 Feed = Callable[[ev.Event], None]
@@ -100,6 +100,9 @@ class Processes:
         #: hands it over, and the image that ends removes it)
         self.notify_dir: str | None = None
         self._notify_seq = itertools.count(1)
+        #: uid -> the notify directory of that user's services (removed with its last
+        #: socket: ``NotifySocket.close``)
+        self.user_notify_dirs: dict[int, str] = {}
         #: where the running children are written down (PIDs and start times), for the
         #: next ``otree run`` of the tree if this otree dies (None: nowhere)
         self.state_file: str | None = None
@@ -110,14 +113,22 @@ class Processes:
     def spawn(self, path: str, spec: Service) -> None:
         """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
         output = self._output(path)
+        try:
+            setup = identity.setup_of(spec)
+        except posix.SpawnError as exc:
+            self.feed(ev.SpawnFailed(path, str(exc)))
+            return
+        account = setup.account if setup is not None else None
         notify: NotifySocket | None = None
         if isinstance(spec.ready, ReadyNotify) or spec.watchdog is not None:
             try:
-                notify = self._notify_socket()
+                notify = self._notify_socket(account)
             except OSError as exc:
                 self.feed(ev.SpawnFailed(path, f"cannot create the notify socket: {exc}"))
                 return
-        env = posix.child_env(spec.environ, notify.path if notify else None)
+        env = posix.child_env(
+            identity.identity_env(setup, spec.environ), notify.path if notify else None
+        )
         argv = service_argv(spec, sys.executable)
         try:
             r, w = posix.pipe()
@@ -131,7 +142,15 @@ class Processes:
                 env["WATCHDOG_USEC"] = str(round(spec.watchdog * 1_000_000))
                 argv = posix.with_own_pid("WATCHDOG_PID", argv, env)
             death = posix.signal_number(spec.stop_signal)
-            pid = posix.spawn(argv, env, spec.cwd, output=w, death_signal=death)
+            pid = posix.spawn(
+                argv,
+                env,
+                spec.cwd,
+                output=w,
+                death_signal=death,
+                umask=spec.umask,
+                prepare=setup.apply if setup is not None and setup.needs_fork else None,
+            )
         except posix.SpawnError as exc:
             os.close(r)
             if notify is not None:
@@ -240,11 +259,9 @@ class Processes:
             if fd in self.pipes:
                 self._close_pipe(fd)
         if self.notify_dir is not None:
-            for name in os.listdir(self.notify_dir):  # sockets left by processes handed over
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.notify_dir, name))
-            with contextlib.suppress(OSError):
-                os.rmdir(self.notify_dir)
+            import shutil  # sockets left by processes handed over, other users' directories
+
+            shutil.rmtree(self.notify_dir, ignore_errors=True)
             self.notify_dir = None
         if self.state_file is not None:  # nothing is left running
             with contextlib.suppress(OSError):
@@ -403,10 +420,28 @@ class Processes:
         assert isinstance(ready_spec, ReadyCmd)
         return probes.CmdProbe(self.loop, ready_spec, env, spec.cwd, ready, failed)
 
-    def _notify_socket(self) -> NotifySocket:
-        if self.notify_dir is None:
-            import tempfile  # only with notify services: it is slow to import
+    def _notify_socket(self, account: identity.Account | None = None) -> NotifySocket:
+        """A new notify socket in otree's private directory; for a service run as another
+        user, in a directory of that user's own (0700, in the temporary directory, which
+        every user may pass: otree's own may sit in a root-only ``XDG_RUNTIME_DIR``), so
+        that the service and nobody else's can reach it."""
+        import tempfile  # only with notify services: it is slow to import
 
+        if account is not None and account.change:
+            directory = self.user_notify_dirs.get(account.uid)
+            if directory is None or not os.path.isdir(directory):
+                directory = tempfile.mkdtemp(prefix=f"{USER_NOTIFY_PREFIX}{account.uid}-")
+                os.chown(directory, account.uid, account.gid)
+                self.user_notify_dirs[account.uid] = directory
+            sock_path = os.path.join(directory, f"{next(self._notify_seq)}.sock")
+            sock = NotifySocket(self.loop, sock_path)
+            try:
+                os.chown(sock_path, account.uid, account.gid)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        if self.notify_dir is None:
             base = os.environ.get("XDG_RUNTIME_DIR")
             if not base or not os.path.isdir(base):
                 base = None

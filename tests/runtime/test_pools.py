@@ -141,3 +141,25 @@ def test_a_reload_that_changes_the_cmd_restarts_one_instance_at_a_time(
     assert after == expected, run.describe()
     assert not any(pid_alive(pid) for pid in old)
     assert all(status(sock)[f"w.{i}"]["state"] == "running" for i in range(3))
+
+
+def test_a_pool_that_gives_up_escalates_to_its_parent(otree: Run, tmp_path: Path) -> None:
+    """The pool's own window (intensity 1 in 30 s): its second crash makes it give up, stop
+    its other instances and exit abnormally; its parent (a rest_for_one) restarts it and
+    the sibling after it, once, in its own window; the next give-up ends the tree (1)."""
+    (tmp_path / "crash").write_text("")
+    tree = write_tree(
+        tmp_path,
+        'strategy = "rest_for_one"\nintensity = 1\nperiod = 30\n'
+        '[w]\ncmd = ["sh", "-c", "if [ $OTREE_REPLICA = 1 ]; then exit 3; fi; exec sleep 60"]\n'
+        "replicas = 2\nintensity = 1\nperiod = 30\n"
+        '[after]\ncmd = "sleep 60"\n',
+    )
+    run = otree("run", tree)
+    assert run.wait_exit() == 1, run.describe()
+    gave_up = [e["path"] for e in run.find("give_up")]
+    assert gave_up == ["w", "w", ""], run.describe()
+    assert [e["restarts"] for e in run.find("give_up", "w")] == [2, 2]
+    assert len(run.find("restart", "")) == 1  # the root restarted the pool once
+    assert len(run.find("spawn", "after")) == 2  # rest_for_one: the sibling after it too
+    assert not any(pid_alive(pid) for pid in run.child_pids())

@@ -62,6 +62,7 @@ def instance_spec(svc: Service, index: int) -> Service:
         replicas=None,
         intensity=None,
         period=None,
+        autostart=True,  # the pool's own ``autostart`` holds the pool back, not its instances
     )
 
 
@@ -100,6 +101,10 @@ class PoolNode(SupNode):
         self.service = svc
         for i in range(svc.replicas or 0):
             self.add_child(ServiceNode(eng, f"{path}.{i}", self, instance_spec(svc, i)))
+
+    @property
+    def autostart(self) -> bool:
+        return self.service.autostart
 
     @property
     def replicas(self) -> int:

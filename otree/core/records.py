@@ -23,28 +23,32 @@ class ChildRecord:
     ``mark``: while the child is not alive, STOPPED, RESTARTING, EXITED or DEAD
     (``SupNode.mark``); ``restart_key``: the restart timer that will start it
     again (RESTARTING); ``restart_times``: when it was restarted automatically
-    (within the window: ``otree status``).
+    (within the window: ``otree status``); ``held``: an ``autostart = false`` child
+    nobody has started yet (or that ``otree stop`` stopped again): no start of its
+    supervisor and no group restart starts it, only ``otree start``/``restart``.
 
     A plain class, as the values below are named tuples: one of these exists
     per node, and attrs classes cost the supervisor's RSS more.
     """
 
-    __slots__ = ("mark", "restart_key", "restart_times")
+    __slots__ = ("held", "mark", "restart_key", "restart_times")
 
     def __init__(
         self,
         mark: State = State.STOPPED,
         restart_key: RestartTimer | None = None,
         restart_times: list[float] | None = None,
+        held: bool = False,
     ) -> None:
         self.mark = mark
         self.restart_key = restart_key
         self.restart_times: list[float] = [] if restart_times is None else restart_times
+        self.held = held
 
     def __repr__(self) -> str:
         return (
             f"ChildRecord(mark={self.mark!r}, restart_key={self.restart_key!r}, "
-            f"restart_times={self.restart_times!r})"
+            f"restart_times={self.restart_times!r}, held={self.held!r})"
         )
 
 

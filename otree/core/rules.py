@@ -16,7 +16,12 @@
    always. Temporary siblings stopped this way stay stopped (R18). A retry
    (a start inside a restart failed, R26) touches the same group, except
    under ``rest_for_one``: it goes on from the failed child, and the earlier
-   ones of the group that did start stay up (R27). :func:`restart_plan`.
+   ones of the group that did start stay up (R27). A *held* sibling (an
+   ``autostart = false`` child nobody has started, or that ``otree stop``
+   stopped again) is left as it is, as supervisord leaves a program it did
+   not autostart: it is neither stopped (it has no process) nor started; once
+   started with ``otree start`` it restarts with its group like the others.
+   :func:`restart_plan`.
 
 3. A significant child that exits on its own and is not restarted shuts its
    supervisor down normally: at once under ``any_significant``, once no
@@ -63,6 +68,7 @@ class Sibling(NamedTuple):
 
     restart: Restart
     alive: bool  # starting, running or stopping
+    held: bool = False  # autostart = false and not started: a group restart leaves it
 
 
 class RestartPlan(NamedTuple):
@@ -85,5 +91,9 @@ def restart_plan(
     if retry and strategy is Strategy.REST_FOR_ONE:  # R27
         group = [i for i in group if i == failed or not siblings[i].alive]
     stop = tuple(i for i in reversed(group) if i != failed and siblings[i].alive)
-    start = tuple(i for i in group if i == failed or siblings[i].restart is not Restart.TEMPORARY)
+    start = tuple(
+        i
+        for i in group
+        if i == failed or (siblings[i].restart is not Restart.TEMPORARY and not siblings[i].held)
+    )
     return RestartPlan(group=tuple(group), stop=stop, start=start)

@@ -92,6 +92,11 @@ class NodeBase:
     def significant(self) -> bool:
         return self.spec.significant
 
+    @property
+    def autostart(self) -> bool:
+        """Whether it starts with its supervisor (``autostart``; a supervisor always)."""
+        return True
+
     def start(self) -> None:
         raise NotImplementedError
 
@@ -130,6 +135,10 @@ class ServiceNode(NodeBase):
         self.up_for = 0.0  # how long the last process stayed up (0 after a failed start)
         self.killing = False  # kill_all: SIGKILL, not the stop signal, once the process exists
         self.unhealthy = False  # otree is stopping it because it failed its health check
+
+    @property
+    def autostart(self) -> bool:
+        return self.spec.autostart
 
     # --- parent protocol ---------------------------------------------------
 

@@ -9,12 +9,14 @@ the re-read tree and calls :func:`resume`, which reconciles the two trees:
 1. ``reexec`` is reported, then every service whose spec is unchanged and whose
    process was running is **adopted** (same PID, never restarted: ``adopt``).
    Exited, stopped and restarting children keep their state; pending restart
-   timers are set again for the time that was left.
+   timers are set again for the time that was left. An ``autostart = false``
+   service nobody had started (*held*) stays held and stopped.
 2. Processes of services that were **removed**, or whose spec **changed**, are
    stopped in reverse start order, each with its *old* stop signal and
    shutdown time.
 3. **Changed** services that were running and **new** nodes under running
-   supervisors are started in declared order, one at a time, through their
+   supervisors (a new ``autostart = false`` one aside: it is held) are started
+   in declared order, one at a time, through their
    supervisor's queue like ``otree start`` (a start that fails is logged with
    ``start_failed`` and leaves the child stopped). A changed instance of a pool
    is a rolling restart: its old process is stopped only when it is next to
@@ -74,6 +76,7 @@ class ServiceRecord:
     backoff_next: float | None
     stop_signal: str  #: to stop it with its *old* settings if it was removed or changed
     shutdown: Shutdown
+    held: bool = False  #: autostart = false and not started (an older otree wrote none)
 
     kind: ClassVar[Literal["service"]] = "service"
 
@@ -93,6 +96,7 @@ class SupervisorRecord:
     #: each pending restart: (its timer's key on the wire, the child that triggered it,
     #: whether it is a retry's turn); an older otree wrote none
     pending: tuple[tuple[tuple[str, ...], str, bool], ...] = ()
+    held: bool = False  #: a pool with autostart = false, not started
 
     kind: ClassVar[Literal["supervisor"]] = "supervisor"
 
@@ -163,14 +167,19 @@ def snapshot(engine: Engine) -> EngineSnapshot:
         if isinstance(node, ServiceNode):
             spec = node.spec
             nodes[path] = ServiceRecord(
-                *common, node.pid, node.backoff_next, spec.stop_signal, spec.shutdown
+                *common,
+                node.pid,
+                node.backoff_next,
+                spec.stop_signal,
+                spec.shutdown,
+                held=record.held,
             )
         else:
             assert isinstance(node, SupNode)
             # who each pending restart waits on, and whether it is a retry's turn
             pending = tuple((k.wire, p.trigger.path, p.retry) for k, p in node.pending.items())
             nodes[path] = SupervisorRecord(
-                *common, tuple(node.window.times), node.seq, pending=pending
+                *common, tuple(node.window.times), node.seq, pending=pending, held=record.held
             )
     timers = tuple((k, due) for k, due in engine.timer_due.items() if k[0] == "restart")
     # a fatal error during a reload's reconciliation: the next image goes on stopping the
@@ -346,6 +355,9 @@ def resume(
     for path, node in engine.nodes.items():
         rec = old.get(path)
         was = old_specs.get(path)
+        held = _held(node, rec)
+        if node.parent is not None:
+            node.record.held = held
         same = rec is not None and was is not None and _own(was) == _own(node.spec)
         # a supervisor caught in its initial start (a fatal re-exec): the children it had
         # not reached yet start now
@@ -361,13 +373,14 @@ def resume(
                 orphans.append((order[path], path, rec))
             if not_reached:
                 _put(node, State.STOPPED)
-                starts.append(node)
+                if not held:
+                    starts.append(node)
                 continue
             if not isinstance(rec, SupervisorRecord):
                 _put(node, State.STOPPED)
                 if path == "":
                     _put(node, State.RUNNING)
-                else:
+                elif not held:
                     starts.append(node)
                 continue
             node.window.times = list(rec.window)
@@ -385,7 +398,8 @@ def resume(
             if isinstance(node.parent, PoolNode) and srec.state is State.RUNNING:
                 rolling.add(path)  # a changed instance of a pool: one at a time
         if srec is None:
-            starts.append(node)
+            if not held:
+                starts.append(node)
         elif adopt and pid is not None:
             _restore_common(node, srec)
             _put(node, State.RUNNING)
@@ -401,7 +415,8 @@ def resume(
         else:  # changed while running, or caught mid-start/stop by a crash: start afresh
             _restore_common(node, srec)
             _put(node, State.STOPPED)
-            starts.append(node)
+            if not (not_reached and held):  # one its supervisor's start had passed over
+                starts.append(node)
 
     for path, rec in old.items():
         if path not in engine.nodes and isinstance(rec, ServiceRecord) and rec.pid is not None:
@@ -425,7 +440,8 @@ def resume(
             starts.append(node)
     for path in snap.starts:  # the last reconciliation had yet to start these
         left = engine.nodes.get(path)
-        if left is not None and left.status is State.STOPPED and left not in starts:
+        held = left is not None and left.record.held
+        if left is not None and left.status is State.STOPPED and left not in starts and not held:
             starts.append(left)
 
     orphans.sort(key=lambda item: -item[0])
@@ -442,6 +458,18 @@ def resume(
     engine.reconciliation = reconciliation
     reconciliation.next()
     return engine.flush()
+
+
+def _held(node: Child, rec: NodeRecord | None) -> bool:
+    """Whether ``node`` is held (``autostart = false``, not started) in the new image:
+    as the old image had it while it does not autostart, and a new node by its spec.
+    A node set to autostart is held no more (it starts at its next group restart); one
+    set to ``autostart = false`` is held if it was stopped, and keeps running if it ran."""
+    if node.autostart:
+        return False
+    if rec is None:
+        return True
+    return rec.held or rec.state is State.STOPPED
 
 
 def _own(spec: Service | Supervisor) -> Service | Supervisor:

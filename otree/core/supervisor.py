@@ -71,7 +71,7 @@ class SupNode(NodeBase):
 
     def add_child(self, child: Child) -> None:
         self.children.append(child)
-        self.records[child.path] = ChildRecord()
+        self.records[child.path] = ChildRecord(held=not child.autostart)
 
     def mark(self, child: Child, state: State) -> None:
         """The one place a child's state is written by its parent (it is not alive)."""
@@ -80,7 +80,10 @@ class SupNode(NodeBase):
     # --- parent protocol ---------------------------------------------------
 
     def start(self) -> None:
-        """Start every child in declared order (temporary ones too); fail as a whole (R5, R6)."""
+        """Start every child in declared order (temporary ones too); fail as a whole (R5, R6).
+
+        A held child (``autostart = false``, not started by a command) is left stopped,
+        and the supervisor is started (and the tree ready) without it."""
         self.incarnation += 1
         self.state = State.STARTING
         self.ending = None
@@ -90,7 +93,8 @@ class SupNode(NodeBase):
             rec.restart_times.clear()
         self.mailbox.clear()
         self.pending.clear()
-        self._run([StartChild(c) for c in self.children], on_fail=self._initial_start_failed)
+        starts: list[Step] = [StartChild(c) for c in self.children if not self.records[c.path].held]
+        self._run(starts, on_fail=self._initial_start_failed)
 
     def stop(self) -> None:
         """Stop every child in reverse declared order, then answer ``child_stopped`` (R9)."""
@@ -356,7 +360,7 @@ class SupNode(NodeBase):
         times.append(self.eng.now)
         while self.eng.now - times[0] > self.spec.period:
             del times[0]
-        siblings = [Sibling(c.restart, c.alive) for c in self.children]
+        siblings = [Sibling(c.restart, c.alive, self.records[c.path].held) for c in self.children]
         plan = restart_plan(self.spec.strategy, siblings, self.children.index(trigger), retry=retry)
         self._carry_out(
             trigger,
@@ -487,10 +491,15 @@ class SupNode(NodeBase):
 
         def reply_failed(c: Child, reason: str) -> None:
             self.mark(c, State.STOPPED)
+            if c is child:  # not started after all: held again if it does not autostart
+                self.records[c.path].held = not c.autostart
             self.command_running = None
             self.eng.reply(request, f"{c.path}: cannot start: {reason}")
 
         if name == "stop":
+            # an autostart = false child stopped by hand is held again (supervisord's
+            # autostart=false program stays stopped until it is started again)
+            self.records[child.path].held = not child.autostart
             if child.status is State.RESTARTING:
                 key = self.records[child.path].restart_key
                 pending = self.pending.get(key) if key is not None else None
@@ -515,5 +524,6 @@ class SupNode(NodeBase):
             self.eng.reply(request, f"{child.path} is already running")
             return
         steps: list[Step] = [StopChild(child), StartChild(child), Call(reply_ok)]
+        self.records[child.path].held = False  # started by hand: it restarts with its group
         self.command_running = (name, request)
         self._run(steps, on_fail=reply_failed)

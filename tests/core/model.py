@@ -25,7 +25,10 @@ model is plain recursion over the tree:
   whole subtree at once: a ``stop`` for each running service below it (in
   reverse start order), then their ``exit``s;
 - a supervisor that (re)starts begins with an empty restart window and starts
-  all its children in declared order;
+  all its children in declared order, except the *held* ones: a service with
+  ``autostart = false`` is held until a manual ``start`` or ``restart`` of it,
+  and held again by a manual ``stop`` of it; a restart's group leaves a held
+  sibling as it is (not started), a started one restarts like the others;
 - a start failure during the initial start stops the already started
   siblings in reverse order and fails the parent, up to the root: exit 3;
 - manual start/stop/restart are not crashes: no restart, no window entry, no
@@ -53,7 +56,6 @@ The model's log holds tuples:
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from otree.core.spec import AutoShutdown, Restart, Service, Strategy, Supervisor
@@ -68,6 +70,7 @@ class Node:
         self.parent = parent
         self.running = False
         self.restarting = False  # its restart failed and waits for the retry (R28)
+        self.held = isinstance(spec, Service) and not spec.autostart  # not started by hand
         self.history: list[float] = []
         self.children: list[Node] = []
         if isinstance(spec, Supervisor):
@@ -145,6 +148,8 @@ class Model:
         node.history = []
         started: list[Node] = []
         for c in node.children:
+            if c.held:
+                continue
             try:
                 self._start(c)
             except StartFailed:
@@ -239,7 +244,11 @@ class Model:
             group = sup.children[i:]
         for c in reversed(group):
             self._stop(c)
-        todo = [c for c in group if c is child or c.spec.restart is not Restart.TEMPORARY]
+        todo = [
+            c
+            for c in group
+            if c is child or (c.spec.restart is not Restart.TEMPORARY and not c.held)
+        ]
         while todo:
             try:
                 for c in todo:
@@ -291,18 +300,23 @@ class Model:
             return
         node = self.nodes[path]
         assert node.parent is not None and node.parent.running
+        autostart = not isinstance(node.spec, Service) or node.spec.autostart
         if name == "stop":
+            node.held = not autostart
             self._stop(node)
         elif name == "start":
             if not node.running:
-                self._manual_start(node)
+                self._manual_start(node, autostart)
         elif name == "restart":
             self._stop(node)
-            self._manual_start(node)
+            self._manual_start(node, autostart)
 
-    def _manual_start(self, node: Node) -> None:
-        with contextlib.suppress(StartFailed):
+    def _manual_start(self, node: Node, autostart: bool) -> None:
+        node.held = False
+        try:
             self._start(node)
+        except StartFailed:
+            node.held = not autostart
 
 
 def _contains(node: Node, path: str) -> bool:

@@ -328,3 +328,33 @@ def test_a_reexec_during_a_reloads_starts_starts_what_was_left() -> None:
     assert w.events("spawn", "tree_ready") == [("spawn", "f1"), ("spawn", "f2"), ("tree_ready", "")]
     assert set(w.live) == {"a", "f1", "f2"}
     assert snapshot.snapshot(w.engine).starts == ()
+
+
+def test_a_held_service_stays_stopped_across_a_reload() -> None:
+    """autostart = false, never started: still stopped after a reload, and still left
+    alone by a group restart; one started by hand is adopted and restarts with its group."""
+    tree = Supervisor(
+        "root",
+        strategy="one_for_all",
+        children=[svc("a"), svc("late", autostart=False), svc("used", autostart=False)],
+    )
+    w = World(tree)
+    w.run(w.engine.handle(ev.Command("start", "used", 1), w.now))
+    assert set(w.live) == {"a", "used"}
+    w.reload(tree)
+    assert w.events() == [("reexec", ""), ("adopt", "a"), ("adopt", "used"), ("tree_ready", "")]
+    assert {s.path: s.state for s in w.engine.status(w.now)}["late"] == "stopped"
+    w.log.clear()
+    w.crash("a")
+    assert set(w.live) == {"a", "used"}
+    assert ("spawn", "used") in w.events() and ("spawn", "late") not in w.events()
+
+
+def test_a_new_autostart_false_service_is_not_started_by_a_reload() -> None:
+    old = Supervisor("root", children=[svc("a")])
+    new = Supervisor("root", children=[svc("a"), svc("late", autostart=False)])
+    w = World(old)
+    w.reload(new)
+    assert w.events() == [("reexec", ""), ("adopt", "a"), ("tree_ready", "")]
+    w.run(w.engine.handle(ev.Command("start", "late", 1), w.now))
+    assert set(w.live) == {"a", "late"}

@@ -95,6 +95,8 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
     assert log["service"]["log"].pop("ring_bytes") == 256 * 1024
     for path in ("", "web"):  # who each pending restart waits on (issue 10)
         written["engine"]["nodes"][path].pop("pending")
+    for node in written["engine"]["nodes"].values():  # autostart = false, not started: issue 13
+        assert node.pop("held") is False
     # each service's health and watchdog (unset), each process's liveness (none): issue 12
     written["tree"] = _without_liveness(written["tree"])
     for proc in written["procs"]:

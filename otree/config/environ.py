@@ -15,8 +15,8 @@ its fields were checked one by one:
    directory), ``OTREE_PATH`` (the service's path) and ``OTREE_REPLICA`` (0). A
    pool's ``${OTREE_REPLICA}``, ``${OTREE_PATH}`` and ``$$`` are left in pending
    form for :func:`otree.core.pool.instance_spec`, which finishes them per
-   instance; the ``ready``/``health`` addresses of a tree file are expanded
-   before their checks read them (:func:`expand_addresses`);
+   instance. In a tree file, ``user``, ``group`` and the ``ready``/``health``
+   addresses are expanded before their checks read them (:func:`expand_raw`);
 3. a relative ``cwd``, ``log.file``, ``env_file``, and a relative ``cmd[0]``
    with a ``/`` in it are made absolute against the tree's directory (as docker
    compose does), never against the directory otree was started in.
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
@@ -39,7 +39,7 @@ from otree.core.spec import Service, Supervisor
 from otree.errors import Issue
 from otree.paths import STREAMS
 
-__all__ = ["TREE_DIR_VAR", "expand_addresses", "prepare", "read_env_file"]
+__all__ = ["RAW_FIELDS", "TREE_DIR_VAR", "expand_raw", "prepare", "read_env_file"]
 
 #: ``${OTREE_TREE_DIR}``: the directory of the tree file
 TREE_DIR_VAR = "OTREE_TREE_DIR"
@@ -91,9 +91,16 @@ class _Service:
     """One service being finished: its lookup, and the issues found."""
 
     def __init__(
-        self, svc: Service, path: str, base: str, environ: Mapping[str, str], issues: list[Issue]
+        self,
+        svc: Service,
+        path: str,
+        base: str,
+        environ: Mapping[str, str],
+        issues: list[Issue],
+        done: Collection[str],
     ) -> None:
         self.svc = svc
+        self.done = done
         self.path = path
         self.base = base
         self.pool = svc.replicas is not None
@@ -142,19 +149,20 @@ class _Service:
             if file not in STREAMS:
                 file = self.absolute(file)
             changes["log"] = attrs.evolve(svc.log, file=file)
-        for key in ("user", "group"):
+        for key in RAW_FIELDS:
             value = getattr(svc, key)
-            if value is not None:
+            if value is not None and key not in self.done:
                 changes[key] = self.sub(key, value)
         return attrs.evolve(svc, **changes)
 
 
 def prepare(
-    root: Supervisor, base: str, environ: Mapping[str, str]
+    root: Supervisor, base: str, environ: Mapping[str, str], *, done: Collection[str] = ()
 ) -> tuple[Supervisor, list[Issue]]:
     """``root`` with every service finished (the module's steps), and the issues found.
 
-    ``base``: the tree's directory (absolute); ``environ``: otree's environment.
+    ``base``: the tree's directory (absolute); ``environ``: otree's environment;
+    ``done``: the fields already expanded (a tree file's :data:`RAW_FIELDS`).
     """
     issues: list[Issue] = []
 
@@ -163,7 +171,7 @@ def prepare(
         for child in sup.children:
             path = f"{prefix}.{child.name}" if prefix else child.name
             if isinstance(child, Service):
-                children.append(_Service(child, path, base, environ, issues).finished())
+                children.append(_Service(child, path, base, environ, issues, done).finished())
             else:
                 children.append(visit(child, path))
         return attrs.evolve(sup, children=children)
@@ -171,31 +179,40 @@ def prepare(
     return visit(root, ""), issues
 
 
-def expand_addresses(
+#: what :func:`expand_raw` expands in a parsed tree file, before the fields' own checks
+#: read them (they reject ``${...}``): a service's ``user`` and ``group``
+RAW_FIELDS = ("user", "group")
+
+
+def expand_raw(
     doc: dict[str, Any], base: str, environ: Mapping[str, str]
 ) -> list[tuple[tuple[str, ...], str]]:
-    """Expand, in place in a parsed tree file, the ``ready``/``health`` addresses
-    (``tcp``, ``http``) of every service, before their checks read them; the problems
-    as (key path, message)."""
+    """Expand, in place in a parsed tree file, what the fields' own checks read as they
+    are written: every service's ``user``, ``group`` (:data:`RAW_FIELDS`) and
+    ``ready``/``health`` addresses (``tcp``, ``http``). The problems as (key path, message).
+    """
     problems: list[tuple[tuple[str, ...], str]] = []
     stack: list[tuple[tuple[str, ...], dict[str, Any]]] = [((), doc)]
     while stack:
         keys, table = stack.pop()
-        is_service = bool(keys) and ("cmd" in table or "target" in table)
-        for key, value in table.items():
-            if not isinstance(value, dict):
-                continue
-            if not is_service:
-                stack.append(((*keys, key), value))
-                continue
-            if key not in ("ready", "health"):
-                continue
-            lookup = _lookup(environ, base, ".".join(keys), pool=False)
-            for field in _ADDRESS_KEYS:
-                text = value.get(field)
-                if isinstance(text, str):
-                    try:
-                        value[field] = expand(text, lookup)
-                    except ExpandError as exc:
-                        problems.append(((*keys, key, field), str(exc)))
+        if not (keys and ("cmd" in table or "target" in table)):
+            stack.extend(((*keys, k), v) for k, v in table.items() if isinstance(v, dict))
+            continue
+        pool = table.get("replicas") is not None
+        lookup = _lookup(environ, base, ".".join(keys), pool)
+        keep = (REPLICA_VAR, PATH_VAR) if pool else ()
+        places: list[tuple[tuple[str, ...], dict[str, Any], str, bool]] = [
+            ((*keys, field), table, field, True) for field in RAW_FIELDS
+        ]
+        for check in ("ready", "health"):
+            inner = table.get(check)
+            if isinstance(inner, dict):
+                places += [((*keys, check, f), inner, f, False) for f in _ADDRESS_KEYS]
+        for where, holder, field, pending in places:
+            text = holder.get(field)
+            if isinstance(text, str):
+                try:
+                    holder[field] = expand(text, lookup, keep=keep if pending else ())
+                except ExpandError as exc:
+                    problems.append((where, str(exc)))
     return problems

@@ -34,7 +34,7 @@ import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from otree.config.convert import CONVERTER
-from otree.config.environ import expand_addresses, prepare
+from otree.config.environ import RAW_FIELDS, expand_raw, prepare
 from otree.config.keylines import KeyLines, Keys
 from otree.config.pytree import load_target
 from otree.config.scan import MAX_DEPTH, TABLE_FIELDS, hostile, shell_warnings
@@ -265,7 +265,7 @@ class _Builder:
     def finish(self, root: Supervisor, base: str) -> Supervisor:
         """``root`` against its environment and this machine (``otree.config.environ``,
         ``otree.config.system``); the problems are the builder's."""
-        root, issues = prepare(root, base, os.environ)
+        root, issues = prepare(root, base, os.environ, done=RAW_FIELDS)
         for issue in issues + machine_issues(root):
             self.problem(self.keys_of(issue.path), issue.message)
         self.log_paths(root)
@@ -426,7 +426,7 @@ def loads(text: str, file: str = "<string>", *, warnings: list[Issue] | None = N
     builder = _Builder()
     builder.problems = hostile(doc)
     if not builder.problems:
-        builder.problems = expand_addresses(doc, base, os.environ)
+        builder.problems = expand_raw(doc, base, os.environ)
     root = builder.root(doc) if not builder.problems else None
     if root is not None and not builder.problems:
         root = builder.finish(root, base)

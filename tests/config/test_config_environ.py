@@ -181,20 +181,17 @@ def test_an_unset_name_is_an_error_with_its_line_and_key_path(
 ) -> None:
     monkeypatch.delenv("NOT_SET_HERE", raising=False)
     file = str(tmp_path / "tree.toml")
-    assert _error(
+    assert _error(  # every one at once, in line order
         '[web]\ncmd = "x"\nenv = { A = "${NOT_SET_HERE}" }\n'
-        'ready = { tcp = "127.0.0.1:${NOT_SET_HERE}" }\n'
+        'ready = { tcp = "127.0.0.1:${NOT_SET_HERE}" }\nuser = "${NOT_SET_HERE}"\n'
         '[db]\ncmd = "run ${NOT_SET_HERE}"\ncwd = "${oops"\n',
         file,
     ) == [
+        f"{file}:3: web.env.A: {UNSET}",
         f"{file}:4: web.ready.tcp: {UNSET}",
-    ]
-    assert _error('[web]\ncmd = "x"\nenv = { A = "${NOT_SET_HERE}" }\n', file) == [
-        f"{file}:3: web.env.A: {UNSET}"
-    ]
-    assert _error('[db]\ncmd = "run ${NOT_SET_HERE}"\ncwd = "${oops"\n', file) == [
-        f"{file}:2: db.cmd: {UNSET}",
-        f"{file}:3: db.cwd: '${{oops' is not ${{NAME}} or ${{NAME:-default}}"
+        f"{file}:5: web.user: {UNSET}",
+        f"{file}:7: db.cmd: {UNSET}",
+        f"{file}:8: db.cwd: '${{oops' is not ${{NAME}} or ${{NAME:-default}}"
         " (write $$ for a literal $)",
     ]
 

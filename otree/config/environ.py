@@ -34,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from otree.core.expand import ExpandError, escape, expand
+from otree.core.expand import ExpandError, Unset, escape, expand
 from otree.core.pool import PATH_VAR, REPLICA_VAR
 from otree.core.spec import Service, Supervisor
 from otree.errors import Issue
@@ -236,7 +236,13 @@ def expand_raw(
                 try:
                     holder[field] = expand(text, lookup, keep=keep if pending else ())
                 except ExpandError as exc:
-                    problems.append((where, str(exc)))
+                    message = str(exc)
+                    if pool and isinstance(exc, Unset) and exc.name in (REPLICA_VAR, PATH_VAR):
+                        message = (
+                            f"a pool's {where[-2]} address cannot use ${{{exc.name}}}: "
+                            "its instances share the one address written"
+                        )
+                    problems.append((where, message))
                     if field in _STAND_INS:  # so that the rest of the tree is checked too
                         holder[field] = _STAND_INS[field]
                     else:

@@ -294,3 +294,13 @@ def test_a_python_tree_resolves_against_its_files_directory(
     assert [str(i) for i in info.value.issues] == [
         f"{app}/envtree.py: web.env_file: cannot read {app}/gone.env: No such file or directory"
     ]
+
+
+def test_a_pools_probe_address_cannot_take_its_instance_index(tmp_path: Path) -> None:
+    file = str(tmp_path / "tree.toml")
+    assert _error(
+        '[w]\ncmd = "x"\nreplicas = 2\nready = { tcp = "127.0.0.1:80${OTREE_REPLICA}" }\n', file
+    ) == [
+        f"{file}:4: w.ready.tcp: a pool's ready address cannot use ${{OTREE_REPLICA}}:"
+        " its instances share the one address written"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -304,3 +305,23 @@ def test_a_pools_probe_address_cannot_take_its_instance_index(tmp_path: Path) ->
         f"{file}:4: w.ready.tcp: a pool's ready address cannot use ${{OTREE_REPLICA}}:"
         " its instances share the one address written"
     ]
+
+
+_WORDS = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1), min_size=1, max_size=4
+)
+
+
+@given(_WORDS)
+def test_a_loaded_cmd_is_what_was_written_with_each_dollar_doubled(words: list[str]) -> None:
+    """Written with ``$$`` for each ``$``, any argv loads back exactly (no name is read)."""
+    cmd = ", ".join(json.dumps(escape(w), ensure_ascii=False) for w in words)
+    tree = loads(f"[a]\ncmd = [{cmd}]\n")
+    loaded = _svc(tree, "a").cmd
+    assert loaded is not None
+    first = words[0]
+    if "/" in first and not first.startswith("/"):  # a relative program: made absolute
+        assert loaded[0] == os.path.normpath(os.path.join(os.getcwd(), first))
+        assert list(loaded[1:]) == words[1:]
+    else:
+        assert list(loaded) == words

@@ -106,15 +106,21 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
 
 
 def _without_liveness(node: dict[str, Any]) -> dict[str, Any]:
-    """``node`` (a tree as JSON) without the ``health``, ``watchdog`` and pool fields of
-    its services, which must be unset."""
+    """``node`` (a tree as JSON) without the fields added since version 1 (``health``,
+    ``watchdog``, the pool, identity and environment fields, ``cgroups``), which must be
+    at their defaults."""
     if "service" in node:
         svc = dict(node["service"])
         assert svc.pop("health") is None and svc.pop("watchdog") is None
         for name in ("replicas", "intensity", "period"):  # pools: issue 14
             assert svc.pop(name) is None
+        # identity, limits, environment (issue 13): each at its default
+        for name in ("user", "group", "umask", "nice", "oom_score_adj"):
+            assert svc.pop(name) is None
+        assert (svc.pop("limits"), svc.pop("env_file"), svc.pop("autostart")) == ([], [], True)
         return {"service": svc}
-    sup = node["supervisor"]
+    sup = dict(node["supervisor"])
+    assert sup.pop("cgroups") == "auto"  # issue 13
     return {"supervisor": {**sup, "children": [_without_liveness(c) for c in sup["children"]]}}
 
 

@@ -90,6 +90,9 @@ def run(
     socket = socket or os.environ.get("OTREE_SOCKET") or None
     try:
         check_tree(tree)
+        from otree.config.pytree import finish_tree  # env files, ${VAR}: as at a load
+
+        tree = finish_tree(tree, os.getcwd())  # relative paths: the process's directory
         launch = _wire(tree, events=events, log_dir=log_dir, subreaper=subreaper, socket=socket)
     except ConfigError as exc:
         for line in exc.lines():

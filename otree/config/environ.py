@@ -28,23 +28,33 @@ from __future__ import annotations
 
 import io
 import os
+import weakref
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
 
-from otree.core.expand import ExpandError, escape, expand
+from otree.core.expand import ExpandError, Unset, escape, expand
 from otree.core.pool import PATH_VAR, REPLICA_VAR
 from otree.core.spec import Service, Supervisor
 from otree.errors import Issue
 from otree.paths import STREAMS
 
-__all__ = ["RAW_FIELDS", "TREE_DIR_VAR", "expand_raw", "prepare", "read_env_file"]
+__all__ = [
+    "RAW_FIELDS",
+    "TREE_DIR_VAR",
+    "expand_raw",
+    "is_prepared",
+    "prepare",
+    "read_env_file",
+]
 
 #: ``${OTREE_TREE_DIR}``: the directory of the tree file
 TREE_DIR_VAR = "OTREE_TREE_DIR"
 #: the fields of a ``ready``/``health`` table that name an address
 _ADDRESS_KEYS = ("tcp", "http")
+#: an address that could not be expanded is replaced by this while the rest is checked
+_STAND_INS = {"tcp": "127.0.0.1:1", "http": "http://127.0.0.1/"}
 
 
 def read_env_file(file: str) -> tuple[list[tuple[str, str]], str | None]:
@@ -176,7 +186,19 @@ def prepare(
                 children.append(visit(child, path))
         return attrs.evolve(sup, children=children)
 
-    return visit(root, ""), issues
+    tree = visit(root, "")
+    _FINISHED[id(tree)] = tree
+    return tree, issues
+
+
+#: the trees :func:`prepare` made, by id (a tree passed through it twice, as
+#: ``otree.run(otree.load(path))`` does, must not be expanded twice)
+_FINISHED: weakref.WeakValueDictionary[int, Supervisor] = weakref.WeakValueDictionary()
+
+
+def is_prepared(tree: Supervisor) -> bool:
+    """Whether ``tree`` came out of :func:`prepare` (so it is final)."""
+    return _FINISHED.get(id(tree)) is tree
 
 
 #: what :func:`expand_raw` expands in a parsed tree file, before the fields' own checks
@@ -214,5 +236,15 @@ def expand_raw(
                 try:
                     holder[field] = expand(text, lookup, keep=keep if pending else ())
                 except ExpandError as exc:
-                    problems.append((where, str(exc)))
+                    message = str(exc)
+                    if pool and isinstance(exc, Unset) and exc.name in (REPLICA_VAR, PATH_VAR):
+                        message = (
+                            f"a pool's {where[-2]} address cannot use ${{{exc.name}}}: "
+                            "its instances share the one address written"
+                        )
+                    problems.append((where, message))
+                    if field in _STAND_INS:  # so that the rest of the tree is checked too
+                        holder[field] = _STAND_INS[field]
+                    else:
+                        del holder[field]
     return problems

@@ -425,10 +425,11 @@ def loads(text: str, file: str = "<string>", *, warnings: list[Issue] | None = N
     base = os.getcwd() if file == "<string>" else os.path.dirname(os.path.abspath(file))
     builder = _Builder()
     builder.problems = hostile(doc)
+    root = None
     if not builder.problems:
         builder.problems = expand_raw(doc, base, os.environ)
-    root = builder.root(doc) if not builder.problems else None
-    if root is not None and not builder.problems:
+        root = builder.root(doc)
+    if root is not None:
         root = builder.finish(root, base)
     found = shell_warnings(doc) if warnings is not None else []
     lines = KeyLines(text) if found or builder.problems or root is None else None

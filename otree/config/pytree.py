@@ -16,7 +16,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from otree.config.environ import prepare
+from otree.config.environ import is_prepared, prepare
 from otree.config.system import machine_issues
 from otree.core.spec import Service, Supervisor, check_tree
 from otree.errors import ConfigError, Issue
@@ -73,11 +73,21 @@ def load_target(spec: str) -> Supervisor:
         raise ConfigError(i.replace(file=i.file or file) for i in exc.issues) from None
     # env files, ${VAR} and relative paths against the .py file's directory
     base = os.path.dirname(os.path.abspath(file)) if os.path.isfile(file) else os.getcwd()
-    tree, issues = prepare(obj, base, os.environ)
-    issues += machine_issues(tree)
+    return finish_tree(obj, base, file)
+
+
+def finish_tree(tree: Supervisor, base: str, file: str | None = None) -> Supervisor:
+    """A tree built in Python finished against its environment (env files, ``${VAR}``,
+    relative paths against ``base``: :mod:`otree.config.environ`) and checked against
+    this machine (:mod:`otree.config.system`); a tree that was already is returned as it
+    is. Raises ConfigError (its issues name ``file``)."""
+    if is_prepared(tree):
+        return tree
+    done, issues = prepare(tree, base, os.environ)
+    issues += machine_issues(done)
     if issues:
         raise ConfigError(i.replace(file=i.file or file) for i in issues)
-    return tree
+    return done
 
 
 def _import_file(path: str) -> ModuleType:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import attrs
 
+from otree.core.expand import finish
 from otree.core.spec import (
     DEFAULT_EXITED_TIMEOUT,
     DEFAULT_READY_TIMEOUT,
@@ -33,6 +34,7 @@ from otree.core.spec import (
     HealthCmd,
     HealthHttp,
     HealthTcp,
+    Limit,
     ReadyCmd,
     ReadyDelay,
     ReadyExited,
@@ -142,6 +144,15 @@ def _liveness_hints(svc: Service) -> list[str]:
     return out
 
 
+def _limit(limit: Limit) -> str:
+    def shown(value: int | None) -> str:
+        return "unlimited" if value is None else str(value)
+
+    if limit.soft == limit.hard:
+        return shown(limit.soft)
+    return f"{shown(limit.soft)}:{shown(limit.hard)}"
+
+
 def _shutdown_hint(value: object, default: object) -> list[str]:
     if value == default:
         return []
@@ -165,6 +176,11 @@ def _service_hints(svc: Service) -> list[str]:
         hints.append("significant")
     if svc.cwd is not None:
         hints.append(f"cwd {svc.cwd}")
+    hints += [f"{key} {getattr(svc, key)}" for key in ("user", "group") if getattr(svc, key)]
+    if svc.limits:
+        hints.append("limits " + ",".join(f"{lim.name}={_limit(lim)}" for lim in svc.limits))
+    if svc.env_file:
+        hints.append("env_file " + ",".join(svc.env_file))
     if svc.env:
         hints.append("env " + ",".join(k for k, _ in svc.env))  # names only: values may be secrets
     if svc.log is not None and svc.log.file is not None:
@@ -183,11 +199,34 @@ def _supervisor_hints(sup: Supervisor, is_root: bool) -> list[str]:
     return hints
 
 
+def _as_written(pool: Service) -> Service:
+    """A pool's fields as one reads them: ``$$`` as ``$``, ``${OTREE_REPLICA}`` and
+    ``${OTREE_PATH}`` as written (each instance gets its own: ``otree.core.pool``)."""
+
+    def text(value: str) -> str:
+        return finish(value, {})
+
+    log = pool.log
+    if log is not None and log.file is not None:
+        log = attrs.evolve(log, file=text(log.file))
+    return attrs.evolve(
+        pool,
+        cmd=None if pool.cmd is None else [text(a) for a in pool.cmd],
+        args=[text(a) for a in pool.args],
+        cwd=None if pool.cwd is None else text(pool.cwd),
+        log=log,
+        user=None if pool.user is None else text(pool.user),
+        group=None if pool.group is None else text(pool.group),
+    )
+
+
 def _cells(row: TreeRow) -> tuple[str, str, str, str, list[str]]:
     """(name, kind, restart, description, hints) of one row."""
     node = row.node
     name = node.name
     if isinstance(node, Service):
+        if node.replicas is not None:
+            node = _as_written(node)
         return name, "service", node.restart.value, _command(node), _service_hints(node)
     restart = "" if not row.path else node.restart.value
     return name, "supervisor", restart, _supervision(node), _supervisor_hints(node, not row.path)

@@ -48,10 +48,40 @@ def test_service_example_loads() -> None:
 
 def test_the_bad_tree_prints_the_errors_shown() -> None:
     """The "Errors" example: the tree marked as an error, and what ``otree check`` says of it."""
-    (bad,) = re.findall(r"<!-- docs-test: error -->\n```toml\n(.*?)```", DOC, re.S)
+    errors = DOC.split("\n## Errors\n")[1]
+    (bad,) = re.findall(r"<!-- docs-test: error -->\n```toml\n(.*?)```", errors, re.S)
     shown = next(body for lang, body in BLOCKS if body.startswith("$ otree check tree.toml\notree"))
     with pytest.raises(ConfigError) as caught:
         loads(bad, "tree.toml")
     said = [f"otree: {issue}" for issue in caught.value.issues]
     assert shown.splitlines()[1 : 1 + len(said)] == said
     assert shown.splitlines()[1 + len(said) :] == ["$ echo $?", "2"]
+
+
+def test_the_environment_example_prints_what_is_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The /srv/shop example of "Environment, paths and identity", loaded from a copy with
+    its env files (the picture's /srv/shop is the copy's directory), with and without
+    PGPORT set."""
+    part = DOC.split("\n## Environment, paths and identity")[1]
+    (tree,) = re.findall(
+        r"<!-- docs-test: error -->\n```toml\n(.*?)```", part.split("\n### ")[0], re.S
+    )
+    (tmp_path / "tree.toml").write_text(tree)
+    (tmp_path / "defaults.env").write_text("PGOPTIONS=-c work_mem=64MB\nLANG=C.UTF-8\n")
+    (tmp_path / "local.env").write_text("# this machine only\nLANG=en_GB.UTF-8\n")
+    file = str(tmp_path / "tree.toml")
+    monkeypatch.setenv("PGPORT", "5432")
+    picture = next(b for _, b in BLOCKS if b.startswith("$ cd /srv/shop && PGPORT=5432"))
+    shown = render_tree(loads(tree, file)).replace(str(tmp_path), "/srv/shop")
+    assert picture.splitlines()[1:] == shown.splitlines()
+    db = loads(tree, file).child("db")
+    assert db is not None and dict(db.env)["LANG"] == "en_GB.UTF-8"  # type: ignore[union-attr]
+    monkeypatch.delenv("PGPORT")
+    errors = next(b for _, b in BLOCKS if b.startswith("$ cd /srv/shop && otree check tree.toml"))
+    with pytest.raises(ConfigError) as caught:
+        loads(tree, "tree.toml")
+    # the run shown is in /srv/shop; here "tree.toml" is read from this directory
+    said = [f"otree: {i}" for i in caught.value.issues if "PGPORT" in i.message]
+    assert errors.splitlines()[1:] == said

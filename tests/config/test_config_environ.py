@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -181,20 +182,17 @@ def test_an_unset_name_is_an_error_with_its_line_and_key_path(
 ) -> None:
     monkeypatch.delenv("NOT_SET_HERE", raising=False)
     file = str(tmp_path / "tree.toml")
-    assert _error(
+    assert _error(  # every one at once, in line order
         '[web]\ncmd = "x"\nenv = { A = "${NOT_SET_HERE}" }\n'
-        'ready = { tcp = "127.0.0.1:${NOT_SET_HERE}" }\n'
+        'ready = { tcp = "127.0.0.1:${NOT_SET_HERE}" }\nuser = "${NOT_SET_HERE}"\n'
         '[db]\ncmd = "run ${NOT_SET_HERE}"\ncwd = "${oops"\n',
         file,
     ) == [
+        f"{file}:3: web.env.A: {UNSET}",
         f"{file}:4: web.ready.tcp: {UNSET}",
-    ]
-    assert _error('[web]\ncmd = "x"\nenv = { A = "${NOT_SET_HERE}" }\n', file) == [
-        f"{file}:3: web.env.A: {UNSET}"
-    ]
-    assert _error('[db]\ncmd = "run ${NOT_SET_HERE}"\ncwd = "${oops"\n', file) == [
-        f"{file}:2: db.cmd: {UNSET}",
-        f"{file}:3: db.cwd: '${{oops' is not ${{NAME}} or ${{NAME:-default}}"
+        f"{file}:5: web.user: {UNSET}",
+        f"{file}:7: db.cmd: {UNSET}",
+        f"{file}:8: db.cwd: '${{oops' is not ${{NAME}} or ${{NAME:-default}}"
         " (write $$ for a literal $)",
     ]
 
@@ -297,3 +295,33 @@ def test_a_python_tree_resolves_against_its_files_directory(
     assert [str(i) for i in info.value.issues] == [
         f"{app}/envtree.py: web.env_file: cannot read {app}/gone.env: No such file or directory"
     ]
+
+
+def test_a_pools_probe_address_cannot_take_its_instance_index(tmp_path: Path) -> None:
+    file = str(tmp_path / "tree.toml")
+    assert _error(
+        '[w]\ncmd = "x"\nreplicas = 2\nready = { tcp = "127.0.0.1:80${OTREE_REPLICA}" }\n', file
+    ) == [
+        f"{file}:4: w.ready.tcp: a pool's ready address cannot use ${{OTREE_REPLICA}}:"
+        " its instances share the one address written"
+    ]
+
+
+_WORDS = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1), min_size=1, max_size=4
+)
+
+
+@given(_WORDS)
+def test_a_loaded_cmd_is_what_was_written_with_each_dollar_doubled(words: list[str]) -> None:
+    """Written with ``$$`` for each ``$``, any argv loads back exactly (no name is read)."""
+    cmd = ", ".join(json.dumps(escape(w), ensure_ascii=False) for w in words)
+    tree = loads(f"[a]\ncmd = [{cmd}]\n")
+    loaded = _svc(tree, "a").cmd
+    assert loaded is not None
+    first = words[0]
+    if "/" in first and not first.startswith("/"):  # a relative program: made absolute
+        assert loaded[0] == os.path.normpath(os.path.join(os.getcwd(), first))
+        assert list(loaded[1:]) == words[1:]
+    else:
+        assert list(loaded) == words

@@ -4,11 +4,16 @@ gets, read from /proc, and a reload after an env-file edit restarting only that 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from support.cli import otree_cli, status
 from support.otreeproc import RunOtree
 from support.procfs import pid_alive
 from support.waits import DEADLINE
+
+import otree
+from otree import Service, Supervisor
 
 SLEEP = 'cmd = ["sleep", "600"]'
 
@@ -95,3 +100,37 @@ def test_the_child_gets_expanded_fields_and_absolute_paths(
         assert _cmdline(pid) == ["sh", "-c", "sleep 600; :", f"pool.{i}", str(i), "$"]
         assert _environ(pid)["SLOT"] == f"s{i}"
         assert _environ(pid)["OTREE_REPLICA"] == str(i)
+
+
+def _job_tree(*jobs: Service) -> Supervisor:
+    return Supervisor("root", auto_shutdown="all_significant", children=list(jobs))
+
+
+def _job(name: str, cmd: list[str], **fields: Any) -> Service:
+    return Service(name, cmd=cmd, restart="temporary", significant=True, **fields)
+
+
+def test_otree_run_reads_env_files_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.env").write_text("FROM_FILE=file-value\n")
+    tree = _job_tree(
+        _job("job", ["sh", "-c", 'echo "$FROM_FILE $0"', "$${OTREE_PATH}"], env_file="job.env")
+    )
+    assert otree.run(tree) == 0
+    assert "job | file-value ${OTREE_PATH}" in capfd.readouterr().out
+
+
+def test_a_loaded_tree_given_to_otree_run_is_not_expanded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TWICE", "expanded-twice")
+    (tmp_path / "tree.toml").write_text(
+        'auto_shutdown = "all_significant"\n'
+        "[job]\n"
+        """cmd = ["sh", "-c", "printf '%s\\\\n' '$${TWICE}'"]\n"""
+        'restart = "temporary"\nsignificant = true\n'
+    )
+    assert otree.run(otree.load(str(tmp_path / "tree.toml"))) == 0
+    assert "job | ${TWICE}" in capfd.readouterr().out

@@ -1,8 +1,8 @@
 """A tree checked against this machine at load (otree.config.system), and otree check's
 warning about shell syntax in a string cmd (issue 13).
 
-The checks for an otree that is not root run ``otree check`` as ``nobody`` (with
-``setpriv``) when the tests run as root, else as the user running them.
+The checks for an otree that is not root run ``otree check`` in a process that is
+``nobody`` when the tests run as root, else the user running them.
 """
 
 from __future__ import annotations
@@ -11,15 +11,13 @@ import os
 import pwd
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.cli import cli_env, otree_cli
-from support.waits import DEADLINE
+from support.cli import otree_cli
 
 from otree.config.loader import loads
 from otree.errors import ConfigError
@@ -65,36 +63,48 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(path)
 
 
-def _unprivileged() -> tuple[list[str], pwd.struct_passwd]:
-    if os.geteuid() != 0:
-        return [], pwd.getpwuid(os.geteuid())
-    setpriv = shutil.which("setpriv")
-    assert setpriv is not None, "setpriv (util-linux) runs the check as nobody"
-    nobody = pwd.getpwnam("nobody")
-    return [
-        setpriv,
-        f"--reuid={nobody.pw_uid}",
-        f"--regid={nobody.pw_gid}",
-        "--clear-groups",
-    ], nobody
+def _unprivileged() -> pwd.struct_passwd:
+    """The user ``otree check`` runs as: ``nobody`` when the tests run as root."""
+    return pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
 
 
-def _check_unprivileged(directory: Path, tree: str) -> subprocess.CompletedProcess[str]:
-    prefix, _ = _unprivileged()
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "otree", "check", tree],
-        cwd=directory,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE * 2,
-        stdin=subprocess.DEVNULL,
-    )
+def _check_unprivileged(directory: Path, tree: str) -> tuple[int, str]:
+    """``otree check TREE`` in ``directory`` by a process that is not root: a fork of this
+    one that drops to ``nobody`` (when root), so that it needs no file of the test's venv
+    (which may be root's own): what the check imports is imported before the fork."""
+    from dotenv import parser  # noqa: F401 - imported for the child
+
+    import otree.cli.main
+    import otree.config.loader
+    import otree.config.render
+
+    user = _unprivileged()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns to pytest
+        code = 70
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+            os.chdir(directory)
+            sys.stderr = sys.stdout = os.fdopen(write, "w")
+            code = otree.cli.main.run_cli(["check", tree])
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        said = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), said
 
 
 def test_not_root_another_user_or_group_or_a_limit_above_the_hard_one(shared_dir: Path) -> None:
-    _, me = _unprivileged()
-    other = "root" if me.pw_uid != 0 else "nobody"
+    me = _unprivileged()
+    other = "root"
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # the child inherits it
     assert hard != resource.RLIM_INFINITY
     (shared_dir / "tree.toml").write_text(
@@ -103,10 +113,10 @@ def test_not_root_another_user_or_group_or_a_limit_above_the_hard_one(shared_dir
         f"limits = {{ nofile = {hard + 1}, nproc = [1, 2] }}\n"
         f'[own]\ncmd = "x"\nuser = "{me.pw_name}"\nlimits = {{ nofile = [1, {hard}] }}\n'
     )
-    r = _check_unprivileged(shared_dir, "tree.toml")
-    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    code, said = _check_unprivileged(shared_dir, "tree.toml")
+    assert code == 2, said
     who = f"{me.pw_name} (uid {me.pw_uid})"
-    assert r.stderr.splitlines() == [
+    assert said.splitlines() == [
         f"otree: tree.toml:3: db.user: otree runs as {who}, not root: it cannot run a service"
         f" as {other!r}",
         f"otree: tree.toml:6: web.group: otree runs with gid {me.pw_gid}, not root: it cannot"
@@ -117,15 +127,15 @@ def test_not_root_another_user_or_group_or_a_limit_above_the_hard_one(shared_dir
 
 
 def test_not_root_a_python_tree_is_checked_too(shared_dir: Path) -> None:
-    _, me = _unprivileged()
-    other = "root" if me.pw_uid != 0 else "nobody"
+    me = _unprivileged()
+    other = "root"
     (shared_dir / "tree.py").write_text(
         "from otree import Service, Supervisor\n"
         f"tree = Supervisor('root', children=[Service('db', cmd='x', user={other!r})])\n"
     )
-    r = _check_unprivileged(shared_dir, "tree.py:tree")
-    assert r.returncode == 2, r.stderr
-    assert r.stderr == (
+    code, said = _check_unprivileged(shared_dir, "tree.py:tree")
+    assert code == 2, said
+    assert said == (
         f"otree: tree.py: db.user: otree runs as {me.pw_name} (uid {me.pw_uid}), not root: it"
         f" cannot run a service as {other!r}\n"
     )

@@ -446,7 +446,7 @@ def test_the_fields_of_the_identity_and_environment_work_are_written_as_designed
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """user, umask, autostart, ${VAR} and $$ are written per DESIGN.md; otree check of this
-    output waits for those fields (tests/config/pending_import_check.py runs it)."""
+    output is in tests/config/test_import_check.py."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PGDATA", raising=False)
     (tmp_path / "supervisord.conf").write_text(IDENTITY)

@@ -227,3 +227,19 @@ def test_a_stopped_pool_takes_its_new_size_at_its_next_start() -> None:
     assert sim.running() == {}
     assert sim.command("start", "w").ok  # type: ignore[union-attr]
     assert sorted(sim.running()) == ["w.0", "w.1", "w.2"]
+
+
+def test_instance_spec_finishes_the_pending_expansion_with_its_path() -> None:
+    """The loader leaves ``${OTREE_REPLICA}``, ``${OTREE_PATH}`` and ``$$`` (pending form,
+    ``otree.core.expand``); each instance finishes them once."""
+    svc = Service(
+        "w",
+        cmd=["run", "${OTREE_PATH}", "$$${OTREE_REPLICA}", "${OTREE_REPLICA:-x}"],
+        user="u${OTREE_REPLICA}",
+        replicas=3,
+    )
+    spec = instance_spec(svc, 2, "jobs.w")
+    assert spec.cmd == ("run", "jobs.w.2", "$2", "2")
+    assert spec.user == "u2"
+    # without a path (a caller that has none), ${OTREE_PATH} stays as written
+    assert instance_spec(svc, 1).cmd == ("run", "${OTREE_PATH}", "$1", "1")

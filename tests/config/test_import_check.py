@@ -1,10 +1,8 @@
-"""``otree import`` outputs that use fields other work is building: ``user``, ``umask``,
-``autostart`` and ``${VAR}``/``$$`` expansion (wt-ident), ``env_file`` (wt-ident).
-
-PENDING: this file is not collected (pytest takes test_*.py). Once those fields are on
-main, rename it to tests/config/test_import_check.py: every test here must then pass.
-Until then tests/config/test_import.py checks the text these outputs have exactly
-(``target=DESIGNED``), and what an otree without the fields gets (a comment for each).
+"""``otree import`` outputs that use ``user``, ``umask``, ``autostart``, ``env_file`` and
+``${VAR}``/``$$`` expansion, checked with ``otree check`` and loaded (issue 15; the
+fields and their load-time side are issue 13's). tests/config/test_import.py checks the
+text these outputs have exactly (``target=DESIGNED``), and what an otree without the
+fields gets (a comment for each).
 """
 
 from __future__ import annotations

@@ -28,21 +28,13 @@ class Note:
         return f"{self.setting} ({self.source}): no equivalent: {self.reason}"
 
 
-#: the fields DESIGN.md maps to that other work adds to otree; what this otree lacks of them
-#: is a note (a comment saying what to do instead), never a key otree check would refuse
-PLANNED_FIELDS = ("user", "umask", "autostart", "env_file", "replicas")
-
-
 @dataclass(frozen=True)
 class Target:
-    """What the otree that will read the output takes: its service fields, and whether it
-    expands ``${NAME}`` and ``$$`` at load."""
+    """What the otree that will read the output does at load: whether it expands
+    ``${NAME}`` and ``$$`` (then a ``$`` of the input is written ``$$``, ``%(ENV_X)s``
+    as ``${X}``; else a ``$`` as it is and ``%(ENV_X)s`` as its value at import time)."""
 
-    fields: frozenset[str]
     expands: bool
-
-    def has(self, field: str) -> bool:
-        return field in self.fields
 
     def dollars(self, text: str) -> str:
         """``text`` with its ``$`` kept literal in the output (``$$`` where otree expands)."""
@@ -51,17 +43,16 @@ class Target:
 
 @functools.cache
 def this_otree() -> Target:
-    """This otree's fields, and whether its loader expands (it turns ``$$`` into ``$``)."""
+    """Whether this otree's loader expands (it turns ``$$`` into ``$``)."""
     from otree.config.loader import loads
-    from otree.core.spec import SERVICE_FIELDS, Service
+    from otree.core.spec import Service
 
     svc = loads('[a]\ncmd = ["$${OTREE_TREE_DIR}"]\n').children[0]
-    expands = isinstance(svc, Service) and svc.cmd == ("${OTREE_TREE_DIR}",)
-    return Target(frozenset(SERVICE_FIELDS), expands)
+    return Target(isinstance(svc, Service) and svc.cmd == ("${OTREE_TREE_DIR}",))
 
 
-#: the otree of DESIGN.md: every field it lists, and expansion
-DESIGNED = Target(frozenset(PLANNED_FIELDS), True)
+#: the otree of DESIGN.md, which expands ``${NAME}`` at load
+DESIGNED = Target(True)
 
 
 def read_text(file: str) -> str:

@@ -79,18 +79,9 @@ def translate(path: str, env_file: str | None, target: Target) -> tuple[list[Tab
             port += PORT_STEP
             table.set("restart", "temporary", source)
             table.set("significant", True, source)
-        if env_file is not None and target.has("env_file"):
+        if env_file is not None:
             table.set("env_file", env_file, source)
         tables.append(table)
-    if env_file is not None and not target.has("env_file"):
-        notes.append(
-            Note(
-                Source(path, 1),
-                "env_file",
-                f"{env_file} beside the Procfile",
-                ("this otree reads no env file: export its variables before otree run"),
-            )
-        )
     return tables, notes
 
 

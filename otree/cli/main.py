@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from otree.errors import ConfigError, ExitCode, OtreeError, stderr_line
+from otree.errors import ConfigError, ExitCode, Issue, OtreeError, stderr_line
 
 if TYPE_CHECKING:
     from otree.core.spec import Supervisor
@@ -65,10 +65,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
-def _load(arg: str) -> Supervisor:
+def _load(arg: str, warnings: list[Issue] | None = None) -> Supervisor:
     from otree.config.loader import load_tree
 
-    return load_tree(arg)
+    return load_tree(arg, warnings=warnings)
 
 
 def _print_issues(exc: ConfigError) -> int:
@@ -105,10 +105,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from otree.config.render import render_tree
 
+    warnings: list[Issue] = []
     try:
-        tree = _load(args.tree)
+        tree = _load(args.tree, warnings)
     except ConfigError as exc:
         return _print_issues(exc)
+    finally:
+        for warning in warnings:
+            stderr_line(f"warning: {warning}")
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(render_tree(tree, color=colour))
     return ExitCode.OK

@@ -34,9 +34,12 @@ import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from otree.config.convert import CONVERTER
+from otree.config.environ import RAW_FIELDS, expand_raw, prepare
 from otree.config.keylines import KeyLines, Keys
 from otree.config.pytree import load_target
+from otree.config.scan import MAX_DEPTH, TABLE_FIELDS, hostile, shell_warnings
 from otree.config.syntax import syntax_issue
+from otree.config.system import machine_issues
 from otree.core.spec import (
     RESERVED_NAMES,
     ROOT_FIELDS,
@@ -71,8 +74,6 @@ __all__ = ["CONVERTER", "ROOT_NAME", "load", "load_target", "load_tree", "loads"
 #: the name of the root supervisor of a tree file (its path in events is "")
 ROOT_NAME = "root"
 
-#: service fields whose value is a table (so such a sub-table is not a child)
-TABLE_FIELDS = ("env", "ready", "health", "backoff", "log")
 
 #: the kind of readiness check, chosen by which of these keys is present
 READY_BY_KEY: dict[str, type] = {
@@ -259,7 +260,15 @@ class _Builder:
             except ConfigError as exc:
                 for issue in exc.issues:
                     self.problem(self.keys_of(issue.path), issue.message)
-            self.log_paths(root)
+        return root
+
+    def finish(self, root: Supervisor, base: str) -> Supervisor:
+        """``root`` against its environment and this machine (``otree.config.environ``,
+        ``otree.config.system``); the problems are the builder's."""
+        root, issues = prepare(root, base, os.environ, done=RAW_FIELDS)
+        for issue in issues + machine_issues(root):
+            self.problem(self.keys_of(issue.path), issue.message)
+        self.log_paths(root)
         return root
 
     def log_paths(self, root: Supervisor) -> None:
@@ -402,46 +411,10 @@ def _strip(path: str, name: str) -> Keys:
 # --- entry points ---------------------------------------------------------------
 
 
-#: how deep tables may nest (supervisors in supervisors); deeper is refused before any
-#: recursion: a tree is not 65 levels deep on purpose
-MAX_DEPTH = 64
-
-
-def _hostile(doc: Mapping[str, Any]) -> list[tuple[Keys, str]]:
-    """What no tree may hold, found without recursion: tables nested deeper than
-    MAX_DEPTH, a NUL byte in any key or string, an env name with ``=`` (or empty)."""
-    problems: list[tuple[Keys, str]] = []
-    stack: list[tuple[Keys, Any, int]] = [((), doc, 0)]
-    while stack:
-        keys, value, depth = stack.pop()
-        if isinstance(value, str):
-            if "\0" in value:
-                problems.append((keys, "contains a NUL byte"))
-        elif isinstance(value, list):
-            stack.extend(((*keys, str(i)), v, depth) for i, v in enumerate(value))
-        elif isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                problems.append((keys, f"nested too deep: at most {MAX_DEPTH} levels of tables"))
-                continue
-            is_env = bool(keys) and keys[-1] == "env"
-            for key, item in value.items():
-                if "\0" in key:
-                    shown = key.replace("\0", "\\0")
-                    problems.append(((*keys, shown), "the key contains a NUL byte"))
-                elif is_env and ("=" in key or not key):
-                    problems.append(
-                        (
-                            (*keys, key),
-                            "an environment variable name cannot contain '=' or be empty",
-                        )
-                    )
-                inner = depth if key in TABLE_FIELDS else depth + 1
-                stack.append(((*keys, key), item, inner))
-    return problems
-
-
-def loads(text: str, file: str = "<string>") -> Supervisor:
-    """The tree in TOML ``text``; ``file`` names it in messages. Raises ConfigError."""
+def loads(text: str, file: str = "<string>", *, warnings: list[Issue] | None = None) -> Supervisor:
+    """The tree in TOML ``text``; ``file`` names it in messages, and its directory is the
+    tree's (``<string>``: the working directory). Raises ConfigError. ``warnings``, if
+    given, gets what ``otree check`` warns of (a string ``cmd`` with shell syntax)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -449,11 +422,20 @@ def loads(text: str, file: str = "<string>") -> Supervisor:
     except RecursionError:  # arrays or inline tables nested thousands deep
         message = f"invalid TOML: arrays or inline tables nested too deep (at most {MAX_DEPTH})"
         raise ConfigError([Issue("", message, file)]) from None
+    base = os.getcwd() if file == "<string>" else os.path.dirname(os.path.abspath(file))
     builder = _Builder()
-    builder.problems = _hostile(doc)
+    builder.problems = hostile(doc)
+    if not builder.problems:
+        builder.problems = expand_raw(doc, base, os.environ)
     root = builder.root(doc) if not builder.problems else None
+    if root is not None and not builder.problems:
+        root = builder.finish(root, base)
+    found = shell_warnings(doc) if warnings is not None else []
+    lines = KeyLines(text) if found or builder.problems or root is None else None
+    if warnings is not None and lines is not None:
+        warnings.extend(Issue(".".join(k), m, file, lines.find(k)) for k, m in found)
     if builder.problems or root is None:
-        lines = KeyLines(text)
+        assert lines is not None
         issues = [
             Issue(".".join(keys), message, file, lines.find(keys))
             for keys, message in builder.problems
@@ -463,7 +445,7 @@ def loads(text: str, file: str = "<string>") -> Supervisor:
     return root
 
 
-def load(path: str | os.PathLike[str]) -> Supervisor:
+def load(path: str | os.PathLike[str], *, warnings: list[Issue] | None = None) -> Supervisor:
     """The tree in the TOML file at ``path``. Raises ConfigError (never OSError)."""
     file = os.fspath(path)
     try:
@@ -479,13 +461,14 @@ def load(path: str | os.PathLike[str]) -> Supervisor:
         raise ConfigError(
             [Issue("", f"not UTF-8 text: byte 0x{data[exc.start]:02x} is not valid", file, line)]
         ) from None
-    return loads(text.removeprefix("\ufeff"), file)
+    return loads(text.removeprefix("\ufeff"), file, warnings=warnings)
 
 
-def load_tree(arg: str) -> Supervisor:
-    """The tree named on a command line: ``tree.toml``, ``file.py:attr`` or ``module:attr``."""
+def load_tree(arg: str, *, warnings: list[Issue] | None = None) -> Supervisor:
+    """The tree named on a command line: ``tree.toml``, ``file.py:attr`` or ``module:attr``
+    (``warnings``: as for :func:`loads`)."""
     if arg.endswith(".toml"):
-        return load(arg)
+        return load(arg, warnings=warnings)
     if ":" in arg:
         return load_target(arg)
     if arg.endswith(".py"):

@@ -16,6 +16,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from otree.config.environ import prepare
+from otree.config.system import machine_issues
 from otree.core.spec import Service, Supervisor, check_tree
 from otree.errors import ConfigError, Issue
 
@@ -32,7 +34,9 @@ def load_target(spec: str) -> Supervisor:
     A file is imported under a private module name with its directory put
     first on ``sys.path`` (as ``python file.py`` does); a module is imported
     with the current directory on ``sys.path`` (as ``python -m`` does).
-    Raises ConfigError, and runs :func:`check_tree` on the result.
+    Raises ConfigError, and runs :func:`check_tree` on the result, then finishes it
+    against its environment (:mod:`otree.config.environ`, relative to the file's
+    directory) and checks it against this machine (:mod:`otree.config.system`).
     """
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
@@ -67,7 +71,13 @@ def load_target(spec: str) -> Supervisor:
         check_tree(obj)
     except ConfigError as exc:
         raise ConfigError(i.replace(file=i.file or file) for i in exc.issues) from None
-    return obj
+    # env files, ${VAR} and relative paths against the .py file's directory
+    base = os.path.dirname(os.path.abspath(file)) if os.path.isfile(file) else os.getcwd()
+    tree, issues = prepare(obj, base, os.environ)
+    issues += machine_issues(tree)
+    if issues:
+        raise ConfigError(i.replace(file=i.file or file) for i in issues)
+    return tree
 
 
 def _import_file(path: str) -> ModuleType:

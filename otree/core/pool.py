@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from otree.core.expand import finish
 from otree.core.records import Call, ScaleMail, StartChild, Step, StopChild
 from otree.core.service import ServiceNode, State
 from otree.core.spec import INFINITY, Restart, Service, Strategy, Supervisor, walk
@@ -22,43 +23,54 @@ from otree.core.supervisor import Child, SupNode
 if TYPE_CHECKING:
     from otree.core.engine import Engine
 
-__all__ = ["REPLICA_VAR", "PoolNode", "instance_spec", "pool_supervisor", "services"]
+__all__ = ["PATH_VAR", "REPLICA_VAR", "PoolNode", "instance_spec", "pool_supervisor", "services"]
 
 #: the variable each instance finds its index in (and ``${OTREE_REPLICA}`` in its fields)
 REPLICA_VAR = "OTREE_REPLICA"
+#: ``${OTREE_PATH}`` in an instance's fields: its own path (``workers.w.2``)
+PATH_VAR = "OTREE_PATH"
 _TOKEN = "${" + REPLICA_VAR + "}"
 
 
-def _sub(text: str, index: int) -> str:
-    return text.replace(_TOKEN, str(index))
-
-
-def _log_file(file: str, index: int) -> str:
+def _log_file(file: str, lookup: dict[str, str]) -> str:
     """An instance's own log file: ``${OTREE_REPLICA}`` in it, else ``w.log`` -> ``w.2.log``
     (before the suffix, so rotation's ``w.2.log.1`` never meets another instance's file)."""
-    if _TOKEN in file:
-        return _sub(file, index)
+    if _TOKEN in file or "${" + REPLICA_VAR + ":-" in file:
+        return finish(file, lookup)
+    file = finish(file, lookup)
     head, sep, name = file.rpartition("/")
     stem, dot, ext = name.rpartition(".")
+    index = lookup[REPLICA_VAR]
     name = f"{stem}.{index}.{ext}" if dot and stem else f"{name}.{index}"
     return f"{head}{sep}{name}"
 
 
-def instance_spec(svc: Service, index: int) -> Service:
-    """Instance ``index`` of the pool ``svc``: named by its index, ``OTREE_REPLICA`` in its
-    env, ``${OTREE_REPLICA}`` replaced in ``cmd``, ``args``, ``env`` values and ``cwd``."""
-    env = tuple((k, _sub(v, index)) for k, v in svc.env if k != REPLICA_VAR)
+def instance_spec(svc: Service, index: int, path: str | None = None) -> Service:
+    """Instance ``index`` of the pool ``svc`` (at ``path``): named by its index,
+    ``OTREE_REPLICA`` in its env, and its expansion finished (``otree.core.expand``):
+    ``${OTREE_REPLICA}``, ``${OTREE_PATH}`` (with ``path``) and ``$$`` in ``cmd``,
+    ``args``, ``env`` values, ``cwd``, ``log.file``, ``user`` and ``group``."""
+    lookup = {REPLICA_VAR: str(index)}
+    if path is not None:
+        lookup[PATH_VAR] = f"{path}.{index}"
+
+    def sub(text: str) -> str:
+        return finish(text, lookup)
+
+    env = tuple((k, sub(v)) for k, v in svc.env if k != REPLICA_VAR)
     log = svc.log
     if log is not None and log.file is not None:
-        log = attrs.evolve(log, file=_log_file(log.file, index))
+        log = attrs.evolve(log, file=_log_file(log.file, lookup))
     return attrs.evolve(
         svc,
         name=str(index),
-        cmd=None if svc.cmd is None else tuple(_sub(a, index) for a in svc.cmd),
-        args=tuple(_sub(a, index) for a in svc.args),
+        cmd=None if svc.cmd is None else tuple(sub(a) for a in svc.cmd),
+        args=tuple(sub(a) for a in svc.args),
         env=(*env, (REPLICA_VAR, str(index))),
-        cwd=None if svc.cwd is None else _sub(svc.cwd, index),
+        cwd=None if svc.cwd is None else sub(svc.cwd),
         log=log,
+        user=None if svc.user is None else sub(svc.user),
+        group=None if svc.group is None else sub(svc.group),
         replicas=None,
         intensity=None,
         period=None,
@@ -88,7 +100,7 @@ def services(tree: Supervisor) -> Iterable[tuple[str, Service]]:
             yield path, node
         else:
             for i in range(node.replicas):
-                yield f"{path}.{i}", instance_spec(node, i)
+                yield f"{path}.{i}", instance_spec(node, i, path)
 
 
 class PoolNode(SupNode):
@@ -100,7 +112,7 @@ class PoolNode(SupNode):
         super().__init__(eng, path, parent, pool_supervisor(svc))
         self.service = svc
         for i in range(svc.replicas or 0):
-            self.add_child(ServiceNode(eng, f"{path}.{i}", self, instance_spec(svc, i)))
+            self.add_child(ServiceNode(eng, f"{path}.{i}", self, instance_spec(svc, i, path)))
 
     @property
     def autostart(self) -> bool:
@@ -175,7 +187,9 @@ class PoolNode(SupNode):
         """Add instances up to ``count`` (returned) or drop those from ``count`` on."""
         added: list[Child] = []
         for i in range(len(self.children), count):
-            node = ServiceNode(self.eng, f"{self.path}.{i}", self, instance_spec(self.service, i))
+            node = ServiceNode(
+                self.eng, f"{self.path}.{i}", self, instance_spec(self.service, i, self.path)
+            )
             self.add_child(node)
             added.append(node)
         for c in self.children[count:]:

@@ -18,7 +18,9 @@ the re-read tree and calls :func:`resume`, which reconciles the two trees:
    supervisors (a new ``autostart = false`` one aside: it is held) are started
    in declared order, one at a time, through their
    supervisor's queue like ``otree start`` (a start that fails is logged with
-   ``start_failed`` and leaves the child stopped).
+   ``start_failed`` and leaves the child stopped). A changed instance of a pool
+   is a rolling restart: its old process is stopped only when it is next to
+   start, so the instances go down one at a time, in index order.
 4. ``tree_ready`` is reported.
 
 Steps 2-4 are carried out by one :class:`Reconciliation`, attached to the
@@ -43,7 +45,7 @@ import attrs
 
 from otree.core import actions as act
 from otree.core.node import ALIVE, Child, PendingRestart, ServiceNode, State, SupNode
-from otree.core.pool import services
+from otree.core.pool import PoolNode, services
 from otree.core.spec import Service, Shutdown, Supervisor, walk
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
@@ -212,18 +214,27 @@ class Reconciliation:
         self.starts = starts
         self.replies: dict[int, Callable[[str | None], None]] = {}
         self._stops: list[ServiceNode] = []
+        #: a changed pool instance's old process, by path: stopped just before its new one
+        #: starts (a rolling restart: one instance down at a time, in index order)
+        self._rolling: dict[str, ServiceNode] = {}
         self._current: ServiceNode | int | None = None
         self._token = -1
 
-    def add_orphan(self, path: str, pid: int, stop_signal: str, shutdown: Shutdown) -> None:
-        """An old process to stop with its old settings (in the order they are added)."""
+    def add_orphan(
+        self, path: str, pid: int, stop_signal: str, shutdown: Shutdown, *, rolling: bool = False
+    ) -> None:
+        """An old process to stop with its old settings (in the order they are added);
+        ``rolling``: only when the new one at its path is next to start."""
         name = path.rpartition(".")[2]
         spec = Service(name, cmd=["-"], stop_signal=stop_signal, shutdown=shutdown)
         node = ServiceNode(self.engine, path, None, spec, owner=self)
         node.pid = pid
         node.state = State.RUNNING  # even one caught mid-stop: the stop is sent again
         node.announced = True
-        self._stops.append(node)
+        if rolling:
+            self._rolling[path] = node
+        else:
+            self._stops.append(node)
         self.orphans[pid] = node
 
     # --- asked by the engine -------------------------------------------------
@@ -270,12 +281,22 @@ class Reconciliation:
             if parent is None or parent.state is not State.RUNNING or node.alive:
                 self.starts.pop(0)
                 continue
+            old = self._rolling.pop(node.path, None)
+            if old is not None and old.alive:
+                self._current = old
+                old.stop()
+                return
             self._token -= 1
             self._current = self._token
             self.replies[self._token] = self._started
             parent.command("start", node, self._token)
             return
         self._current = None
+        if any(o.alive for o in self._rolling.values()):  # its new one did not start
+            self._stops.extend(self._rolling.values())
+            self._rolling.clear()
+            self.next()
+            return
         for orphan in list(self.orphans.values()):
             self._gone(orphan)
         eng.report("tree_ready", "")
@@ -326,6 +347,7 @@ def resume(
     old = snap.nodes
     orphans: list[tuple[int, str, ServiceRecord | Orphan]] = []  # (stop order, path, record)
     starts: list[Child] = []
+    rolling: set[str] = set()
     order = {path: i for i, path in enumerate(old)}
     old_specs: dict[str, Service | Supervisor] = {"": old_tree, **dict(walk(old_tree))}
     old_specs.update(services(old_tree))  # a pool's instances, by their paths
@@ -373,6 +395,8 @@ def resume(
         adopt = same and srec is not None and srec.state is State.RUNNING and pid is not None
         if srec is not None and pid is not None and not adopt:
             orphans.append((order[path], path, srec))
+            if isinstance(node.parent, PoolNode) and srec.state is State.RUNNING:
+                rolling.add(path)  # a changed instance of a pool: one at a time
         if srec is None:
             if not held:
                 starts.append(node)
@@ -424,7 +448,13 @@ def resume(
     reconciliation = Reconciliation(engine, _top_most(starts))
     for _, path, old_proc in orphans:
         assert old_proc.pid is not None
-        reconciliation.add_orphan(path, old_proc.pid, old_proc.stop_signal, old_proc.shutdown)
+        reconciliation.add_orphan(
+            path,
+            old_proc.pid,
+            old_proc.stop_signal,
+            old_proc.shutdown,
+            rolling=path in rolling and isinstance(old_proc, ServiceRecord),
+        )
     engine.reconciliation = reconciliation
     reconciliation.next()
     return engine.flush()

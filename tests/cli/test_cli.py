@@ -434,7 +434,8 @@ def test_a_start_that_fails_says_why_and_leaves_the_child_stopped(
     script.unlink()
     r = ctl("start", "svc", "--socket", sock)
     assert (r.returncode, r.stdout) == (1, "")
-    assert r.stderr == "otree: svc: cannot start: No such file or directory: './svc.sh'\n"
+    # ./svc.sh is resolved against the tree file's directory at load
+    assert r.stderr == f"otree: svc: cannot start: No such file or directory: '{script}'\n"
     assert proc.find("start_failed", "svc")
     st = status(sock)
     assert st["svc"]["state"] == "stopped"

@@ -33,7 +33,9 @@ def test_first_example_prints_the_picture_shown() -> None:
     picture = next(
         body for lang, body in BLOCKS if body.startswith("$ otree check tree.toml\nroot")
     )
-    assert picture == "$ otree check tree.toml\n" + render_tree(loads(example)) + "\n"
+    # the run shown is of /srv/myapp/tree.toml: its relative cwd is /srv/myapp
+    tree = loads(example, "/srv/myapp/tree.toml")
+    assert picture == "$ otree check tree.toml\n" + render_tree(tree) + "\n"
 
 
 def test_service_example_loads() -> None:

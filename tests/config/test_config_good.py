@@ -97,7 +97,7 @@ def test_every_field_round_trips() -> None:
                 ready=ReadyTcp("127.0.0.1:5432", timeout=60),
                 backoff=Backoff(initial=0.5, max=20, factor=3, reset_after=120, jitter=0.25),
                 significant=True,
-                log=Log(file="db.log", max_bytes=1000, backups=2),
+                log=Log(file="/srv/db.log", max_bytes=1000, backups=2),  # beside the tree file
             ),
             Supervisor(
                 "web",
@@ -136,7 +136,7 @@ def test_every_field_round_trips() -> None:
             ),
         ],
     )
-    tree = loads(EVERY_FIELD)
+    tree = loads(EVERY_FIELD, "/srv/tree.toml")
     assert tree == expected
     db = tree.children[0]
     assert isinstance(db, Service)
@@ -228,9 +228,9 @@ def test_cmd_string_is_split_with_shlex(cmd: str, argv: tuple[str, ...]) -> None
 def test_load_reads_a_path(tmp_path: Path) -> None:
     path = tmp_path / "tree.toml"
     path.write_text(EVERY_FIELD)
-    assert load(path) == loads(EVERY_FIELD)
-    assert load(str(path)) == loads(EVERY_FIELD)
-    assert load_tree(str(path)) == loads(EVERY_FIELD)
+    assert load(path) == loads(EVERY_FIELD, str(path))
+    assert load(str(path)) == loads(EVERY_FIELD, str(path))
+    assert load_tree(str(path)) == loads(EVERY_FIELD, str(path))
 
 
 def test_design_example_loads() -> None:

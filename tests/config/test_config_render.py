@@ -46,13 +46,13 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def test_design_example() -> None:
-    assert render_tree(loads(DESIGN_EXAMPLE)) == (
+    assert render_tree(loads(DESIGN_EXAMPLE, "/srv/myapp/tree.toml")) == (
         "root           supervisor             one_for_one, intensity 3 per 5s\n"
         "├── db         service     permanent  postgres -D data  (ready: tcp 127.0.0.1:5432)\n"
         "└── web        supervisor  permanent  rest_for_one, intensity 3 per 5s\n"
         "    ├── cache  service     permanent  redis-server --port 6380  (shutdown 10s)\n"
         "    └── api    service     permanent  target myapp.api:main"
-        "  (ready: notify, backoff 0.5s..30s, cwd ., env PORT)"
+        "  (ready: notify, backoff 0.5s..30s, cwd /srv/myapp, env PORT)"
     )
 
 

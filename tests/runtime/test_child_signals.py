@@ -29,10 +29,11 @@ signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGTSTP, signal
 os.execv(sys.executable, [sys.executable, "-m", "otree", *sys.argv[1:]])
 """
 
-#: writes its own ignored and blocked sets (a shell: Python would ignore PIPE and XFSZ
+#: writes its own ignored and blocked sets (a shell: Python would ignore PIPE and XFSZ;
+#: ``$$$$`` in the tree file is the shell's ``$$``)
 #: itself), then becomes a sleep that a QUIT ends (its default)
 REPORTER = (
-    "grep -E '^Sig(Ign|Blk)' /proc/$$/status | cut -f2 | tr '\\n' ' ' > sigs.tmp"
+    "grep -E '^Sig(Ign|Blk)' /proc/$$$$/status | cut -f2 | tr '\\n' ' ' > sigs.tmp"
     " && mv sigs.tmp sigs.txt && exec sleep 120"
 )
 

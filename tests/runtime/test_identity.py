@@ -41,10 +41,11 @@ PYTHON = next(
     "/usr/bin/python3",
 )
 
-#: what the service records of itself, in its cwd, before it sleeps
+#: what the service records of itself, in its cwd, before it sleeps (``$$$$`` in the tree
+#: file is the shell's ``$$``: each ``$$`` is one ``$``)
 RECORD = (
-    "cat /proc/$$/status > status.txt; cat /proc/$$/limits > limits.txt;"
-    " cat /proc/$$/oom_score_adj > oom.txt; cat /proc/$$/stat > stat.txt;"
+    "cat /proc/$$$$/status > status.txt; cat /proc/$$$$/limits > limits.txt;"
+    " cat /proc/$$$$/oom_score_adj > oom.txt; cat /proc/$$$$/stat > stat.txt;"
     " env > env.txt; umask > umask.txt; : > created; mv status.txt status.done;"
     " exec sleep 120"
 )

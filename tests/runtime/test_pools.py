@@ -92,3 +92,74 @@ def test_zero_replicas_runs_nothing_until_scaled(otree: Run, tmp_path: Path, soc
     assert status(sock)["w"]["replicas"] == 0 and not run.find("spawn")
     assert otree_cli("scale", "w", "1", "--socket", sock).returncode == 0
     assert run.running_pid("w.0") > 0
+
+
+def test_a_reload_applies_the_files_replicas_keeping_the_other_instances(
+    otree: Run, tmp_path: Path, sock: str
+) -> None:
+    tree = write_tree(tmp_path, '[w]\ncmd = "sleep 60"\nreplicas = 2\n')
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    kept = {p: run.running_pid(p) for p in ("w.0", "w.1")}
+    write_tree(tmp_path, '[w]\ncmd = "sleep 60"\nreplicas = 4\n')
+    assert otree_cli("reload", "--socket", sock).returncode == 0
+    run.wait_for("tree_ready", count=2)
+    nodes = status(sock)
+    assert {p: nodes[p]["pid"] for p in ("w.0", "w.1")} == kept  # adopted, not restarted
+    assert nodes["w.3"]["state"] == "running"
+    write_tree(tmp_path, '[w]\ncmd = "sleep 60"\nreplicas = 1\n')
+    assert otree_cli("reload", "--socket", sock).returncode == 0
+    run.wait_for("tree_ready", count=3)
+    nodes = status(sock)
+    assert nodes["w.0"]["pid"] == kept["w.0"] and "w.1" not in nodes
+    assert not pid_alive(kept["w.1"])
+
+
+def test_a_reload_that_changes_the_cmd_restarts_one_instance_at_a_time(
+    otree: Run, tmp_path: Path, sock: str
+) -> None:
+    """A rolling restart, in index order: each old instance stops only once the new one
+    before it is ready, so the pool is never all down."""
+    tree = write_tree(tmp_path, '[w]\ncmd = "sleep 60"\nreplicas = 3\n')
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    old = [run.running_pid(f"w.{i}") for i in range(3)]
+    write_tree(
+        tmp_path, '[w]\ncmd = "sleep 61"\nreplicas = 3\nready = { delay = 0.2, timeout = 5 }\n'
+    )
+    assert otree_cli("reload", "--socket", sock).returncode == 0
+    run.wait_for("tree_ready", count=2)
+    after = [
+        (e["event"], e["path"])
+        for e in run.events()[[e["event"] for e in run.events()].index("reexec") :]
+        if e["event"] in ("stop", "exit", "spawn", "ready")
+    ]
+    expected = []
+    for i in range(3):
+        expected += [("stop", f"w.{i}"), ("exit", f"w.{i}"), ("spawn", f"w.{i}")]
+        expected += [("ready", f"w.{i}")]
+    assert after == expected, run.describe()
+    assert not any(pid_alive(pid) for pid in old)
+    assert all(status(sock)[f"w.{i}"]["state"] == "running" for i in range(3))
+
+
+def test_a_pool_that_gives_up_escalates_to_its_parent(otree: Run, tmp_path: Path) -> None:
+    """The pool's own window (intensity 1 in 30 s): its second crash makes it give up, stop
+    its other instances and exit abnormally; its parent (a rest_for_one) restarts it and
+    the sibling after it, once, in its own window; the next give-up ends the tree (1)."""
+    (tmp_path / "crash").write_text("")
+    tree = write_tree(
+        tmp_path,
+        'strategy = "rest_for_one"\nintensity = 1\nperiod = 30\n'
+        '[w]\ncmd = ["sh", "-c", "if [ $OTREE_REPLICA = 1 ]; then exit 3; fi; exec sleep 60"]\n'
+        "replicas = 2\nintensity = 1\nperiod = 30\n"
+        '[after]\ncmd = "sleep 60"\n',
+    )
+    run = otree("run", tree)
+    assert run.wait_exit() == 1, run.describe()
+    gave_up = [e["path"] for e in run.find("give_up")]
+    assert gave_up == ["w", "w", ""], run.describe()
+    assert [e["restarts"] for e in run.find("give_up", "w")] == [2, 2]
+    assert len(run.find("restart", "")) == 1  # the root restarted the pool once
+    assert len(run.find("spawn", "after")) == 2  # rest_for_one: the sibling after it too
+    assert not any(pid_alive(pid) for pid in run.child_pids())

@@ -298,7 +298,8 @@ def test_grandchildren_die_with_their_group_on_stop(otree: Run, tmp_path: Path) 
 
 def test_subreaper_reaps_orphans(otree: Run, tmp_path: Path) -> None:
     # the grandchild leaves the group (setsid), outlives its parent and is re-parented to otree
-    script = "setsid sh -c 'echo $$ > gc.pid; sleep 1' & sleep 0.2"
+    # $$$$ in the tree file is the shell's $$ (each $$ is one $)
+    script = "setsid sh -c 'echo $$$$ > gc.pid; sleep 1' & sleep 0.2"
     tree = write_tree(
         tmp_path,
         f'[steady]\n{SLEEP}\n[parent]\ncmd = ["sh", "-c", "{script}"]\nrestart = "temporary"\n',

@@ -15,7 +15,6 @@ import pytest
 from support.cli import otree_cli
 
 from otree.config.importers import import_file
-from otree.config.importers.common import DESIGNED, Target
 from otree.config.loader import loads
 from otree.core.pool import instance_spec
 from otree.core.spec import Service, Supervisor, walk
@@ -441,15 +440,15 @@ IDENTITY = (
 )
 
 
-def test_the_fields_of_the_identity_and_environment_work_are_written_as_designed(
+def test_user_umask_autostart_variables_and_dollars_are_written_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """user, umask, autostart, ${VAR} and $$ are written per DESIGN.md, for an otree that
-    expands ${VAR} at load (tests/config/test_import_check.py checks this otree's output)."""
+    """user, umask, autostart, ${VAR} and $$ are written per DESIGN.md (otree check of such
+    outputs, and otree run of them: tests/config/test_import_check.py)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PGDATA", raising=False)
     (tmp_path / "supervisord.conf").write_text(IDENTITY)
-    made = import_file("supervisord.conf", "tree.toml", check=False, target=DESIGNED)
+    made = import_file("supervisord.conf", "tree.toml", check=False)
     assert made.unset == ["PGDATA"]
     body = made.text.split("# [program:db]", 1)[1]
     assert body == (
@@ -465,57 +464,20 @@ def test_the_fields_of_the_identity_and_environment_work_are_written_as_designed
         "ready = { delay = 1 }\n"
         "autostart = false\n"
     )
-    elsewhere = import_file("supervisord.conf", "/srv/tree.toml", check=False, target=DESIGNED)
+    elsewhere = import_file("supervisord.conf", "/srv/tree.toml", check=False)
     assert f'cwd = "{tmp_path}"' in elsewhere.text  # %(here)s is not the output's directory
 
 
 def test_a_procfile_with_port_and_an_env_file_is_written_as_designed(tmp_path: Path) -> None:
     (tmp_path / "Procfile").write_text("web: gunicorn app:app --bind 0.0.0.0:$PORT\n")
     (tmp_path / ".env").write_text("SECRET=x\n")
-    made = import_file(str(tmp_path / "Procfile"), check=False, target=DESIGNED)
+    made = import_file(str(tmp_path / "Procfile"), check=False)
     assert made.text.split("[web]\n", 1)[1] == (
         'cmd = ["sh", "-c", "gunicorn app:app --bind 0.0.0.0:$$PORT"]\n'
         'env = { PORT = "5000" }\n'
         'restart = "temporary"\n'
         "significant = true\n"
         'env_file = ".env"\n'
-    )
-
-
-BEFORE = Target(expands=False)  # an otree that does not expand ${VAR} at load
-
-
-def test_without_expansion_values_are_written_as_they_are(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An otree that does not expand ${VAR}: the variable's value now (a note says so), a $
-    as it is, %(here)s as the absolute directory; user, umask and autostart as fields."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PGDATA", "/var/lib/pg")
-    (tmp_path / "supervisord.conf").write_text(IDENTITY)
-    made = import_file("supervisord.conf", "tree.toml", check=False, target=BEFORE)
-    body = made.text.split("# [program:db]", 1)[1]
-    assert body == (
-        " supervisord.conf:1\n"
-        "[db]\n"
-        "cmd = \"postgres -D /var/lib/pg -c 'log_line_prefix=%m $user '\"\n"
-        f'cwd = "{tmp_path}"\n'
-        f'env = {{ PGPORT = "5432", HOME = "{tmp_path}/home" }}\n'
-        'user = "postgres"\n'
-        'umask = "0077"\n'
-        'restart = "transient"\n'
-        "shutdown = 10\n"
-        "ready = { delay = 1 }\n"
-        "autostart = false\n"
-        "# %(ENV_PGDATA)s (supervisord.conf:2): no equivalent: written with its value at import\n"
-        "#   time: this otree has no ${VAR} expansion\n"
-    )
-    monkeypatch.delenv("PGDATA")
-    with pytest.raises(ConfigError) as info:
-        import_file("supervisord.conf", "tree.toml", check=False, target=BEFORE)
-    assert str(info.value) == (
-        "supervisord.conf:2: program:db.command: cannot translate %(ENV_PGDATA)s: PGDATA is"
-        " not set here, and this otree has no ${VAR} expansion to read it when it starts"
     )
 
 
@@ -531,7 +493,7 @@ def test_supervisords_own_umask_and_limits_are_every_programs(
         "[supervisord]\numask=027\nminfds=4096\nminprocs=512\n"
     )
     monkeypatch.chdir(tmp_path)
-    made = import_file("supervisord.conf", check=False, target=BEFORE)
+    made = import_file("supervisord.conf", check=False)
     assert not made.notes
     assert made.text.split("[a]\n", 1)[1] == (
         'cmd = "a"\n'
@@ -563,7 +525,7 @@ def test_a_bad_global_umask_or_limit_names_its_line(
 ) -> None:
     (tmp_path / "s.conf").write_text(f"[program:a]\ncommand=a\n[supervisord]\n{option}\n")
     with pytest.raises(ConfigError) as info:
-        import_file(str(tmp_path / "s.conf"), check=False, target=BEFORE)
+        import_file(str(tmp_path / "s.conf"), check=False)
     key = option.split("=")[0]
     assert str(info.value) == f"{tmp_path}/s.conf:4: supervisord.{key}: {message}"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 
@@ -28,31 +27,10 @@ class Note:
         return f"{self.setting} ({self.source}): no equivalent: {self.reason}"
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the otree that will read the output does at load: whether it expands
-    ``${NAME}`` and ``$$`` (then a ``$`` of the input is written ``$$``, ``%(ENV_X)s``
-    as ``${X}``; else a ``$`` as it is and ``%(ENV_X)s`` as its value at import time)."""
-
-    expands: bool
-
-    def dollars(self, text: str) -> str:
-        """``text`` with its ``$`` kept literal in the output (``$$`` where otree expands)."""
-        return text.replace("$", "$$") if self.expands else text
-
-
-@functools.cache
-def this_otree() -> Target:
-    """Whether this otree's loader expands (it turns ``$$`` into ``$``)."""
-    from otree.config.loader import loads
-    from otree.core.spec import Service
-
-    svc = loads('[a]\ncmd = ["$${OTREE_TREE_DIR}"]\n').children[0]
-    return Target(isinstance(svc, Service) and svc.cmd == ("${OTREE_TREE_DIR}",))
-
-
-#: the otree of DESIGN.md, which expands ``${NAME}`` at load
-DESIGNED = Target(True)
+def dollars(text: str) -> str:
+    """``text`` with its ``$`` kept literal in the output: otree expands ``${NAME}`` at
+    load, and ``$$`` is its literal ``$``."""
+    return text.replace("$", "$$")
 
 
 def read_text(file: str) -> str:
@@ -98,9 +76,9 @@ def same_dir(a: str, b: str) -> bool:
         return os.path.abspath(a or ".") == os.path.abspath(b or ".")
 
 
-def relative_to(directory: str, out_dir: str, target: Target) -> str:
+def relative_to(directory: str, out_dir: str) -> str:
     """``directory`` as the output names it: ``${OTREE_TREE_DIR}`` when the output is written
-    there (and otree expands it), else its absolute path."""
-    if target.expands and same_dir(directory, out_dir):
+    there, else its absolute path."""
+    if same_dir(directory, out_dir):
         return "${OTREE_TREE_DIR}"
-    return target.dollars(os.path.abspath(directory))
+    return dollars(os.path.abspath(directory))

@@ -19,9 +19,9 @@ from otree.config.importers import supervisord_tables as t
 from otree.config.importers import values as v
 from otree.config.importers.common import (
     Note,
-    Target,
     check_name,
     display_path,
+    dollars,
     read_text,
     relative_to,
 )
@@ -99,10 +99,9 @@ def read_sections(path: str) -> tuple[list[Section], list[Note], list[str]]:
 class Translator:
     """One supervisord configuration's sections -> the tables of a tree."""
 
-    def __init__(self, sections: list[Section], out_dir: str, target: Target) -> None:
+    def __init__(self, sections: list[Section], out_dir: str) -> None:
         self.sections = sections
         self.out_dir = out_dir
-        self.target = target
         self.notes: list[Note] = []
         self.base_env: dict[str, str] = {}
         self.base_env_source: Source | None = None
@@ -120,7 +119,7 @@ class Translator:
         out: list[str] = []
         pos = 0
         for m in _EXPANSION.finditer(opt.value):
-            out.append(self.target.dollars(opt.value[pos : m.start()]))
+            out.append(dollars(opt.value[pos : m.start()]))
             pos = m.end()
             if m["percent"]:
                 out.append("%")
@@ -129,7 +128,7 @@ class Translator:
         rest = opt.value[pos:]
         if "%(" in rest:
             v.fail(opt, path, f"cannot read the expansion in {rest!r} (expected %(name)s)")
-        out.append(self.target.dollars(rest))
+        out.append(dollars(rest))
         return "".join(out)
 
     def _one(self, opt: Option, path: str, name: str, fmt: str, ctx: dict[str, str]) -> str:
@@ -137,27 +136,9 @@ class Translator:
         if name.startswith("ENV_"):
             if fmt != "s":
                 v.fail(opt, path, f"cannot translate {written}: otree's ${{VAR}} has no format")
-            if self.target.expands:
-                return "${" + name[4:] + "}"
-            value = os.environ.get(name[4:])
-            if value is None:
-                v.fail(
-                    opt,
-                    path,
-                    (
-                        f"cannot translate {written}: {name[4:]} is not set here, and this otree"
-                        " has no ${VAR} expansion to read it when it starts"
-                    ),
-                )
-            self.note(
-                opt,
-                path,
-                written,
-                ("written with its value at import time: this otree has no ${VAR} expansion"),
-            )
-            return value
+            return "${" + name[4:] + "}"
         if name == "here":
-            return relative_to(os.path.dirname(opt.source.file) or ".", self.out_dir, self.target)
+            return relative_to(os.path.dirname(opt.source.file) or ".", self.out_dir)
         if name == "process_num":
             if "replicas" not in ctx:  # one process: its number is known
                 try:

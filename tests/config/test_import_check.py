@@ -125,3 +125,16 @@ def test_an_imported_configuration_runs_with_its_user_umask_limits_and_autostart
     down = otree_cli("shutdown", "--socket", sock)
     assert down.returncode == 0, down.stderr
     assert run.wait_exit() == 0
+
+
+def test_a_procfiles_dotenv_reaches_its_processes(tmp_path: Path) -> None:
+    """honcho and foreman read the .env beside the Procfile: the import makes it the
+    services' env_file, read when otree loads the tree."""
+    (tmp_path / "Procfile").write_text("web: echo web has $SECRET and $PORT\n")
+    (tmp_path / ".env").write_text("SECRET='s3 cret'\n")
+    made = otree_cli("import", "Procfile", "-o", "tree.toml", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert 'env_file = ".env"' in (tmp_path / "tree.toml").read_text()
+    run = otree_cli("run", "tree.toml", "--socket", str(tmp_path / "s"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "web | web has s3 cret and 5000" in " ".join((run.stdout + run.stderr).split())

@@ -11,6 +11,9 @@ The fake world is as simple as a world of processes can be:
 - ``Signal`` makes the process exit at once, killed by that signal, unless it
   was marked ``hang_on_stop``: then it ignores everything but ``Kill``.
   ``Kill`` makes it exit at once with signal ``KILL``.
+- A service with ``autostart = false`` gets no ``Spawn`` until
+  ``command("start", path)`` (or ``restart``): the engine holds it back, so
+  ``inject`` of it does nothing until then.
 - ``SetTimer``/``CancelTimer`` keep a heap of timers on the fake clock;
   ``Report`` becomes one trace event; ``Exit`` ends the run.
 

@@ -15,7 +15,6 @@ import pytest
 from support.cli import otree_cli
 
 from otree.config.importers import import_file
-from otree.config.importers.common import DESIGNED, Target
 from otree.config.loader import loads
 from otree.core.pool import instance_spec
 from otree.core.spec import Service, Supervisor, walk
@@ -24,8 +23,7 @@ from otree.testing import simulate
 
 DATA = Path(__file__).parent / "data" / "import"
 
-#: the inputs whose output passes otree check on main today (no user, umask, autostart,
-#: ${VAR} or $: those are in test_import_check.py)
+#: inputs without user, umask, autostart, ${VAR} or $ (those are in test_import_check.py)
 SUPERVISORD = ["django/supervisord.conf", "nginx-php/supervisord.conf"]
 
 
@@ -442,15 +440,15 @@ IDENTITY = (
 )
 
 
-def test_the_fields_of_the_identity_and_environment_work_are_written_as_designed(
+def test_user_umask_autostart_variables_and_dollars_are_written_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """user, umask, autostart, ${VAR} and $$ are written per DESIGN.md; otree check of this
-    output is in tests/config/test_import_check.py."""
+    """user, umask, autostart, ${VAR} and $$ are written per DESIGN.md (otree check of such
+    outputs, and otree run of them: tests/config/test_import_check.py)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PGDATA", raising=False)
     (tmp_path / "supervisord.conf").write_text(IDENTITY)
-    made = import_file("supervisord.conf", "tree.toml", check=False, target=DESIGNED)
+    made = import_file("supervisord.conf", "tree.toml", check=False)
     assert made.unset == ["PGDATA"]
     body = made.text.split("# [program:db]", 1)[1]
     assert body == (
@@ -466,14 +464,14 @@ def test_the_fields_of_the_identity_and_environment_work_are_written_as_designed
         "ready = { delay = 1 }\n"
         "autostart = false\n"
     )
-    elsewhere = import_file("supervisord.conf", "/srv/tree.toml", check=False, target=DESIGNED)
+    elsewhere = import_file("supervisord.conf", "/srv/tree.toml", check=False)
     assert f'cwd = "{tmp_path}"' in elsewhere.text  # %(here)s is not the output's directory
 
 
 def test_a_procfile_with_port_and_an_env_file_is_written_as_designed(tmp_path: Path) -> None:
     (tmp_path / "Procfile").write_text("web: gunicorn app:app --bind 0.0.0.0:$PORT\n")
     (tmp_path / ".env").write_text("SECRET=x\n")
-    made = import_file(str(tmp_path / "Procfile"), check=False, target=DESIGNED)
+    made = import_file(str(tmp_path / "Procfile"), check=False)
     assert made.text.split("[web]\n", 1)[1] == (
         'cmd = ["sh", "-c", "gunicorn app:app --bind 0.0.0.0:$$PORT"]\n'
         'env = { PORT = "5000" }\n'
@@ -483,62 +481,60 @@ def test_a_procfile_with_port_and_an_env_file_is_written_as_designed(tmp_path: P
     )
 
 
-BEFORE = Target(frozenset(), expands=False)  # an otree without those fields and expansion
-
-
-def test_without_the_fields_they_are_notes_and_values_are_written_as_they_are(
+def test_supervisords_own_umask_and_limits_are_every_programs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An otree that lacks user, umask, autostart and ${VAR}: a note for each field (so the
-    output still passes its otree check), the variable's value now, a $ as it is."""
+    """[supervisord] umask, minfds and minprocs (supervisord's own, which its programs
+    inherit) are written on each program: umask where it has none of its own, limits
+    nofile and nproc; written after the programs, they apply all the same."""
+    (tmp_path / "supervisord.conf").write_text(
+        "[program:a]\ncommand=a\numask=077\n"
+        "[program:b]\ncommand=b\nstartsecs=0\n"
+        "[supervisord]\numask=027\nminfds=4096\nminprocs=512\n"
+    )
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PGDATA", "/var/lib/pg")
-    (tmp_path / "supervisord.conf").write_text(IDENTITY)
-    made = import_file("supervisord.conf", "tree.toml", check=False, target=BEFORE)
-    body = made.text.split("# [program:db]", 1)[1]
-    assert body == (
-        " supervisord.conf:1\n"
-        "[db]\n"
-        "cmd = \"postgres -D /var/lib/pg -c 'log_line_prefix=%m $user '\"\n"
-        f'cwd = "{tmp_path}"\n'
-        f'env = {{ PGPORT = "5432", HOME = "{tmp_path}/home" }}\n'
+    made = import_file("supervisord.conf", check=False)
+    assert not made.notes
+    assert made.text.split("[a]\n", 1)[1] == (
+        'cmd = "a"\n'
+        'umask = "0077"\n'
         'restart = "transient"\n'
         "shutdown = 10\n"
         "ready = { delay = 1 }\n"
-        "# %(ENV_PGDATA)s (supervisord.conf:2): no equivalent: written with its value at import\n"
-        "#   time: this otree has no ${VAR} expansion\n"
-        "# user = postgres (supervisord.conf:4): no equivalent: this otree has no per-service\n"
-        "#   user: run otree run as that user\n"
-        "# umask = 077 (supervisord.conf:5): no equivalent: this otree has no per-service umask:\n"
-        "#   set it before otree run (umask 022)\n"
-        "# autostart = false (supervisord.conf:6): no equivalent: this otree starts every service\n"
-        "#   with the tree: otree stop PATH after it\n"
+        "limits = { nofile = 4096, nproc = 512 }\n"
+        "\n"
+        "# [program:b] supervisord.conf:4\n"
+        "[b]\n"
+        'cmd = "b"\n'
+        'umask = "0027"\n'
+        'restart = "transient"\n'
+        "shutdown = 10\n"
+        "limits = { nofile = 4096, nproc = 512 }\n"
     )
-    monkeypatch.delenv("PGDATA")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("umask=8", "expected an octal umask such as 022, got '8'"),
+        ("minfds=many", "expected an integer, got 'many'"),
+    ],
+)
+def test_a_bad_global_umask_or_limit_names_its_line(
+    tmp_path: Path, option: str, message: str
+) -> None:
+    (tmp_path / "s.conf").write_text(f"[program:a]\ncommand=a\n[supervisord]\n{option}\n")
     with pytest.raises(ConfigError) as info:
-        import_file("supervisord.conf", "tree.toml", check=False, target=BEFORE)
-    assert str(info.value) == (
-        "supervisord.conf:2: program:db.command: cannot translate %(ENV_PGDATA)s: PGDATA is"
-        " not set here, and this otree has no ${VAR} expansion to read it when it starts"
-    )
-
-
-def test_without_env_files_a_procfile_dotenv_is_a_note(tmp_path: Path) -> None:
-    (tmp_path / "Procfile").write_text("web: gunicorn app:app --bind 0.0.0.0:$PORT\n")
-    (tmp_path / ".env").write_text("SECRET=x\n")
-    made = import_file(str(tmp_path / "Procfile"), target=BEFORE)
-    assert 'cmd = ["sh", "-c", "gunicorn app:app --bind 0.0.0.0:$PORT"]\n' in made.text
-    assert [str(n) for n in made.notes] == [
-        f"{tmp_path}/Procfile:1: env_file: no equivalent: this otree reads no env file:"
-        " export its variables before otree run"
-    ]
+        import_file(str(tmp_path / "s.conf"), check=False)
+    key = option.split("=")[0]
+    assert str(info.value) == f"{tmp_path}/s.conf:4: supervisord.{key}: {message}"
 
 
 @pytest.mark.parametrize("name", ["container/supervisord.conf", "procfile-python/Procfile"])
 def test_inputs_with_identity_fields_and_variables_pass_otree_check(
     tmp_path: Path, name: str
 ) -> None:
-    """Whichever of the fields this otree has: a field, or a note, and otree check passes."""
+    """Their user, umask and autostart as fields, and otree check passes."""
     out, _ = _import(tmp_path, name)
     check = otree_cli("check", out.name, cwd=out.parent)
     assert check.returncode == 0, check.stderr
@@ -550,6 +546,7 @@ def test_inputs_with_identity_fields_and_variables_pass_otree_check(
         for prog_name, prog in programs.items():
             assert list(services[prog_name].cmd or ()) == _expected_argv(prog, prog_name, 0)
         assert services["app"].stop_signal == "INT" and services["app"].log is None
+        assert [s.autostart for s in services.values()] == [True, True, False]
     else:
         assert list(services) == ["release", "web", "worker", "clock"]
         web = services["web"].cmd or ()

@@ -69,3 +69,35 @@ def test_a_service_with_autostart_false_waits_for_otree_start(
     assert r.returncode == 0, r.stderr
     assert run.wait_exit() == 0
     assert not any(pid_alive(p) for p in spawns(run, "late") + spawns(run, "db"))
+
+
+def test_a_reload_leaves_it_stopped_and_starts_no_new_one(
+    tmp_path: Path, otree: Run, sock: str
+) -> None:
+    """Reloaded unchanged, the service nobody started stays stopped and the others are
+    adopted; reloaded with one more autostart = false service, that one is not started."""
+    write_tree(tmp_path, TREE)
+    run = otree("run", "tree.toml", "--socket", sock)
+    run.wait_for("tree_ready")
+    db = run.running_pid("db")
+    r = ctl("reload", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    run.wait_for("tree_ready", count=2)
+    st = status(sock)
+    assert (st["late"]["state"], st["db"]["pid"]) == ("stopped", db)
+
+    write_tree(tmp_path, TREE + '\n[extra]\ncmd = "sleep 600"\nautostart = false\n')
+    r = ctl("reload", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    run.wait_for("tree_ready", count=3)
+    st = status(sock)
+    assert [st[p]["state"] for p in ("late", "db", "extra")] == ["stopped", "running", "stopped"]
+    assert st["db"]["pid"] == db and spawns(run, "late") == spawns(run, "extra") == []
+
+    r = ctl("start", "extra", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    extra = run.running_pid("extra")
+    r = ctl("shutdown", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    assert run.wait_exit() == 0
+    assert not pid_alive(extra) and not pid_alive(db)

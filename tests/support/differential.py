@@ -109,9 +109,21 @@ def _fill_cmd(doc: dict[str, Any], cmd: str) -> None:
                 _fill_cmd(value, cmd)
 
 
+def _hold_some(doc: dict[str, Any], rng: random.Random) -> None:
+    """``autostart = false`` on about one service in six (issue 13): stopped until a
+    scheduled ``start`` or ``restart`` of it, left alone by group restarts until then."""
+    for value in doc.values():
+        if isinstance(value, dict) and "cmd" in value:
+            if rng.random() < 1 / 6:
+                value["autostart"] = False
+        elif isinstance(value, dict):
+            _hold_some(value, rng)
+
+
 def example(seed: int, items: int = 5) -> Example:
     rng = random.Random(seed)
     doc = _node(rng, 3, False, root=True)
+    _hold_some(doc, random.Random(f"autostart {seed}"))  # its own draws: the trees stay
     text = to_toml(doc)
     cmd_line = f"cmd = {prog('obey')}"
     text = "\n".join(cmd_line if line == 'cmd = ""' else line for line in text.splitlines())

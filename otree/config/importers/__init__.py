@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from otree.config.importers import procfile, supervisord
-from otree.config.importers.common import Note, Target, display_path, read_text, this_otree
+from otree.config.importers.common import Note, display_path, read_text
 from otree.config.importers.writer import Source, Table, render
 from otree.errors import ConfigError, Issue
 
@@ -44,25 +44,20 @@ def kind_of(path: str) -> str:
     return "supervisord"
 
 
-def import_file(
-    path: str, out: str | None = None, *, check: bool = True, target: Target | None = None
-) -> Imported:
+def import_file(path: str, out: str | None = None, *, check: bool = True) -> Imported:
     """The tree for the supervisord configuration or Procfile at ``path``; ``out`` is where it
     will be written (None: stdout, taken to be beside the input). Raises ``ConfigError``.
 
     With ``check`` (always, from the command line) the text is loaded as ``otree check``
-    loads it, and a problem is a ``ConfigError`` at the input line it came from. ``target``
-    is what the otree reading the output takes (default: this one): a field it lacks is a
-    note, and without ``${VAR}`` expansion a ``$`` is written as it is."""
-    target = target or this_otree()
+    loads it, and a problem is a ``ConfigError`` at the input line it came from."""
     out_dir = os.path.dirname(out) if out else os.path.dirname(path)
     kind = kind_of(path)
     files = [path]
     if kind == "Procfile":
-        tables, notes = procfile.translate(path, procfile.env_file_for(path, out_dir), target)
+        tables, notes = procfile.translate(path, procfile.env_file_for(path, out_dir))
     else:
         sections, notes, files = supervisord.read_sections(path)
-        translator = supervisord.Translator(sections, out_dir, target)
+        translator = supervisord.Translator(sections, out_dir)
         tables = translator.tables()
         notes = notes + translator.notes
         if not any(t.keys for t in tables):
@@ -74,8 +69,7 @@ def import_file(
     if check:
         tree_file = out or os.path.join(out_dir, "tree.toml")
         _validate(rendered.text, rendered.sources, tree_file, path)
-    unset = unset_variables(rendered.text) if target.expands else []
-    return Imported(rendered.text, notes, kind, unset)
+    return Imported(rendered.text, notes, kind, unset_variables(rendered.text))
 
 
 def _attach(tables: list[Table], notes: list[Note]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 
@@ -28,40 +27,10 @@ class Note:
         return f"{self.setting} ({self.source}): no equivalent: {self.reason}"
 
 
-#: the fields DESIGN.md maps to that other work adds to otree; what this otree lacks of them
-#: is a note (a comment saying what to do instead), never a key otree check would refuse
-PLANNED_FIELDS = ("user", "umask", "autostart", "env_file", "replicas")
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the otree that will read the output takes: its service fields, and whether it
-    expands ``${NAME}`` and ``$$`` at load."""
-
-    fields: frozenset[str]
-    expands: bool
-
-    def has(self, field: str) -> bool:
-        return field in self.fields
-
-    def dollars(self, text: str) -> str:
-        """``text`` with its ``$`` kept literal in the output (``$$`` where otree expands)."""
-        return text.replace("$", "$$") if self.expands else text
-
-
-@functools.cache
-def this_otree() -> Target:
-    """This otree's fields, and whether its loader expands (it turns ``$$`` into ``$``)."""
-    from otree.config.loader import loads
-    from otree.core.spec import SERVICE_FIELDS, Service
-
-    svc = loads('[a]\ncmd = ["$${OTREE_TREE_DIR}"]\n').children[0]
-    expands = isinstance(svc, Service) and svc.cmd == ("${OTREE_TREE_DIR}",)
-    return Target(frozenset(SERVICE_FIELDS), expands)
-
-
-#: the otree of DESIGN.md: every field it lists, and expansion
-DESIGNED = Target(frozenset(PLANNED_FIELDS), True)
+def dollars(text: str) -> str:
+    """``text`` with its ``$`` kept literal in the output: otree expands ``${NAME}`` at
+    load, and ``$$`` is its literal ``$``."""
+    return text.replace("$", "$$")
 
 
 def read_text(file: str) -> str:
@@ -107,9 +76,9 @@ def same_dir(a: str, b: str) -> bool:
         return os.path.abspath(a or ".") == os.path.abspath(b or ".")
 
 
-def relative_to(directory: str, out_dir: str, target: Target) -> str:
+def relative_to(directory: str, out_dir: str) -> str:
     """``directory`` as the output names it: ``${OTREE_TREE_DIR}`` when the output is written
-    there (and otree expands it), else its absolute path."""
-    if target.expands and same_dir(directory, out_dir):
+    there, else its absolute path."""
+    if same_dir(directory, out_dir):
         return "${OTREE_TREE_DIR}"
-    return target.dollars(os.path.abspath(directory))
+    return dollars(os.path.abspath(directory))

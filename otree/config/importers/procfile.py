@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-from otree.config.importers.common import Note, Target, check_name, read_text
+from otree.config.importers.common import Note, check_name, dollars, read_text
 from otree.config.importers.writer import Source, Table
 from otree.errors import ConfigError, Issue
 
@@ -29,7 +29,7 @@ def shell_syntax(command: str) -> bool:
     return bool(_SHELL.search(command))
 
 
-def translate(path: str, env_file: str | None, target: Target) -> tuple[list[Table], list[Note]]:
+def translate(path: str, env_file: str | None) -> tuple[list[Table], list[Note]]:
     """The tables of the tree for the Procfile at ``path``; ``env_file`` is the ``.env`` beside
     it as the output names it (honcho and foreman read it), or None."""
     notes: list[Note] = []
@@ -66,9 +66,9 @@ def translate(path: str, env_file: str | None, target: Target) -> tuple[list[Tab
     for name, command, source in release + [e for e in entries if e[0] != "release"]:
         table = Table((name,), source)
         table.comments.append(f"{source}: {name}: {command}")
-        cmd: str | list[str] = target.dollars(command)
+        cmd: str | list[str] = dollars(command)
         if shell_syntax(command):
-            cmd = ["sh", "-c", target.dollars(command)]
+            cmd = ["sh", "-c", dollars(command)]
         table.set("cmd", cmd, source)
         if name == "release":
             table.comments.append("the release phase: a one-shot step before the others")
@@ -79,18 +79,9 @@ def translate(path: str, env_file: str | None, target: Target) -> tuple[list[Tab
             port += PORT_STEP
             table.set("restart", "temporary", source)
             table.set("significant", True, source)
-        if env_file is not None and target.has("env_file"):
+        if env_file is not None:
             table.set("env_file", env_file, source)
         tables.append(table)
-    if env_file is not None and not target.has("env_file"):
-        notes.append(
-            Note(
-                Source(path, 1),
-                "env_file",
-                f"{env_file} beside the Procfile",
-                ("this otree reads no env file: export its variables before otree run"),
-            )
-        )
     return tables, notes
 
 

@@ -19,9 +19,9 @@ from otree.config.importers import supervisord_tables as t
 from otree.config.importers import values as v
 from otree.config.importers.common import (
     Note,
-    Target,
     check_name,
     display_path,
+    dollars,
     read_text,
     relative_to,
 )
@@ -99,13 +99,15 @@ def read_sections(path: str) -> tuple[list[Section], list[Note], list[str]]:
 class Translator:
     """One supervisord configuration's sections -> the tables of a tree."""
 
-    def __init__(self, sections: list[Section], out_dir: str, target: Target) -> None:
+    def __init__(self, sections: list[Section], out_dir: str) -> None:
         self.sections = sections
         self.out_dir = out_dir
-        self.target = target
         self.notes: list[Note] = []
         self.base_env: dict[str, str] = {}
         self.base_env_source: Source | None = None
+        self.base_umask: tuple[str, Source] | None = None  # [supervisord] umask
+        #: [supervisord] minfds and minprocs as limits: (name, value, where)
+        self.base_limits: list[tuple[str, int, Source]] = []
 
     def note(self, opt: Option | Section, path: str, setting: str, reason: str) -> None:
         self.notes.append(Note(opt.source, path, setting, reason))
@@ -117,7 +119,7 @@ class Translator:
         out: list[str] = []
         pos = 0
         for m in _EXPANSION.finditer(opt.value):
-            out.append(self.target.dollars(opt.value[pos : m.start()]))
+            out.append(dollars(opt.value[pos : m.start()]))
             pos = m.end()
             if m["percent"]:
                 out.append("%")
@@ -126,7 +128,7 @@ class Translator:
         rest = opt.value[pos:]
         if "%(" in rest:
             v.fail(opt, path, f"cannot read the expansion in {rest!r} (expected %(name)s)")
-        out.append(self.target.dollars(rest))
+        out.append(dollars(rest))
         return "".join(out)
 
     def _one(self, opt: Option, path: str, name: str, fmt: str, ctx: dict[str, str]) -> str:
@@ -134,27 +136,9 @@ class Translator:
         if name.startswith("ENV_"):
             if fmt != "s":
                 v.fail(opt, path, f"cannot translate {written}: otree's ${{VAR}} has no format")
-            if self.target.expands:
-                return "${" + name[4:] + "}"
-            value = os.environ.get(name[4:])
-            if value is None:
-                v.fail(
-                    opt,
-                    path,
-                    (
-                        f"cannot translate {written}: {name[4:]} is not set here, and this otree"
-                        " has no ${VAR} expansion to read it when it starts"
-                    ),
-                )
-            self.note(
-                opt,
-                path,
-                written,
-                ("written with its value at import time: this otree has no ${VAR} expansion"),
-            )
-            return value
+            return "${" + name[4:] + "}"
         if name == "here":
-            return relative_to(os.path.dirname(opt.source.file) or ".", self.out_dir, self.target)
+            return relative_to(os.path.dirname(opt.source.file) or ".", self.out_dir)
         if name == "process_num":
             if "replicas" not in ctx:  # one process: its number is known
                 try:
@@ -193,6 +177,9 @@ class Translator:
         """The tree's tables, the root first."""
         programs: dict[str, Program] = {}
         groups: list[Section] = []
+        for section in self.sections:  # first: its umask and limits are every program's
+            if section.kind == "supervisord":
+                self.supervisord(section)
         for section in self.sections:
             kind = section.kind
             if kind == "program":
@@ -206,7 +193,7 @@ class Translator:
             elif kind == "group":
                 groups.append(section)
             elif kind == "supervisord":
-                self.supervisord(section)
+                continue
             elif kind in t.SECTION_REASONS:
                 self.note(
                     section, section.label, f"[{section.name}]", t.SECTION_REASONS[kind] or ""
@@ -231,10 +218,22 @@ class Translator:
                 }
                 self.base_env_source = opt.source
                 continue
+            if name == "umask":
+                self.base_umask = (v.umask(opt, path), opt.source)
+                continue
+            if name in t.LIMITS:
+                self.base_limits.append((t.LIMITS[name], v.integer(opt, path), opt.source))
+                continue
             reason = t.SUPERVISORD_REASONS.get(name, "a setting of supervisord itself")
             self.note(opt, path, f"[supervisord] {name} = {opt.value}", reason)
 
     def finish_env(self, prog: Program) -> None:
+        """``[supervisord]``'s environment below the program's own, and its ``minfds`` and
+        ``minprocs`` as the program's limits (supervisord raises its own limits to them,
+        and every program inherits them)."""
+        if self.base_limits:
+            limits = {name: n for name, n, _ in self.base_limits}
+            prog.table.set("limits", limits, self.base_limits[0][2])
         if not self.base_env:
             return
         entries = prog.table.entries
@@ -309,27 +308,12 @@ class Translator:
                 for k, x in v.env_pairs(opt, path("environment")).items()
             }
             put("env", env, opt)
-        if "user" in opts and self.target.has("user"):
+        if "user" in opts:
             put("user", self.expand(opts["user"], path("user"), ctx), opts["user"])
-        elif "user" in opts:
-            opt = opts["user"]
-            self.note(
-                opt,
-                path("user"),
-                f"user = {opt.value}",
-                ("this otree has no per-service user: run otree run as that user"),
-            )
-        if "umask" in opts and self.target.has("umask"):
+        if "umask" in opts:
             put("umask", v.umask(opts["umask"], path("umask")), opts["umask"])
-        elif "umask" in opts:
-            opt = opts["umask"]
-            v.umask(opt, path("umask"))
-            self.note(
-                opt,
-                path("umask"),
-                f"umask = {opt.value}",
-                ("this otree has no per-service umask: set it before otree run (umask 022)"),
-            )
+        elif self.base_umask is not None:  # supervisord's own umask, which its children inherit
+            table.set("umask", self.base_umask[0], self.base_umask[1])
         restart = "transient"  # supervisord's default autorestart is unexpected
         restart_src = table.source
         if "autorestart" in opts:
@@ -358,15 +342,7 @@ class Translator:
                 ready["timeout"] = secs + 30
             table.set("ready", ready, opts["startsecs"].source if "startsecs" in opts else None)
         if "autostart" in opts and not v.boolean(opts["autostart"], path("autostart")):
-            if self.target.has("autostart"):
-                put("autostart", False, opts["autostart"])
-            else:
-                self.note(
-                    opts["autostart"],
-                    path("autostart"),
-                    "autostart = false",
-                    ("this otree starts every service with the tree: otree stop PATH after it"),
-                )
+            put("autostart", False, opts["autostart"])
         if "replicas" in ctx:
             put("replicas", int(ctx["replicas"]), opts["numprocs"])
         if "process_name" in opts:

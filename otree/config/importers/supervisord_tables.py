@@ -64,11 +64,14 @@ SECTION_REASONS = {
     "fcgi-program": "otree does not create sockets for its services; run the program as a service",
 }
 
+#: [supervisord] options that are limits of every program: supervisord raises its own soft
+#: limit to them (and children inherit it); otree sets them per service, soft = hard
+LIMITS = {"minfds": "nofile", "minprocs": "nproc"}
+
 SUPERVISORD_REASONS = {
     "nodaemon": "otree run always runs in the foreground",
     "environment": "",  # merged below each program's environment
     "user": "otree runs as the user who starts it; each service can have its own user",
-    "umask": "a service inherits otree's umask; each service can have its own umask",
     "directory": "a service inherits otree's working directory unless it has cwd",
     "logfile": "otree writes its own lines to stderr (the console); --events F for events",
     "pidfile": "otree run keeps its pid and lock next to its socket",
@@ -76,7 +79,5 @@ SUPERVISORD_REASONS = {
     "logfile_maxbytes": "otree writes its own lines to stderr (the console)",
     "logfile_backups": "otree writes its own lines to stderr (the console)",
     "loglevel": "otree writes all its own lines to stderr (the console)",
-    "minfds": "otree's services inherit its limits (ulimit -n before otree run)",
-    "minprocs": "otree's services inherit its limits (ulimit -u before otree run)",
     "identifier": "otree is found by its socket (--socket P)",
 }

@@ -321,7 +321,13 @@ def cmd_reload(args: argparse.Namespace) -> int:
 def render_reload(reply: dict[str, Any]) -> str:
     """``reloaded (otree pid N)`` and what changed: kept, stopped, started and failed paths."""
     lines = [f"reloaded (otree pid {reply.get('pid')})"]
-    for key, label in (("adopted", "kept"), ("stopped", "stopped"), ("started", "started")):
+    shown = (
+        ("adopted", "kept"),
+        ("updated", "updated"),
+        ("stopped", "stopped"),
+        ("started", "started"),
+    )
+    for key, label in shown:
         paths = reply.get(key) or []
         if paths:
             lines.append(f"  {label + ':':<8} {', '.join(str(p) for p in paths)}")

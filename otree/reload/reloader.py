@@ -488,6 +488,8 @@ class Reloader:
             key = {"adopt": "adopted", "stop": "stopped", "spawn": "started"}.get(report.event)
             if key is not None:
                 summary[key].append(report.path)
+            elif report.event == "update":
+                summary.setdefault("updated", []).append(report.path)
             elif report.event == "start_failed":
                 summary["failed"].append(f"{report.path}: {report.fields.get('reason')}")
             elif report.event == "tree_ready":

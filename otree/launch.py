@@ -232,6 +232,7 @@ def _wire_locked(
             runtime.discard()
             raise
         reloader.control = control
+        control.reload_plan = reloader.plan  # otree reload --dry-run
         runtime.on_close(control.close)
     _stray_signals(runtime, control)
     _service_manager(runtime, reloader)

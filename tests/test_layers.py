@@ -69,9 +69,10 @@ LAYERS: dict[str, Layer] = {
         "launch is the one place that wires runtime, control and reload",
     ),
     "cli": _layer(
-        "launch config control errors runtime.output _version",
+        "launch config control errors runtime.output testing _version",
         "the command line goes through launch, config and the control client"
-        " (and prints `otree logs` with the console's own line prefixes, runtime.output)",
+        " (and prints `otree logs` with the console's own line prefixes, runtime.output;"
+        " `otree simulate` runs the public simulator, testing)",
         types_only="core",
     ),
     "__init__": _layer(
@@ -230,7 +231,7 @@ def test_every_package_has_a_row() -> None:
         ("otree.control.server", "def f():\n    from otree.runtime.driver import X", "runtime"),
         ("otree.cli.main", "from otree.config.loader import _converter", "private _converter"),
         ("otree.cli.main", "from otree.config._scan import Keys", "private _scan"),
-        ("otree.cli.main", "from otree.testing import simulate", "imports 'otree.testing'"),
+        ("otree.cli.main", "from otree.reload import reloader", "imports 'otree.reload'"),
         ("otree._target", "from otree.errors import OtreeError", "imports nothing of otree"),
         ("otree.errors", "from .core import spec", "imports 'otree.core'"),
     ],

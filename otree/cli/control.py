@@ -302,6 +302,22 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 @_guard
 def cmd_reload(args: argparse.Namespace) -> int:
     """Re-exec the tree's otree with the re-read tree file; answered once it is ready again."""
+    if args.dry_run:  # what it would do: the same reconciliation, nothing changes
+        from otree.cli.plan import render_plan
+
+        with _connect(args) as client:
+            try:
+                reply = client.call("reload_plan")
+            except NotRunning:
+                raise
+            except ControlError as exc:
+                first, *rest = str(exc).splitlines() or ["refused"]
+                stderr_line(f"a reload now would be refused: {first}")
+                for line in rest:
+                    stderr_line(line)
+                return ExitCode.REFUSED
+        print(render_plan(reply))
+        return ExitCode.OK
     with _connect(args) as client:
         _long_wait(client, args)  # answered once the new image has the tree up again
         try:
@@ -321,7 +337,13 @@ def cmd_reload(args: argparse.Namespace) -> int:
 def render_reload(reply: dict[str, Any]) -> str:
     """``reloaded (otree pid N)`` and what changed: kept, stopped, started and failed paths."""
     lines = [f"reloaded (otree pid {reply.get('pid')})"]
-    for key, label in (("adopted", "kept"), ("stopped", "stopped"), ("started", "started")):
+    shown = (
+        ("adopted", "kept"),
+        ("updated", "updated"),
+        ("stopped", "stopped"),
+        ("started", "started"),
+    )
+    for key, label in shown:
         paths = reply.get(key) or []
         if paths:
             lines.append(f"  {label + ':':<8} {', '.join(str(p) for p in paths)}")
@@ -463,6 +485,11 @@ def add_commands(sub: Any) -> None:
         "reload", help="re-exec otree with the re-read tree file, keeping unchanged children"
     )
     _common(p)
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what a reload would keep, update, restart, stop and start; change nothing",
+    )
     p.set_defaults(func=cmd_reload)
 
     p = sub.add_parser("shutdown", help="stop the tree in order; 'otree run' exits 0")

@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     from otree.cli import migrate  # otree import
 
     migrate.add_command(sub)
+    from otree.cli import simulate  # otree simulate: the tree in the simulator
+
+    simulate.add_command(sub)
     return parser
 
 

@@ -43,6 +43,7 @@ COMMANDS: dict[str, dict[str, type]] = {
     "shutdown": {},
     "reload": {},
     "scale": {"path": str, "n": int},  # n: how many instances the pool runs
+    "reload_plan": {},  # what a reload would do (otree reload --dry-run); changes nothing
 }
 #: commands whose ``path`` is required
 NEEDS_PATH = frozenset({"start", "stop", "restart", "scale"})

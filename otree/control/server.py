@@ -181,6 +181,8 @@ class ControlServer:
         self._conns: dict[int, Conn] = {}
         #: clients waiting for the answer to ``reload`` (given by the new image after a re-exec)
         self._reloads: list[tuple[Conn, int]] = []
+        #: ``reload_plan``'s answer: the plan, or why a reload would be refused (launch sets it)
+        self.reload_plan: Callable[[], dict[str, Any] | str] | None = None
         self._closed = False
         loop.add_reader(self.sock.fileno(), self._accept)
 
@@ -319,6 +321,12 @@ class ControlServer:
             self._send(conn, ok_reply(rid, **self.info, uptime=time.time() - self.info["started"]))
         elif req.cmd == "logs":
             self._logs(conn, req)
+        elif req.cmd == "reload_plan":
+            plan = self.reload_plan() if self.reload_plan is not None else None
+            if isinstance(plan, dict):
+                self._send(conn, ok_reply(rid, **plan))
+            else:
+                self._send(conn, error_reply(rid, plan or "this tree cannot reload"))
         else:  # start | stop | restart | shutdown | reload: the runtime decides and answers
             waiting = (conn, rid)
             if req.cmd == "reload":

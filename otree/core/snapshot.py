@@ -6,8 +6,10 @@ node's state, PID, start time, restart history, backoff step and pending
 restart timers. The new image builds an engine from
 the re-read tree and calls :func:`resume`, which reconciles the two trees:
 
-1. ``reexec`` is reported, then every service whose spec is unchanged and whose
-   process was running is **adopted** (same PID, never restarted: ``adopt``).
+1. ``reexec`` is reported, then every service whose spec is unchanged, or changed
+   in how it is supervised only (:mod:`otree.core.changes`), and whose process was
+   running is **adopted** (same PID, never restarted: ``adopt``, then ``update``
+   with the fields applied in place).
    Exited, stopped and restarting children keep their state; pending restart
    timers are set again for the time that was left. An ``autostart = false``
    service nobody had started (*held*) stays held and stopped.
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 import attrs
 
 from otree.core import actions as act
+from otree.core.changes import service_change
 from otree.core.node import ALIVE, Child, PendingRestart, ServiceNode, State, SupNode
 from otree.core.pool import PoolNode, services
 from otree.core.spec import Service, Shutdown, Supervisor, walk
@@ -392,7 +395,9 @@ def resume(
         assert isinstance(node, ServiceNode)
         srec = rec if isinstance(rec, ServiceRecord) else None
         pid = None if srec is None else srec.pid
-        adopt = same and srec is not None and srec.state is State.RUNNING and pid is not None
+        change = service_change(was, node.spec) if isinstance(was, Service) else None
+        kept = change is not None and not change.restart  # same, or supervision-only changes
+        adopt = kept and srec is not None and srec.state is State.RUNNING and pid is not None
         if srec is not None and pid is not None and not adopt:
             orphans.append((order[path], path, srec))
             if isinstance(node.parent, PoolNode) and srec.state is State.RUNNING:
@@ -408,6 +413,8 @@ def resume(
             node.started_at = srec.started_at
             node.backoff_next = srec.backoff_next
             engine.report("adopt", path, pid=node.pid)
+            if change is not None and change.update:  # supervised under the new spec now
+                engine.report("update", path, fields=list(change.update))
         elif srec.state in (State.RESTARTING, State.EXITED, State.STOPPED) and not not_reached:
             _restore_common(node, srec)
             _put(node, srec.state)

@@ -355,7 +355,15 @@ class SupNode(NodeBase):
         if not self.window.add(self.eng.now):
             self._give_up(trigger)
             return
-        self.eng.report("restart", self.path, strategy=self.spec.strategy.value, child=trigger.path)
+        self.eng.report(
+            "restart",
+            self.path,
+            strategy=self.spec.strategy.value,
+            child=trigger.path,
+            count=len(self.window.times),  # the window was pruned by add(): this one included
+            intensity=self.spec.intensity,
+            period=self.spec.period,
+        )
         times = self.records[trigger.path].restart_times  # status shows the window: no more
         times.append(self.eng.now)
         while self.eng.now - times[0] > self.spec.period:

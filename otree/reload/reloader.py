@@ -45,7 +45,7 @@ import signal
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -238,6 +238,26 @@ class Reloader:
             except ConfigError as exc:
                 return "\n".join([INVALID, *exc.lines()])
         return None
+
+    def plan(self) -> dict[str, Any] | str:
+        """``otree reload --dry-run``: what a reload would do now, computed by the reload's
+        own reconciliation on a scratch engine (:mod:`otree.core.plan`), or why it would be
+        refused. Nothing changes, and nothing is started or signalled."""
+        error = self._stopping() or self._refusal()
+        if error is not None:
+            return error
+        from otree.config.loader import load_tree
+        from otree.core.plan import reload_plan
+
+        try:
+            tree = self.rt.tree if self.tree_source is None else load_tree(self.tree_source)
+            plan = reload_plan(self.rt.engine, tree, self.rt.loop.clock())
+        except ConfigError as exc:  # changed again since _refusal() read it
+            return "\n".join([INVALID, *exc.lines()])
+        except Exception as exc:  # a dry run never takes the tree down
+            return f"cannot plan the reload: {type(exc).__name__}: {_clip(str(exc))}"
+        busy = self.busy()
+        return {**plan, "busy": busy} if busy is not None else plan
 
     def _refuse(self, waiters: list[tuple[str, ReplyCallback | None]], error: str) -> None:
         for reason, on_reply in waiters:
@@ -488,6 +508,8 @@ class Reloader:
             key = {"adopt": "adopted", "stop": "stopped", "spawn": "started"}.get(report.event)
             if key is not None:
                 summary[key].append(report.path)
+            elif report.event == "update":
+                summary.setdefault("updated", []).append(report.path)
             elif report.event == "start_failed":
                 summary["failed"].append(f"{report.path}: {report.fields.get('reason')}")
             elif report.event == "tree_ready":

@@ -494,7 +494,12 @@ def describe_event(event: str, path: str, fields: dict[str, Any]) -> str:
     if event in ("spawn", "ready", "stop", "adopt"):
         return f"{who}: {event} pid {pid}"
     if event == "restart":
-        return f"{who}: restart ({fields.get('strategy')}) after {fields.get('child')}"
+        text = f"{who}: restart ({fields.get('strategy')}) after {fields.get('child')}"
+        if fields.get("count") is None:
+            return text
+        return f"{text} ({fields['count']} of {fields['intensity']} in {fields['period']:g} s)"
+    if event == "update":
+        return f"{who}: updated in place ({', '.join(fields.get('fields') or ())})"
     if event == "give_up":
         return (
             f"{who}: giving up after {fields.get('restarts')} restarts in {fields.get('period')} s"

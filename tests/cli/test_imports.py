@@ -29,6 +29,17 @@ CLIENT = (
     "cattrs",
     "hypothesis",
 )
+#: ``otree simulate`` forks nothing and talks to no tree (its lines are the console's own,
+#: ``runtime.output``, the one part of the runtime the command line may use)
+SIMULATE = (
+    "otree.runtime.driver",
+    "otree.runtime.loop",
+    "otree.runtime.posix",
+    "otree.runtime.processes",
+    "otree.reload",
+    "otree.launch",
+    "otree.control.server",
+)
 RUN_START = ("otree.reload.document", "hypothesis", "otree.testing")
 #: not inherited from the test's environment: a re-exec, a fault, another socket
 OTREE_VARS = ("OTREE_HANDOFF_FD", "OTREE_TEST_FAULT", "OTREE_TEST_HOLD", "OTREE_SOCKET")
@@ -114,3 +125,11 @@ def test_otree_run_loads_the_handoff_document_only_for_a_re_exec(tmp_path: Path)
     assert code == 0  # the job ended: the tree shut itself down
     assert "otree.runtime.driver" in names and "otree.reload.reloader" in names
     assert offending(names, RUN_START) == []
+
+
+def test_otree_simulate_loads_none_of_the_running_machinery(tmp_path: Path) -> None:
+    (tmp_path / "tree.toml").write_text('[db]\ncmd = "postgres"\n')
+    code, names = imported(OTREE, ["simulate", "tree.toml", "--crash", "db@1"], tmp_path)
+    assert code == 0
+    assert "otree.core.engine" in names  # the real engine
+    assert offending(names, SIMULATE) == []

@@ -13,7 +13,7 @@ from otree.core import actions as act
 from otree.core import events as ev
 from otree.core import snapshot
 from otree.core.engine import Engine
-from otree.core.spec import Backoff, ReadyNotify, Supervisor
+from otree.core.spec import Backoff, ReadyCmd, ReadyNotify, Supervisor
 from otree.errors import ReexecError
 from otree.reload import document
 
@@ -141,6 +141,34 @@ def test_changed_removed_and_new_are_stopped_restarted_and_started_in_order() ->
     assert w.live["a"] == a and w.live["b"] != b
     assert set(w.live) == {"a", "b", "c", "fresh"}
     assert not any(e["event"] == "restart" for e in w.log)
+
+
+def test_a_supervision_only_change_keeps_the_pid_and_is_an_update() -> None:
+    """DESIGN "Observability": a changed ``ready``, ``shutdown`` or ``stop_signal``
+    applies in place; the kept process is stopped with its new settings from then on."""
+    old = Supervisor("root", children=[svc("a"), svc("b")])
+    new = Supervisor(
+        "root",
+        children=[
+            svc("a", ready=ReadyCmd(["pg_isready"]), shutdown=20.0, stop_signal="INT"),
+            svc("b"),
+        ],
+    )
+    w = World(old)
+    before = dict(w.live)
+    w.reload(new)
+    assert w.live == before
+    assert w.events() == [
+        ("reexec", ""),
+        ("adopt", "a"),
+        ("update", "a"),
+        ("adopt", "b"),
+        ("tree_ready", ""),
+    ]
+    assert w.log[2]["fields"] == ["stop_signal", "shutdown", "ready"]
+    out = w.engine.handle(ev.Command("stop", "a", 1), w.now)
+    assert act.Signal("a", before["a"], "INT") in out
+    assert any(isinstance(x, act.SetTimer) and x.delay == 20.0 for x in out)  # its shutdown
 
 
 def test_reload_changes_are_not_counted_as_restarts() -> None:

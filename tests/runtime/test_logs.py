@@ -262,6 +262,8 @@ def test_describe_event() -> None:
     assert d("restart", "", {"strategy": "one_for_all", "child": "a"}) == (
         "(root): restart (one_for_all) after a"
     )
+    window = {"strategy": "one_for_one", "child": "a", "count": 2, "intensity": 3, "period": 5.0}
+    assert d("restart", "w", window) == "w: restart (one_for_one) after a (2 of 3 in 5 s)"
     assert d("tree_stopped", "", {"exit_code": 1}) == "tree stopped (exit code 1)"
 
 

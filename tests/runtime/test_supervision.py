@@ -51,6 +51,22 @@ def test_one_for_one_restarts_only_the_crashed_child(otree: Run, tmp_path: Path)
     assert restart["strategy"] == "one_for_one" and restart["child"] == "b"
 
 
+def test_restart_events_count_the_window_in_the_log_and_on_the_console(
+    otree: Run, tmp_path: Path
+) -> None:
+    run = otree("run", write_tree(tmp_path, f"intensity = 3\nperiod = 30\n[a]\n{SLEEP}\n"))
+    run.wait_for("tree_ready")
+    for n in (1, 2):
+        crash(run, "a")
+        run.wait_for("spawn", "a", count=n + 1)
+    restarts = run.find("restart", "")
+    assert [(e["child"], e["count"], e["intensity"], e["period"]) for e in restarts] == [
+        ("a", 1, 3, 30.0),
+        ("a", 2, 3, 30.0),
+    ]
+    wait_until(lambda: "(root): restart (one_for_one) after a (2 of 3 in 30 s)" in run.stdout)
+
+
 def test_one_for_all_stops_the_others_in_reverse_then_starts_all(
     otree: Run, tmp_path: Path
 ) -> None:

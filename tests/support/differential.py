@@ -40,7 +40,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "stop": (),
     "exit": ("normal",),
     "start_failed": (),
-    "restart": ("strategy", "child"),
+    "restart": ("strategy", "child", "count", "intensity", "period"),
     "give_up": ("restarts", "period"),
     "auto_shutdown": ("child",),
     "tree_ready": (),

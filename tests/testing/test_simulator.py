@@ -48,7 +48,7 @@ FIELDS: dict[str, set[str]] = {
     "ready": {"pid"},
     "stop": {"pid"},
     "unhealthy": {"pid", "reason", "failures"},
-    "restart": {"strategy", "child"},
+    "restart": {"strategy", "child", "count", "intensity", "period"},
     "give_up": {"restarts", "period"},
     "start_failed": {"reason"},
     "adopt": {"pid"},

@@ -115,3 +115,27 @@ def test_r24_defaults_give_up_on_the_fourth_restart_in_5_s() -> None:
     assert not sim.trace.gave_up("")
     sim.at(3.0).inject("a", "crash")
     assert sim.trace.filter("give_up")[0]["restarts"] == 4
+
+
+def test_r23_each_restart_event_carries_its_count_in_the_window() -> None:
+    """R23: ``restart`` says how many restarts the window holds (this one included),
+    the limit and the period, so the chain to a give-up reads from the events."""
+    sim = Simulation(root(svc("a"), svc("b"), intensity=3, period=10))
+    sim.inject("a", "crash")
+    sim.advance(4)
+    sim.inject("b", "crash")
+    sim.advance(4)
+    sim.inject("a", "crash")
+    sim.advance(3)  # t=11: the crash at 0 has left the window
+    sim.inject("b", "crash")
+    restarts = sim.trace.filter("restart", "")
+    assert [(e["ts"], e["child"], e["count"]) for e in restarts] == [
+        (0.0, "a", 1),
+        (4.0, "b", 2),
+        (8.0, "a", 3),
+        (11.0, "b", 3),
+    ]
+    assert {(e["intensity"], e["period"]) for e in restarts} == {(3, 10.0)}
+    sim.inject("a", "crash")  # the fourth in 10 s: no restart event, a give-up
+    assert sim.trace.count("restart", "") == 4
+    assert sim.trace.filter("give_up", "")[0]["restarts"] == 4

@@ -32,6 +32,9 @@ def test_r17_one_for_one_restarts_only_the_exited_child() -> None:
         "path": "",
         "strategy": "one_for_one",
         "child": "a",
+        "count": 1,
+        "intensity": 3,
+        "period": 5.0,
     }
 
 

@@ -86,6 +86,9 @@ class Backend(Protocol):
     def status(self) -> list[NodeStatus]: ...
     def dropped(self) -> dict[str, int]: ...
     def liveness(self) -> dict[str, dict[str, Any]]: ...
+    def signal_service(
+        self, path: str, name: str, group: bool = False
+    ) -> tuple[int, str | None]: ...
 
 
 def status_payload(
@@ -182,6 +185,8 @@ class ControlServer:
         #: clients waiting for the answer to ``reload`` (given by the new image after a re-exec)
         self._reloads: list[tuple[Conn, int]] = []
         self._closed = False
+        #: what ``metrics`` answers (``otree.control.metrics.Metrics.text``, set by launch)
+        self.metrics: Callable[[], str] | None = None
         loop.add_reader(self.sock.fileno(), self._accept)
 
     @property
@@ -319,6 +324,8 @@ class ControlServer:
             self._send(conn, ok_reply(rid, **self.info, uptime=time.time() - self.info["started"]))
         elif req.cmd == "logs":
             self._logs(conn, req)
+        elif req.cmd in ("metrics", "signal"):
+            self._send(conn, self._observe(req))
         else:  # start | stop | restart | shutdown | reload: the runtime decides and answers
             waiting = (conn, rid)
             if req.cmd == "reload":
@@ -338,6 +345,18 @@ class ControlServer:
                 self.backend.command(req.cmd, req.path or "", answer, count=req.n)
             else:
                 self.backend.command(req.cmd, req.path or "", answer)
+
+    def _observe(self, req: Request) -> dict[str, Any]:
+        """The reply to ``metrics`` (the exposition as ``text``) or ``signal``."""
+        if req.cmd == "metrics":
+            if self.metrics is None:
+                return error_reply(req.id, "this tree serves no metrics")
+            return ok_reply(req.id, text=self.metrics())
+        name = req.signal or ""
+        pid, error = self.backend.signal_service(req.path or "", name, req.group)
+        if error is not None:
+            return error_reply(req.id, error)
+        return ok_reply(req.id, pid=pid, signal=name.upper().removeprefix("SIG"), group=req.group)
 
     def _logs(self, conn: Conn, req: Request) -> None:
         rid = req.id

@@ -229,7 +229,7 @@ def _metrics(
     runtime, reloader = launch.runtime, launch.reloader
     counters = Counters()
     if handoff is not None:
-        counters.load(handoff.counters)
+        counters.load(handoff.counters, runtime.engine.nodes)
     runtime.add_report_hook(counters.on_report)
     reloader.counters = counters.dump
     metrics = Metrics(counters, runtime.status, procstat.group_usage, procstat.own_usage)

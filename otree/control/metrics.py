@@ -22,13 +22,15 @@ The families (DESIGN.md, "Observability"):
 - ``otree_reexecs_total``: self-reloads of this otree.
 
 A counter is written for every node of the tree, 0 until it happens; one of a node a
-reload removed is forgotten with it. Label values are escaped as the format says
+reload removed is forgotten with it. A service's CPU seconds are its process group's
+(those of the processes it reaped included): a restart starts them from 0 again, which
+Prometheus' ``rate()`` takes as a counter reset. Label values are escaped as the format says
 (backslash, double quote, newline).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -108,15 +110,28 @@ class Counters:
         """The counts, for the handoff of a re-exec."""
         return tuple((f, p, x, n) for (f, p, x), n in self.counts.items())
 
-    def load(self, dumped: Iterable[tuple[str, str, str, int]]) -> None:
-        """Take over the counts of the image before (``dump``)."""
+    def load(
+        self, dumped: Iterable[tuple[str, str, str, int]], paths: Container[str] | None = None
+    ) -> None:
+        """Take over the counts of the image before (``dump``); with ``paths`` (the nodes of
+        the tree now), only those of a node still there (or of an instance of a pool still
+        there): a node the reload removed is forgotten."""
         for family, path, extra, count in dumped:
+            if paths is not None and not _kept(path, paths):
+                continue
             key = (family, path, extra)
             self.counts[key] = self.counts.get(key, 0) + count
 
 
+def _kept(path: str, paths: Container[str]) -> bool:
+    parent, dot, _ = path.rpartition(".")
+    return path in paths or (bool(dot) and parent in paths)
+
+
 def escape(value: str) -> str:
     """A label value as the text format writes it between double quotes."""
+    if "\\" not in value and '"' not in value and "\n" not in value:
+        return value  # a path, nearly always
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

@@ -105,7 +105,8 @@ def test_the_exposition_parses_and_its_counters_grow_after_a_crash(
 
 
 def test_counters_are_kept_across_a_reload(otree: RunOtree, tmp_path: Path, sock: str) -> None:
-    run = start(otree, tmp_path, sock)
+    port = free_port()
+    run = start(otree, tmp_path, sock, "--metrics", f"127.0.0.1:{port}")
     os.kill(run.running_pid("web.api"), signal.SIGKILL)
     run.wait_for("ready", "web.api", count=2)
     assert value(metrics(sock), "otree_restarts_total", path="web.api") == 1
@@ -117,10 +118,32 @@ def test_counters_are_kept_across_a_reload(otree: RunOtree, tmp_path: Path, sock
     assert value(after, "otree_reexecs_total") == 1
     assert value(after, "otree_restarts_total", path="web.api") == 1
     assert value(after, "otree_exits_total", path="web.api", normal="false") == 1
+    # the new image listens again at the same address, with the same counts
+    status, _, body = http(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert status == "HTTP/1.1 200 OK"
+    assert value(parse(body.decode())[0], "otree_reexecs_total") == 1
 
     os.kill(run.running_pid("web.api"), signal.SIGKILL)
     run.wait_for("ready", "web.api", count=3)
     assert value(metrics(sock), "otree_restarts_total", path="web.api") == 2
+
+    # a node a reload removes is forgotten: back in a later reload, it counts from 0
+    os.kill(run.running_pid("db"), signal.SIGKILL)
+    run.wait_for("ready", "db", count=2)
+    assert value(metrics(sock), "otree_restarts_total", path="db") == 1
+    (tmp_path / "tree.toml").write_text(TREE.split("[web]")[0].replace("[db]", "[other]"))
+    assert cli.otree_cli("reload", "--socket", sock).returncode == 0
+    run.wait_for("tree_ready", count=3)
+    gone = metrics(sock)
+    assert not [k for k in gone if ("path", "db") in k[1] or ("path", "web.api") in k[1]]
+    assert value(gone, "otree_reexecs_total") == 2
+    (tmp_path / "tree.toml").write_text(TREE)
+    assert cli.otree_cli("reload", "--socket", sock).returncode == 0
+    run.wait_for("tree_ready", count=4)
+    back = metrics(sock)
+    assert value(back, "otree_restarts_total", path="db") == 0
+    assert value(back, "otree_restarts_total", path="web.api") == 0
+    assert value(back, "otree_reexecs_total") == 3
 
 
 def http(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:

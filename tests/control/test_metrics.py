@@ -247,3 +247,42 @@ def test_label_values_are_escaped_as_the_format_says() -> None:
     (family,) = text_string_to_metric_families(line)
     labels: dict[str, Any] = family.samples[0].labels
     assert labels == {"path": raw}
+
+
+def test_unhealthy_and_give_up_are_counted(otree: RunOtree, tmp_path: Path, sock: str) -> None:
+    # sick fails its health check; flaky's supervisor allows no restart, so a crash of
+    # flaky.x is a give-up of flaky, which the root restarts
+    (tmp_path / "tree.toml").write_text(
+        "intensity = 10\n\n"
+        '[sick]\ncmd = "sleep 60"\n'
+        'health = { cmd = "false", interval = 0.2, timeout = 0.1, failures = 1 }\n\n'
+        '[flaky]\nintensity = 0\n\n[flaky.x]\ncmd = "sleep 60"\n'
+    )
+    run = otree("run", "tree.toml", "--socket", sock)
+    run.wait_for("tree_ready")
+    run.wait_for("unhealthy", "sick")
+    os.kill(run.running_pid("flaky.x"), signal.SIGKILL)
+    run.wait_for("give_up", "flaky")
+    run.wait_for("spawn", "flaky.x", count=2)
+    samples = metrics(sock)
+    unhealthy = sum(1 for e in run.events() if e["event"] == "unhealthy" and e["path"] == "sick")
+    assert value(samples, "otree_unhealthy_total", path="sick") >= unhealthy >= 1
+    assert value(samples, "otree_give_ups_total", path="flaky") == 1
+    assert value(samples, "otree_give_ups_total", path="") == 0
+    assert value(samples, "otree_restarts_total", path="flaky") == 1  # the root restarted it
+
+
+def test_an_ipv6_loopback_address_is_served(otree: RunOtree, tmp_path: Path, sock: str) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback here (an IPv4 one is tested above)")
+    start(otree, tmp_path, sock, "--metrics", f"[::1]:{port}")
+    with socket.create_connection(("::1", port), timeout=DEADLINE) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")

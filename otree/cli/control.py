@@ -121,6 +121,11 @@ def _silence_stdout() -> None:
         pass
 
 
+#: the same two, for the other client command modules (``otree.cli.observe``)
+connect = _connect
+guard = _guard
+
+
 # --- status ---------------------------------------------------------------------------
 
 
@@ -145,6 +150,8 @@ def describe_exit(last: dict[str, Any] | None) -> str:
         return ""
     if last.get("gave_up"):
         return "gave up"
+    if last.get("start_failed"):
+        return f"start failed: {last['start_failed']}"
     if last.get("signal") is not None:
         text = f"signal {last['signal']}"
     elif last.get("code") is not None:
@@ -331,7 +338,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
                 stderr_line(line)
             return ExitCode.REFUSED
     print(render_reload(reply))
-    return ExitCode.OK
+    # reloaded, but a service it started did not come up: scripts (ExecReload=) must know
+    return ExitCode.REFUSED if reply.get("failed") else ExitCode.OK
 
 
 def render_reload(reply: dict[str, Any]) -> str:
@@ -491,6 +499,10 @@ def add_commands(sub: Any) -> None:
         help="print what a reload would keep, update, restart, stop and start; change nothing",
     )
     p.set_defaults(func=cmd_reload)
+
+    from otree.cli import observe  # metrics, signal
+
+    observe.add_commands(sub, _common)
 
     p = sub.add_parser("shutdown", help="stop the tree in order; 'otree run' exits 0")
     _common(p)

@@ -89,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             log_dir=args.log_dir,
             socket=args.socket,
             subreaper=args.subreaper,
+            metrics=args.metrics,
+            metrics_public=args.metrics_public,
             # only an otree that is its process's own command line can re-exec itself
             own_process=bool(getattr(args, "own_process", False)),
         )
@@ -138,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", metavar="F", help="append JSON-lines supervision events to F")
     run.add_argument("--log-dir", metavar="D", help="write each service's output to D/PATH.log")
     run.add_argument("--subreaper", action="store_true", help="adopt and reap orphaned descendants")
+    run.add_argument(
+        "--metrics",
+        metavar="ADDR",
+        help="serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464)",
+    )
+    run.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="allow a --metrics address that is not loopback",
+    )
     run.add_argument(
         "--preflight",
         action="store_true",

@@ -44,9 +44,11 @@ COMMANDS: dict[str, dict[str, type]] = {
     "reload": {},
     "scale": {"path": str, "n": int},  # n: how many instances the pool runs
     "reload_plan": {},  # what a reload would do (otree reload --dry-run); changes nothing
+    "metrics": {},  # the Prometheus text exposition, as "text"
+    "signal": {"path": str, "signal": str, "group": bool},  # "HUP"; group: its process group
 }
 #: commands whose ``path`` is required
-NEEDS_PATH = frozenset({"start", "stop", "restart", "scale"})
+NEEDS_PATH = frozenset({"start", "stop", "restart", "scale", "signal"})
 _COMMON = frozenset({"id", "cmd"})
 
 
@@ -61,6 +63,8 @@ class Request(NamedTuple):
     path: str | None = None
     n: int | None = None
     follow: bool = False
+    signal: str | None = None
+    group: bool = False
 
     def to_message(self) -> dict[str, Any]:
         msg: dict[str, Any] = {"id": self.id, "cmd": self.cmd}
@@ -70,6 +74,10 @@ class Request(NamedTuple):
             msg["n"] = self.n
         if self.follow:
             msg["follow"] = True
+        if self.signal is not None:
+            msg["signal"] = self.signal
+        if self.group:
+            msg["group"] = True
         return msg
 
 
@@ -222,6 +230,8 @@ def parse_request(message: dict[str, Any]) -> Request | ProtocolError:
         values[name] = value
     if cmd in NEEDS_PATH and "path" not in values:
         return ProtocolError(f"{cmd}: 'path' is required", rid)
+    if cmd == "signal" and "signal" not in values:
+        return ProtocolError(f"{cmd}: 'signal' is required", rid)
     if cmd == "scale" and "n" not in values:
         return ProtocolError(f"{cmd}: 'n' is required", rid)
     if values.get("n") is not None and values["n"] < 0:

@@ -86,6 +86,9 @@ class Backend(Protocol):
     def status(self) -> list[NodeStatus]: ...
     def dropped(self) -> dict[str, int]: ...
     def liveness(self) -> dict[str, dict[str, Any]]: ...
+    def signal_service(
+        self, path: str, name: str, group: bool = False
+    ) -> tuple[int, str | None]: ...
 
 
 def status_payload(
@@ -184,6 +187,8 @@ class ControlServer:
         #: ``reload_plan``'s answer: the plan, or why a reload would be refused (launch sets it)
         self.reload_plan: Callable[[], dict[str, Any] | str] | None = None
         self._closed = False
+        #: what ``metrics`` answers (``otree.control.metrics.Metrics.text``, set by launch)
+        self.metrics: Callable[[], str] | None = None
         loop.add_reader(self.sock.fileno(), self._accept)
 
     @property
@@ -327,6 +332,8 @@ class ControlServer:
                 self._send(conn, ok_reply(rid, **plan))
             else:
                 self._send(conn, error_reply(rid, plan or "this tree cannot reload"))
+        elif req.cmd in ("metrics", "signal"):
+            self._send(conn, self._observe(req))
         else:  # start | stop | restart | shutdown | reload: the runtime decides and answers
             waiting = (conn, rid)
             if req.cmd == "reload":
@@ -346,6 +353,18 @@ class ControlServer:
                 self.backend.command(req.cmd, req.path or "", answer, count=req.n)
             else:
                 self.backend.command(req.cmd, req.path or "", answer)
+
+    def _observe(self, req: Request) -> dict[str, Any]:
+        """The reply to ``metrics`` (the exposition as ``text``) or ``signal``."""
+        if req.cmd == "metrics":
+            if self.metrics is None:
+                return error_reply(req.id, "this tree serves no metrics")
+            return ok_reply(req.id, text=self.metrics())
+        name = req.signal or ""
+        pid, error = self.backend.signal_service(req.path or "", name, req.group)
+        if error is not None:
+            return error_reply(req.id, error)
+        return ok_reply(req.id, pid=pid, signal=name.upper().removeprefix("SIG"), group=req.group)
 
     def _logs(self, conn: Conn, req: Request) -> None:
         rid = req.id

@@ -322,5 +322,6 @@ class ServiceNode(NodeBase):
     def _start_failed(self, reason: str) -> None:
         self.fail_reason = None
         self.up_for = 0.0
+        self.last_exit = {"start_failed": reason, "normal": False}  # `otree status` says why
         self.eng.report("start_failed", self.path, reason=reason)
         self.owner.child_start_failed(self, reason)

@@ -91,6 +91,8 @@ class Handoff:
     ring: tuple[tuple[str, bytes], ...] = ()
     #: control clients with no command in flight (``otree logs -f``, idle ones): served on
     clients: tuple[HandedClient, ...] = ()
+    #: ``otree metrics``' counters: (family, path, label, count) (``control.metrics.Counters``)
+    counters: tuple[tuple[str, str, str, int], ...] = ()
 
     def fds(self) -> list[int]:
         out = [p.pipe for p in self.procs if p.pipe is not None]

@@ -182,6 +182,8 @@ class Reloader:
         #: called with True just before the exec, and with False if it failed (the service
         #: manager's RELOADING=1, and READY=1 again)
         self.exec_hooks: list[Callable[[bool], None]] = []
+        #: the metrics' counters to hand over (``otree.control.metrics.Counters.dump``)
+        self.counters: Callable[[], tuple[tuple[str, str, str, int], ...]] | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
         self._preflight: Preflight | None = None  # the new image's start-up, being tried
         self._deadline: float | None = None  # waiting until quiet, after the preflight
@@ -388,6 +390,7 @@ class Reloader:
             notify_dir=rt.processes.notify_dir,
             ring=_rings(rt),
             clients=tuple(clients),
+            counters=self.counters() if self.counters is not None else (),
         )
         fds = [fd for fd in h.fds() if fd >= 0]
         memfd = -1

@@ -32,6 +32,7 @@ from otree.core import actions as act
 from otree.core import events as ev
 from otree.core.engine import Engine, NodeStatus
 from otree.core.pool import services as pool_services
+from otree.core.service import ServiceNode
 from otree.core.spec import Service, Supervisor
 from otree.errors import ExitCode, OtreeError, stderr_line
 from otree.runtime import output, posix
@@ -175,6 +176,30 @@ class Runtime:
     def liveness(self) -> dict[str, dict[str, Any]]:
         """Per running service: its latest ``STATUS=`` text and its health failures."""
         return self.processes.liveness()
+
+    def signal_service(self, path: str, name: str, group: bool = False) -> tuple[int, str | None]:
+        """``otree signal``: send signal ``name`` to service ``path``'s main process (with
+        ``group``: to its whole process group). Not a stop: the engine is not told, and
+        whatever the process does with it is supervised as ever. ``(pid, None)`` once sent,
+        else ``(0, the reason it was refused)``."""
+        node = self.engine.nodes.get(path)
+        if node is None:
+            return 0, f"no node at path {path!r}"
+        if not isinstance(node, ServiceNode):
+            return 0, f"{path or '(root)'} is a {node.kind}: only a service can be signalled"
+        signum = posix.parse_signal(name)
+        if signum is None:
+            return 0, f"unknown signal {name!r}"
+        pid = node.pid
+        if pid is None:
+            return 0, f"{path} is not running ({node.status.value})"
+        if group:
+            sent = posix.kill_group(pid, signum)
+        else:
+            sent = posix.signal_main(pid, signum, self.loop.pidfd(pid))
+        if not sent:
+            return 0, f"{path} (pid {pid}) is gone"
+        return pid, None
 
     def tail(self, path: str, n: int = output.RING_LINES) -> list[bytes]:
         """The last ``n`` output lines of service ``path`` (KeyError if no such service)."""

@@ -309,6 +309,27 @@ def signal_number(name: str) -> int:
     return int(getattr(signal, "SIG" + name.upper().removeprefix("SIG")))
 
 
+def parse_signal(name: str) -> int | None:
+    """The number of signal ``name`` (``HUP``, ``SIGHUP``, ``hup``), None if there is none."""
+    text = name.strip().upper().removeprefix("SIG")
+    if not text.isalnum() or text.isdigit():
+        return None
+    value = getattr(signal.Signals, "SIG" + text, None)
+    return int(value) if isinstance(value, signal.Signals) else None
+
+
+def signal_main(pid: int, signum: int, pidfd: int | None = None) -> bool:
+    """Signal process ``pid`` alone (through its pidfd when there is one); False if gone."""
+    try:
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signum)
+        else:
+            os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def kill_group(pgid: int, signum: int) -> bool:
     """Send ``signum`` to process group ``pgid``; False if the group is gone."""
     try:

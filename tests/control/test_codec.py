@@ -185,11 +185,16 @@ def test_request_roundtrip() -> None:
             {"id": 1, "cmd": "reboot"},
             ProtocolError(
                 "unknown command 'reboot' (known: status, info, start, stop, restart, logs,"
-                " shutdown, reload, scale, reload_plan)",
+                " shutdown, reload, scale, reload_plan, metrics, signal)",
                 1,
             ),
         ),
         ({"id": 2, "cmd": "stop"}, ProtocolError("stop: 'path' is required", 2)),
+        ({"id": 2, "cmd": "signal"}, ProtocolError("signal: 'path' is required", 2)),
+        (
+            {"id": 2, "cmd": "signal", "path": "web"},
+            ProtocolError("signal: 'signal' is required", 2),
+        ),
         (
             {"id": 2, "cmd": "start", "path": 1},
             ProtocolError("start: 'path' must be a string, not an integer", 2),

@@ -302,7 +302,9 @@ def test_supervisors_added_and_removed_and_a_new_service_that_cannot_start(tree:
         f'[a]\n{SLEEP}\n[new]\nstrategy = "one_for_all"\n[new.p]\n{SLEEP}\n[new.q]\n{SLEEP}\n'
         '[broken]\ncmd = "no-such-program-x"\n'
     )
-    r = reload(run, run.sock, 1)  # type: ignore[attr-defined]
+    r = ctl("reload", sock=run.sock)  # type: ignore[attr-defined]
+    assert r.returncode == 1, (r.stdout, r.stderr)  # reloaded, but a start failed (issue 16)
+    run.wait_for("tree_ready", count=2)
     assert r.stdout.splitlines() == [
         f"reloaded (otree pid {run.pid})",
         "  kept:    a",

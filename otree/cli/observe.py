@@ -1,0 +1,64 @@
+"""The client commands that observe and poke a running tree: ``otree metrics``, ``otree signal``.
+
+They find the tree and map errors to exit codes as every control command does
+(``otree.cli.control``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from otree.cli.control import connect, guard
+from otree.errors import ExitCode
+
+
+@guard
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """The Prometheus text exposition, as ``GET /metrics`` of ``otree run --metrics`` serves it."""
+    with connect(args) as client:
+        reply = client.call("metrics")
+    sys.stdout.write(str(reply.get("text", "")))
+    sys.stdout.flush()
+    return ExitCode.OK
+
+
+def _signal_name(text: str) -> str:
+    """``HUP``, ``SIGHUP`` or ``hup`` -> ``HUP``; a name Linux has no signal for is a bad
+    argument (exit 2)."""
+    import signal
+
+    name = text.strip().upper().removeprefix("SIG")
+    if not name.isalnum() or name.isdigit() or not hasattr(signal.Signals, "SIG" + name):
+        raise argparse.ArgumentTypeError(f"unknown signal name: {text!r} (see 'kill -l')")
+    return name
+
+
+@guard
+def cmd_signal(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        reply = client.call("signal", path=args.path, signal=args.signal, group=args.group)
+    whom = f"process group {reply.get('pid')}" if args.group else f"pid {reply.get('pid')}"
+    print(f"{args.path}: sent {args.signal} to {whom}")
+    return ExitCode.OK
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``metrics`` and ``signal`` to ``otree``'s subparsers (``common``: the options every
+    control command takes)."""
+    p = sub.add_parser("metrics", help="print the tree's metrics (Prometheus text format)")
+    common(p)
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser(
+        "signal",
+        help="send a signal to a service's main process (HUP to re-read its config);"
+        " supervision is unchanged",
+    )
+    p.add_argument("path", metavar="PATH", help="a service, e.g. web.nginx")
+    p.add_argument("signal", metavar="SIGNAL", type=_signal_name, help="HUP, USR2, TERM ...")
+    p.add_argument("--group", action="store_true", help="signal its whole process group instead")
+    common(p)
+    p.set_defaults(func=cmd_signal)

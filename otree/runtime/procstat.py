@@ -1,0 +1,104 @@
+"""What processes cost, read from ``/proc``: CPU seconds and resident memory.
+
+``group_usage(pgids)`` reads every ``/proc/PID/stat`` once and sums, per process
+group asked about, the CPU time (user + system, with the time of the children its
+processes have reaped, so a group's total does not drop when one of them ends) and
+the resident set of the processes still in it. A service runs in a session and
+process group of its own whose id is its main PID, so that is what a service costs
+until cgroups account for it. ``own_usage()`` is otree's own process, for its
+``process_*`` metrics. Nothing here blocks on anything but ``/proc`` reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import NamedTuple
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class Usage(NamedTuple):
+    cpu_seconds: float
+    rss_bytes: int
+
+
+class OwnUsage(NamedTuple):
+    """otree's own process: what Prometheus clients call ``process_*``."""
+
+    cpu_seconds: float
+    rss_bytes: int
+    virtual_bytes: int
+    open_fds: int
+    max_fds: int
+    start_time: float  #: unix seconds
+
+
+def _stat_fields(text: str) -> list[str]:
+    """The fields after ``comm`` (which may hold spaces and parentheses): [state, ppid, ...]."""
+    return text[text.rindex(")") + 2 :].split()
+
+
+def group_usage(pgids: Iterable[int], proc: str = "/proc") -> dict[int, Usage]:
+    """``{pgid: Usage}`` for each group in ``pgids`` that has a process left (one pass)."""
+    wanted = set(pgids)
+    cpu: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    if not wanted:
+        return {}
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{name}/stat", "rb") as f:
+                fields = _stat_fields(f.read().decode("ascii", "replace"))
+            pgrp = int(fields[2])
+            if pgrp not in wanted:
+                continue
+            ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+            pages = int(fields[21])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or a kernel thread's odd line
+        cpu[pgrp] = cpu.get(pgrp, 0) + ticks
+        rss[pgrp] = rss.get(pgrp, 0) + pages
+    return {g: Usage(cpu[g] / _TICKS, rss[g] * _PAGE) for g in cpu}
+
+
+def own_usage(proc: str = "/proc") -> OwnUsage:
+    """otree's own CPU, memory, fds and start time (zeros for what cannot be read)."""
+    cpu = 0.0
+    rss = vsize = 0
+    start = 0.0
+    try:
+        with open(f"{proc}/self/stat", "rb") as f:
+            fields = _stat_fields(f.read().decode("ascii", "replace"))
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+        vsize = int(fields[20])
+        rss = int(fields[21]) * _PAGE
+        start = _boot_time(proc) + int(fields[19]) / _TICKS
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        fds = len(os.listdir(f"{proc}/self/fd"))
+    except OSError:
+        fds = 0
+    try:
+        import resource
+
+        max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        max_fds = 0
+    return OwnUsage(cpu, rss, vsize, fds, max_fds, start)
+
+
+def _boot_time(proc: str) -> float:
+    with open(f"{proc}/stat", "rb") as f:
+        for line in f:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    return 0.0

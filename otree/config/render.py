@@ -31,6 +31,7 @@ from otree.core.spec import (
     INFINITY,
     AutoShutdown,
     Backoff,
+    Cgroups,
     HealthCmd,
     HealthHttp,
     HealthTcp,
@@ -177,6 +178,15 @@ def _service_hints(svc: Service) -> list[str]:
     if svc.cwd is not None:
         hints.append(f"cwd {svc.cwd}")
     hints += [f"{key} {getattr(svc, key)}" for key in ("user", "group") if getattr(svc, key)]
+    if svc.umask is not None:
+        hints.append(f"umask {svc.umask:04o}")
+    hints += [
+        f"{key} {getattr(svc, key)}"
+        for key in ("nice", "oom_score_adj")
+        if getattr(svc, key) is not None
+    ]
+    if not svc.autostart:
+        hints.append("autostart false")
     if svc.limits:
         hints.append("limits " + ",".join(f"{lim.name}={_limit(lim)}" for lim in svc.limits))
     if svc.env_file:
@@ -196,6 +206,8 @@ def _supervisor_hints(sup: Supervisor, is_root: bool) -> list[str]:
         hints += _shutdown_hint(sup.shutdown, INFINITY)
         if sup.significant:
             hints.append("significant")
+    elif sup.cgroups is not Cgroups.AUTO:
+        hints.append(f"cgroups {sup.cgroups.value}")
     return hints
 
 

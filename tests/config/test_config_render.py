@@ -143,3 +143,30 @@ def test_rows_are_in_start_order_with_paths() -> None:
         ("web.cache", "    ├── "),
         ("web.api", "    └── "),
     ]
+
+
+def test_identity_limits_autostart_and_cgroups_are_shown() -> None:
+    tree = Supervisor(
+        "root",
+        cgroups="off",
+        children=[
+            Service(
+                "a",
+                cmd="sleep 1",
+                user="nobody",
+                umask="0077",
+                nice=3,
+                oom_score_adj=-100,
+                autostart=False,
+                limits={"nofile": 10, "core": "unlimited"},
+            ),
+            Service("b", cmd="sleep 1", nice=0, umask=0),
+        ],
+    )
+    lines = render_tree(tree).splitlines()
+    assert lines[0].endswith("(cgroups off)")
+    assert lines[1].endswith(
+        "(user nobody, umask 0077, nice 3, oom_score_adj -100, autostart false,"
+        " limits core=unlimited,nofile=10)"
+    )
+    assert lines[2].endswith("(umask 0000, nice 0)")  # set to what is also a default

@@ -11,7 +11,6 @@ instead. Nothing here forks or touches a process.
 from __future__ import annotations
 
 import argparse
-import bisect
 import difflib
 import json
 import math
@@ -21,6 +20,7 @@ from otree.errors import ConfigError, ExitCode, stderr_line
 
 if TYPE_CHECKING:
     from otree.core.spec import Service, Supervisor
+    from otree.testing import Simulation, Trace
 
 Fault = tuple[float, str, str, str]  # (t, path, how, the argument as given)
 
@@ -96,15 +96,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except BadArgument as exc:
         stderr_line(str(exc))
         return ExitCode.USAGE
-    from otree.testing import simulate
-
-    trace = simulate(tree, [(t, path, how) for t, path, how, _ in schedule], until=until)
+    trace, execs = run_simulation(tree, schedule, until, args.seed)
     code = ExitCode.OK if trace.exit_code is None else int(trace.exit_code)
     if args.json:
         for event in trace.events:
             print(json.dumps(event))
         return code
-    for line in console_lines(tree, trace.events):
+    for line in console_lines(tree, trace.events, execs):
         print(line)
     if trace.exit_code is None:
         running = ", ".join(f"{p} (pid {pid})" for p, pid in trace.running().items())
@@ -196,40 +194,80 @@ def _processes(tree: Supervisor) -> list[tuple[str, str]]:
 # --- the timeline ----------------------------------------------------------------
 
 
-def console_lines(tree: Supervisor, events: list[dict[str, Any]]) -> list[str]:
+class _ExecSpy:
+    """The simulation's engine, seen from outside: each ``Spawned`` it is given is a
+    process exec'd then (``execs``: the trace's length at that moment, the time, the
+    path, the PID), which the console shows before its readiness check has passed."""
+
+    def __init__(self, engine: Any, sim: Simulation) -> None:
+        self.engine = engine
+        self.sim = sim
+        self.execs: list[tuple[int, float, str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:  # done, exit_code, ...
+        return getattr(self.engine, name)
+
+    def start(self, now: float) -> Any:
+        return self.engine.start(now)
+
+    def handle(self, event: Any, now: float) -> Any:
+        if type(event).__name__ == "Spawned":
+            self.execs.append((len(self.sim.trace.events), now, event.path, event.pid))
+        return self.engine.handle(event, now)
+
+
+def run_simulation(
+    tree: Supervisor, schedule: list[Fault], until: float, seed: int
+) -> tuple[Trace, list[tuple[int, float, str, int]]]:
+    """``otree.testing.simulate``'s run of ``schedule``, with the exec of each process."""
+    from otree.testing import Simulation
+
+    sim = Simulation(tree, seed=seed, start=False)
+    spy = _ExecSpy(sim.engine, sim)
+    sim.engine = spy
+    sim.start()
+    for t, path, how, _ in sorted(schedule, key=lambda item: item[0]):  # stable
+        if sim.done:
+            break
+        sim.at(t)
+        sim.inject(path, how)
+    sim.run(until=until)
+    return sim.trace, spy.execs
+
+
+def console_lines(
+    tree: Supervisor, events: list[dict[str, Any]], execs: list[tuple[int, float, str, int]]
+) -> list[str]:
     """The lines ``otree run`` prints for ``events``, each after its simulated time.
 
     As on the real console, a service with a readiness check shows ``exec pid N,
-    waiting until ready`` when it is spawned and ``ready pid N`` when the check
-    passed; one without shows ``spawn pid N`` only. The simulator logs ``spawn``
-    once the service is ready, so its exec is placed ``ready.delay`` seconds before.
+    waiting until ready`` when it is exec'd (``execs``) and ``ready pid N`` when the
+    check passed; one without shows ``spawn pid N`` only.
     """
     from otree.runtime.output import describe_event  # the console's own words
 
-    delays = _ready_delays(tree)
-    timed: list[tuple[float, str]] = []
-    for event in events:
+    probed = _with_ready(tree)
+    lines: list[str] = []
+    pending = [e for e in execs if e[2] in probed]
+    for i, event in enumerate([*events, None]):
+        while pending and pending[0][0] <= i:
+            _, t, path, pid = pending.pop(0)
+            lines.append(f"{t:9.3f}  otree: {path}: exec pid {pid}, waiting until ready")
+        if event is None:
+            break
         fields = {k: v for k, v in event.items() if k not in ("ts", "event", "path")}
-        name, path, ts = event["event"], event["path"], float(event["ts"])
-        if path in delays and name == "ready":
-            continue  # its exec line was placed already; 'ready' follows
-        if path in delays and name == "spawn":
-            exec_ts = max(ts - delays[path], 0.0)
-            at = bisect.bisect_right([t for t, _ in timed], exec_ts)
-            pid = fields.get("pid")
-            timed.insert(at, (exec_ts, f"otree: {path}: exec pid {pid}, waiting until ready"))
-            timed.append((ts, f"otree: {path}: ready pid {pid}"))
-            continue
-        if name == "ready":
+        name, path = event["event"], event["path"]
+        if name == "spawn" and path in probed:
+            continue  # its exec line came already; 'ready' follows
+        if name == "ready" and path not in probed:
             continue  # without a readiness check, 'spawn' said it all
-        timed.append((ts, "otree: " + describe_event(name, path, fields)))
-    return [f"{t:9.3f}  {line}" for t, line in timed]
+        lines.append(f"{float(event['ts']):9.3f}  otree: " + describe_event(name, path, fields))
+    return lines
 
 
-def _ready_delays(tree: Supervisor) -> dict[str, float]:
-    """Each process with a readiness check -> how long the simulator takes to pass it
-    (``ready.delay``; any other check passes at once there)."""
-    out: dict[str, float] = {}
+def _with_ready(tree: Supervisor) -> set[str]:
+    """The processes with a readiness check (a pool's instances by their paths)."""
+    out: set[str] = set()
 
     def visit(node: Any, path: str) -> None:
         children = getattr(node, "children", None)
@@ -237,11 +275,9 @@ def _ready_delays(tree: Supervisor) -> dict[str, float]:
             for child in children:
                 visit(child, f"{path}.{child.name}" if path else child.name)
         elif node.ready is not None:
-            delay = float(getattr(node.ready, "delay", 0.0))
-            if node.replicas is None:
-                out[path] = delay
-            else:
-                out.update((f"{path}.{i}", delay) for i in range(node.replicas))
+            out.update(
+                [path] if node.replicas is None else (f"{path}.{i}" for i in range(node.replicas))
+            )
 
     visit(tree, "")
     return out

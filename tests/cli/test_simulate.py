@@ -170,3 +170,16 @@ def test_a_bad_tree_exits_2_with_its_file_and_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith(f"otree: {bad}:3: db.restart: 'permanet' is not one of")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_process_that_dies_before_it_is_ready_shows_its_exec_then_why(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, lines, _ = run(capsys, str(tree), "--kill", "db@4", "--crash", "db@5", "--until", "8")
+    events = timeline(lines)
+    start = events.index((4.0, "otree: (root): restart (one_for_one) after db (1 of 2 in 10 s)"))
+    assert events[start + 1 : start + 4] == [
+        (4.0, "otree: db: exec pid 105, waiting until ready"),
+        (5.0, "otree: db: cannot start: exited (code 1) before it was ready"),
+        (5.0, "otree: (root): restart (one_for_one) after db (2 of 2 in 10 s)"),
+    ]

@@ -3,7 +3,7 @@
 A listener in the runtime's loop, as small as a scraper needs: a request is read
 without blocking up to ``MAX_REQUEST`` bytes (more is a ``431``), each client has
 ``CLIENT_TIMEOUT`` seconds from its connection to its last byte (a slow one is cut
-off), at most ``MAX_CLIENTS`` are served at once (more are closed at once), and the
+off), at most ``MAX_CLIENTS`` are served at once (more get a ``503`` at once), and the
 answer is ``200`` with the text for ``GET /metrics`` (a query string is ignored),
 ``405`` for another method, ``404`` for another path, ``400`` for what is not
 HTTP; every connection is closed after its answer. The address must be loopback
@@ -83,6 +83,10 @@ def answer(request: bytes, text: Callable[[], str]) -> bytes:
     return _response("200 OK", text().encode(), CONTENT_TYPE)
 
 
+#: the answer past ``MAX_CLIENTS``
+BUSY = _response("503 Service Unavailable", b"too many clients\n", "text/plain; charset=utf-8")
+
+
 class _Client:
     __slots__ = ("inbound", "out", "sock", "timer", "writing")
 
@@ -129,10 +133,12 @@ class MetricsListener:
                     continue
                 self._pause()  # out of fds: the clients wait in the backlog
                 return
+            sock.setblocking(False)
             if len(self._clients) >= MAX_CLIENTS:
+                with contextlib.suppress(OSError):  # a fresh socket takes this at once
+                    sock.send(BUSY)
                 sock.close()
                 continue
-            sock.setblocking(False)
             client = _Client(sock)
             fd = sock.fileno()
             self._clients[fd] = client

@@ -110,7 +110,10 @@ def test_otree_status_is_a_small_client(tmp_path: Path) -> None:
     assert offending(names, CLIENT) == []
 
 
-@pytest.mark.parametrize("command", [["status"], ["logs", "web"], ["stop", "web"]])
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["logs", "web"], ["stop", "web"], ["metrics"], ["signal", "web", "HUP"]],
+)
 def test_no_client_command_imports_the_runtime(tmp_path: Path, command: list[str]) -> None:
     sock = tmp_path / "nobody.sock"
     code, names = imported(OTREE, [*command, "--socket", str(sock)], tmp_path)
@@ -125,6 +128,8 @@ def test_otree_run_loads_the_handoff_document_only_for_a_re_exec(tmp_path: Path)
     assert code == 0  # the job ended: the tree shut itself down
     assert "otree.runtime.driver" in names and "otree.reload.reloader" in names
     assert offending(names, RUN_START) == []
+    # metrics are served without --metrics too (the socket's `metrics`), but HTTP is not
+    assert "otree.control.metrics" in names and "otree.control.httpmetrics" not in names
 
 
 def test_otree_simulate_loads_none_of_the_running_machinery(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import cli
 from support.otreeproc import OtreeProc, RunOtree
 from support.treefiles import free_port
-from support.waits import DEADLINE
+from support.waits import DEADLINE, wait_until
 
 from otree.control.metrics import escape
 
@@ -188,6 +188,21 @@ def test_the_http_listener_serves_get_metrics_and_nothing_else(
         assert time.monotonic() - t0 < DEADLINE
         assert http(port, b"GET /metrics HTTP/1.1\r\n\r\n")[0] == "HTTP/1.1 200 OK"
     assert run.proc.poll() is None
+
+    # past MAX_CLIENTS at once, a connection gets a 503 at once; the first ones are served
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) for _ in range(16)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as extra:
+            assert extra.recv(100).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        idle[0].sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert idle[0].recv(100).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(
+        lambda: http(port, b"GET /metrics HTTP/1.1\r\n\r\n")[0] == "HTTP/1.1 200 OK",
+        what="a scrape once the idle clients are gone",
+    )
 
 
 @pytest.mark.parametrize(

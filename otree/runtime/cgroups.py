@@ -32,6 +32,7 @@ import os
 import select
 import signal
 from collections.abc import Callable, Iterator
+from typing import Any
 
 #: test-only: the mount table to read instead of ``/proc/self/mountinfo``
 ENV_MOUNTINFO = "OTREE_TEST_MOUNTINFO"
@@ -39,6 +40,9 @@ ENV_MOUNTINFO = "OTREE_TEST_MOUNTINFO"
 CLOSE_WAIT = 5.0
 #: how long a start waits for the processes a dead otree left in its cgroups to go
 DEAD_WAIT = 2.0
+#: how long an exit waits for its cgroup to empty after SIGKILL (a process stuck in the
+#: kernel, state D) before it is reported all the same
+STUCK_WAIT = 10.0
 
 
 class Unavailable(Exception):
@@ -309,21 +313,64 @@ class Cgroups:
             self._epoll = select.epoll()
         return self._epoll.fileno()
 
-    def when_empty(self, group: Group, done: Callable[[], None]) -> bool:
-        """Call ``done()`` (from :meth:`changed`) once ``group`` has no process; False
-        if it is empty now (``done`` is not called)."""
+    def when_empty(self, group: Group, done: Callable[[], None]) -> int | None:
+        """Call ``done()`` (from :meth:`changed`) once ``group`` has no process: the
+        watch (for :meth:`cancel`), or None if it is empty now (``done`` is not called)."""
         self.epoll_fd()
         assert self._epoll is not None
         try:
             fd = os.open(os.path.join(group.directory, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            return False
+            return None
         self._epoll.register(fd, select.EPOLLPRI)
         if not _populated_fd(fd):  # read after the watch began: no change is missed
             self._epoll.unregister(fd)
             os.close(fd)
-            return False
+            return None
         self._waiting[fd] = done
+        return fd
+
+    def cancel(self, watch: int) -> None:
+        """Stop the watch ``when_empty`` returned (its ``done`` is never called)."""
+        if self._waiting.pop(watch, None) is not None:
+            if self._epoll is not None:
+                self._epoll.unregister(watch)
+            os.close(watch)
+
+    def end(
+        self,
+        group: Group,
+        call_later: Callable[[float, Callable[[], None]], Any],
+        done: Callable[[], None],
+        say: Callable[[str], None],
+    ) -> bool:
+        """The main process of ``group`` is reaped: kill what is left, and call ``done()``
+        once the cgroup is empty (it is removed first), or after ``STUCK_WAIT`` seconds
+        if something in it does not die (said; the cgroup stays, unused). False: it was
+        empty, removed, and ``done`` is not called."""
+        group.signal(signal.SIGKILL)
+
+        def empty() -> None:
+            timer.cancel()
+            self.remove(group)
+            done()
+
+        watch = self.when_empty(group, empty)
+        if watch is None:
+            self.remove(group)
+            return False
+
+        def stuck() -> None:
+            assert watch is not None
+            self.cancel(watch)
+            left = len(group.members())
+            say(
+                f"{left} processes of its cgroup still live {STUCK_WAIT:g} s after SIGKILL"
+                f" (in {group.directory}); its exit is reported without them"
+            )
+            done()
+
+        timer = call_later(STUCK_WAIT, stuck)
         return True
 
     def changed(self) -> None:

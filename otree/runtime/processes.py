@@ -508,16 +508,20 @@ class Processes:
         if proc.notify is not None:
             proc.notify.close()
         group, cgroups = proc.group, self.cgroups
-        if group is not None and cgroups is not None:
-            group.signal(signal.SIGKILL)  # its leftovers; the exit is over once they are gone
-            if cgroups.when_empty(group, lambda: self._over(proc, status)):
+        if group is not None and cgroups is not None:  # its leftovers killed, then over
+
+            def say(text: str) -> None:
+                self.console.write(f"otree: {proc.path}: {text}\n".encode(), keep=True)
+
+            def done() -> None:
+                self._over(proc, status)
+
+            if cgroups.end(group, self.loop.call_later, done, say):
                 return
         self._over(proc, status)
 
     def _over(self, proc: Process, status: int) -> None:
         """The main process is reaped and its cgroup (if any) empty: feed its exit."""
-        if proc.group is not None and self.cgroups is not None:
-            self.cgroups.remove(proc.group)
         self._drain(proc.pipe)
         code, sig = posix.describe_status(status)
         self.feed(ev.Exited(proc.path, proc.pid, code, sig))

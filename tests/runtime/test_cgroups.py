@@ -136,6 +136,38 @@ def test_the_leftovers_are_killed_when_the_main_process_exits(
     assert not pid_alive(gc)  # killed before the exit was reported
 
 
+@needs_cgroups
+def test_the_kill_after_the_stop_timeout_reaches_the_grandchild(
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
+) -> None:
+    """Both ignore TERM: the KILL at ``shutdown`` seconds is ``cgroup.kill``."""
+    cmd = prog("escape", str(tmp_path / "gc.pid"), "deaf")
+    tree = write_tree(tmp_path, f'cgroups = "on"\n[web]\ncmd = {cmd}\nshutdown = 0.5\n')
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    gc = grandchild()
+    assert otree_cli("stop", "web", "--socket", sock).returncode == 0
+    assert run.find("exit", "web")[0]["signal"] == "KILL"
+    assert not pid_alive(gc)
+
+
+@needs_cgroups
+def test_a_second_process_of_a_service_gets_a_cgroup_of_its_own() -> None:
+    """While one process of ``a.b`` is still in ``a/b``, the next is put in ``a/b@2``."""
+    from otree.runtime.cgroups import Cgroups
+
+    cgroups = Cgroups.create()
+    try:
+        first, second = cgroups.group("a.b"), cgroups.group("a.b")
+        assert first.directory == f"{cgroups.base}/a/b"
+        assert second.directory == f"{cgroups.base}/a/b@2"
+        cgroups.remove(first)
+        assert cgroups.group("a.b").directory == first.directory  # free again
+    finally:
+        cgroups.close()
+    assert not os.path.exists(cgroups.base)
+
+
 def test_without_cgroups_the_grandchild_survives_the_stop(
     otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
 ) -> None:

@@ -184,9 +184,12 @@ def orphan(pidfile: str, linger: str) -> None:
     os.wait()
 
 
-def escape(pidfile: str) -> None:
+def escape(pidfile: str, deaf: str = "") -> None:
     """Double-fork a grandchild that leaves the process group and the session (setsid)
-    and writes its PID to PIDFILE; both it and the service then wait to be stopped."""
+    and writes its PID to PIDFILE; both it and the service then wait to be stopped
+    (with DEAF ``deaf``, both ignore SIGTERM)."""
+    if deaf:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:

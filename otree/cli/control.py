@@ -171,14 +171,44 @@ def describe_liveness(node: dict[str, Any]) -> str:
     return text
 
 
+def human_bytes(count: int) -> str:
+    """``512B``, ``3.4M``, ``1.2G``."""
+    size = float(count)
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}G"
+
+
+def cgroup_columns(
+    nodes: list[dict[str, Any]],
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]] | None:
+    """The PROCS and CPU columns (MEM too where a service has it) of services in their
+    cgroups (``cgroups``): the header and each node's cells; None when no service is."""
+    if not any("procs" in node for node in nodes):
+        return None
+    memory = any(node.get("memory") is not None for node in nodes)
+    header = ("PROCS", "CPU") + (("MEM",) if memory else ())
+    cells = []
+    for node in nodes:
+        procs, cpu, mem = node.get("procs"), node.get("cpu_seconds"), node.get("memory")
+        row = ("" if procs is None else str(procs), "" if cpu is None else f"{cpu:.2f}s")
+        cells.append(row + ((human_bytes(mem) if mem is not None else "",) if memory else ()))
+    return header, cells
+
+
 def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
     """The tree as a table: paths indented by depth, states coloured, times humanised."""
     header: tuple[str, ...] = ("PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
+    usage = cgroup_columns(nodes)
+    if usage:
+        header += usage[0]
     notes = [describe_liveness(node) for node in nodes]
     if any(notes):  # the STATUS column only when a service said something or is failing
         header += ("STATUS",)
     rows: list[tuple[str, ...]] = []
-    for node, note in zip(nodes, notes, strict=True):
+    for i, (node, note) in enumerate(zip(nodes, notes, strict=True)):
         path = node.get("path") or ""
         depth = path.count(".") + 1 if path else 0
         name = "  " * depth + (path or "(root)")
@@ -197,7 +227,8 @@ def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
                 str(node.get("restarts", 0)),
                 describe_exit(node.get("last_exit")),
             )
-            + ((note,) if len(header) > 6 else ())
+            + (usage[1][i] if usage else ())
+            + ((note,) if header[-1] == "STATUS" else ())
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 

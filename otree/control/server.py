@@ -105,7 +105,8 @@ def status_payload(
     console and event log (``console_dropped``, ``events_dropped``). With ``liveness``
     (``{path: {"status_text", "health"}}`` of the running services), a service says
     its latest sd_notify ``STATUS=`` text and its health check's failures in a row
-    (``{"failures": n}``; None without a health check)."""
+    (``{"failures": n}``; None without a health check), and, in its cgroup, its number
+    of processes (``procs``), ``cpu_seconds`` and ``memory`` (bytes, or None)."""
     rows = []
     for n in nodes:
         row: dict[str, Any] = {
@@ -126,6 +127,9 @@ def status_payload(
             live = liveness.get(n.path, {})
             row["status_text"] = live.get("status_text")
             row["health"] = live.get("health")
+            for key in ("procs", "cpu_seconds", "memory"):  # a service in its cgroup
+                if key in live:
+                    row[key] = live[key]
         if dropped is not None and n.path == "":
             for sink, count in dropped.items():
                 row[f"{sink}_dropped"] = count

@@ -43,9 +43,12 @@ if TYPE_CHECKING:
 #: the environment variable naming the inherited handoff fd
 ENV_FD = "OTREE_HANDOFF_FD"
 #: the version of the handoff document this code writes; it reads these (1: the ring
-#: as text in the JSON, the otree before; 2: the ring as raw bytes after it)
+#: as text in the JSON, the otree before; 2: the ring as raw bytes after it; 3: as 2,
+#: with services in cgroups, written only then: an otree that knows no cgroups refuses
+#: it rather than lose track of them, and still takes a tree without them)
 FORMAT = 2
-READS = (1, 2)
+CGROUPS_FORMAT = 3
+READS = (1, 2, 3)
 
 
 @attrs.frozen
@@ -58,6 +61,8 @@ class Inherited:
     partial: bytes = b""  #: the start of a line it had not finished
     #: its notify socket (kept bound), STATUS= text, failing probes and watchdog deadline
     liveness: Carried | None = None
+    #: the cgroup directory it runs in (below ``Handoff.cgroup``; None: none)
+    cgroup: str | None = None
 
 
 @attrs.frozen
@@ -93,6 +98,8 @@ class Handoff:
     clients: tuple[HandedClient, ...] = ()
     #: ``otree metrics``' counters: (family, path, label, count) (``control.metrics.Counters``)
     counters: tuple[tuple[str, str, str, int], ...] = ()
+    #: otree's cgroup directory (``otree-<pid>``), when its services run in cgroups
+    cgroup: str | None = None
 
     def fds(self) -> list[int]:
         out = [p.pipe for p in self.procs if p.pipe is not None]
@@ -147,7 +154,8 @@ def encode(h: Handoff) -> list[bytes]:
     """The handoff file's contents, in pieces: the JSON line, then each ring chunk."""
     data: dict[str, Any] = converter().unstructure(attrs.evolve(h, ring=()))
     data["ring"] = [[path, len(chunk)] for path, chunk in h.ring]
-    head = json.dumps({"otree_handoff": FORMAT, **data}, separators=(",", ":"))
+    version = CGROUPS_FORMAT if h.cgroup is not None else FORMAT
+    head = json.dumps({"otree_handoff": version, **data}, separators=(",", ":"))
     return [head.encode(), b"\n", *(chunk for _, chunk in h.ring)]
 
 
@@ -155,7 +163,7 @@ def decode(blob: bytes) -> Handoff:
     """The :class:`Handoff` in a handoff file (ReexecError: an unknown version, or none)."""
     head, _, tail = blob.partition(b"\n")
     data = _json(head)
-    if isinstance(data, dict) and data.get("otree_handoff") == 2:
+    if isinstance(data, dict) and data.get("otree_handoff") in (FORMAT, CGROUPS_FORMAT):
         data, sizes = dict(data), data.get("ring")
         data["ring"] = []
         h = from_data(data)
@@ -185,7 +193,7 @@ def from_data(data: Any) -> Handoff:
         raise ReexecError("the handoff is not a JSON object")
     version = data.get("otree_handoff")
     if version not in READS:
-        known = " and ".join(str(v) for v in READS)
+        known = ", ".join(str(v) for v in READS[:-1]) + f" and {READS[-1]}"
         raise ReexecError(f"unknown handoff version {version!r} (this otree reads {known})")
     body = {k: v for k, v in data.items() if k != "otree_handoff"}
     try:

@@ -379,7 +379,9 @@ class Reloader:
             engine=snapshot(rt.engine),
             tree=rt.tree,
             procs=tuple(
-                document.Inherited(p, pid, fd, part, rt.processes.carried(pid))
+                document.Inherited(
+                    p, pid, fd, part, rt.processes.carried(pid), rt.processes.in_cgroup(pid)
+                )
                 for p, pid, fd, part in pipes
             ),
             exits=tuple(exits),
@@ -391,6 +393,7 @@ class Reloader:
             ring=_rings(rt),
             clients=tuple(clients),
             counters=self.counters() if self.counters is not None else (),
+            cgroup=rt.processes.cgroups.base if rt.processes.cgroups is not None else None,
         )
         fds = [fd for fd in h.fds() if fd >= 0]
         memfd = -1
@@ -454,6 +457,8 @@ class Reloader:
         self._summary = {"adopted": [], "stopped": [], "started": [], "failed": []}
         if h.notify_dir is not None and rt.processes.notify_dir is None:
             rt.processes.notify_dir = h.notify_dir  # cleaned up at the end as before
+        if h.cgroup is not None:  # the services' cgroups: kept, whatever this tree says
+            rt.processes.keep_cgroups(h.cgroup)
         known = h.known_pids()  # which process the engine thinks each service runs
         for path, chunk in h.ring:  # before the half-read lines the pipes hand over
             output = rt.outputs.get(path)
@@ -465,7 +470,7 @@ class Reloader:
         for p in h.procs:
             pid = p.pid if p.pid is not None and p.pid not in pending else None
             pipe = p.pipe if p.pipe is not None else -1
-            rt.processes.adopt(p.path, pid, pipe, p.partial, p.liveness)
+            rt.processes.adopt(p.path, pid, pipe, p.partial, p.liveness, p.cgroup)
             if pid is not None:
                 live.add(pid)
         for pid in h.strays:  # readiness commands killed at the exec: reap them

@@ -35,7 +35,7 @@ from otree.core.pool import services as pool_services
 from otree.core.service import ServiceNode
 from otree.core.spec import Service, Supervisor
 from otree.errors import ExitCode, OtreeError, stderr_line
-from otree.runtime import output, posix
+from otree.runtime import cgroups, output, posix
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.processes import Processes
 
@@ -120,9 +120,17 @@ class Runtime:
             self._close_files()
             raise OtreeError(f"cannot open {exc.filename}: {exc.strerror}") from None
         self.processes = Processes(self.loop, self._feed, self.console, self.outputs)
+        try:  # the kill mode: a cgroup per service, or process groups
+            self.processes.use_cgroups(cgroups.setup(tree.cgroups.value, self._stderr))
+        except cgroups.Unavailable as exc:
+            self.discard()
+            hint = 'cgroups = "auto" falls back to process groups'
+            raise OtreeError(f'cgroups = "on", but {exc} ({hint})') from None
 
     def discard(self) -> None:
         """Close what ``__init__`` opened, for a runtime that will not ``run()``."""
+        if self.processes.cgroups is not None:
+            self.processes.cgroups.discard()
         self._close_files()
         self.loop.close()
 

@@ -32,6 +32,7 @@ from otree.core.spec import (
     service_argv,
 )
 from otree.runtime import identity, posix, probes
+from otree.runtime.cgroups import Cgroups, Group
 from otree.runtime.health import Carried, Liveness
 from otree.runtime.listeners import Ownership, http_port
 from otree.runtime.loop import Loop
@@ -50,6 +51,7 @@ class Process:
 
     __slots__ = (
         "carried",
+        "group",
         "liveness",
         "notify",
         "output",
@@ -76,6 +78,8 @@ class Process:
         self.liveness: Liveness | None = None
         #: what the image before a re-exec knew of its liveness (until it is resumed)
         self.carried: Carried | None = None
+        #: its cgroup (None: kill mode process group)
+        self.group: Group | None = None
 
 
 class Processes:
@@ -107,6 +111,16 @@ class Processes:
         #: next ``otree run`` of the tree if this otree dies (None: nowhere)
         self.state_file: str | None = None
         self._state_due = False
+        #: a cgroup per service (None: process groups); see ``use_cgroups``
+        self.cgroups: Cgroups | None = None
+
+    def use_cgroups(self, cgroups: Cgroups | None) -> None:
+        """Start each service in a cgroup of its own from now on (None: no longer)."""
+        if self.cgroups is not None:
+            self.loop.remove_reader(self.cgroups.epoll_fd())
+        self.cgroups = cgroups
+        if cgroups is not None:
+            self.loop.add_reader(cgroups.epoll_fd(), cgroups.changed)
 
     # --- actions --------------------------------------------------------------
 
@@ -130,38 +144,49 @@ class Processes:
             identity.identity_env(setup, spec.environ), notify.path if notify else None
         )
         argv = service_argv(spec, sys.executable)
+        group = None
         try:
+            if self.cgroups is not None:
+                group = self.cgroups.group(path)
             r, w = posix.pipe()
         except OSError as exc:  # EMFILE, ENFILE, ENOMEM: a start failure, retried as any
             if notify is not None:
                 notify.close()
-            self.feed(ev.SpawnFailed(path, f"cannot create its output pipe: {exc.strerror}"))
+            what = "its output pipe" if group is not None or self.cgroups is None else "its cgroup"
+            self.feed(ev.SpawnFailed(path, f"cannot create {what}: {exc.strerror}"))
             return
         try:
             if spec.watchdog is not None:
                 env["WATCHDOG_USEC"] = str(round(spec.watchdog * 1_000_000))
                 argv = posix.with_own_pid("WATCHDOG_PID", argv, env)
             death = posix.signal_number(spec.stop_signal)
-            pid = posix.spawn(
-                argv,
-                env,
-                spec.cwd,
-                output=w,
-                death_signal=death,
-                umask=spec.umask,
-                prepare=setup.apply if setup is not None and setup.needs_fork else None,
-            )
-        except posix.SpawnError as exc:
+            with group.entered() if group is not None else contextlib.nullcontext():
+                pid = posix.spawn(
+                    argv,
+                    env,
+                    spec.cwd,
+                    output=w,
+                    death_signal=death,
+                    umask=spec.umask,
+                    prepare=setup.apply if setup is not None and setup.needs_fork else None,
+                )
+        except (posix.SpawnError, OSError) as exc:
             os.close(r)
             if notify is not None:
                 notify.close()
-            self.feed(ev.SpawnFailed(path, str(exc)))
+            if group is not None and self.cgroups is not None:
+                self.cgroups.remove(group)
+            reason = str(exc)
+            if isinstance(exc, OSError):  # the move into its cgroup (or back) failed
+                reason = f"cannot start it in its cgroup: {exc.strerror}"
+            self.feed(ev.SpawnFailed(path, reason))
             return
         finally:
             os.close(w)
         proc = Process(path, pid, r, output)
         proc.notify = notify
         proc.spec = spec
+        proc.group = group
         self.procs[pid] = proc
         self.pipes[r] = output
         self.loop.add_reader(r, lambda: self._read(r))
@@ -186,6 +211,8 @@ class Processes:
             proc.probe.cancel()
         if proc.liveness is not None:
             proc.liveness.stop()
+        if proc.group is not None and proc.group.signal(signum):
+            return  # every process of its cgroup
         posix.send_signal(pid, signum, self.loop.pidfd(pid))
 
     def ready(self, pid: int) -> None:
@@ -235,11 +262,15 @@ class Processes:
             if proc.spec is not None and proc.spec.health is not None:
                 health = {"failures": live.failures if live is not None else 0}
             out[proc.path] = {"status_text": text, "health": health}
+            if proc.group is not None:  # procs, cpu_seconds, memory
+                out[proc.path].update(proc.group.stats())
         return out
 
     def kill_all(self) -> None:
-        """SIGKILL every process group still alive (last resort)."""
-        for pid in list(self.procs):
+        """SIGKILL every process group (and cgroup) still alive (last resort)."""
+        for pid, proc in list(self.procs.items()):
+            if proc.group is not None:
+                proc.group.signal(signal.SIGKILL)
             posix.send_signal(pid, signal.SIGKILL)
 
     def close(self) -> None:
@@ -267,6 +298,10 @@ class Processes:
             with contextlib.suppress(OSError):
                 os.unlink(self.state_file)
             self.state_file = None
+        if self.cgroups is not None:  # what is left in them is killed, the directories go
+            cgroups = self.cgroups
+            self.use_cgroups(None)
+            cgroups.close()
 
     # --- the state file ----------------------------------------------------------
 
@@ -353,6 +388,16 @@ class Processes:
         failures = carried.failures if carried is not None else 0
         self._start_liveness(proc, failures, deadline)
 
+    def in_cgroup(self, pid: int | None) -> str | None:
+        """Before ``os.execv``: the cgroup directory process ``pid`` runs in (None: none)."""
+        proc = self.procs.get(pid) if pid is not None else None
+        return proc.group.directory if proc is not None and proc.group is not None else None
+
+    def keep_cgroups(self, base: str) -> None:
+        """After ``os.execv``: the cgroups of the image before (``base``) go on."""
+        if self.cgroups is None or self.cgroups.base != base:
+            self.use_cgroups(Cgroups.resume(base))
+
     def adopt(
         self,
         path: str,
@@ -360,9 +405,11 @@ class Processes:
         pipe: int,
         partial: bytes = b"",
         carried: Carried | None = None,
+        cgroup: str | None = None,
     ) -> None:
         """After ``os.execv``: take over process ``pid`` (None: it is gone) and its output
-        pipe (-1: none) from the image before. Its exit is fed as for a spawned one."""
+        pipe (-1: none) from the image before. Its exit is fed as for a spawned one.
+        ``cgroup``: the cgroup directory the image before started it in."""
         output = self._output(path)
         if pipe >= 0:
             os.set_inheritable(pipe, False)
@@ -372,6 +419,8 @@ class Processes:
             self.loop.add_reader(pipe, lambda: self._read(pipe))
         if pid is not None:
             proc = Process(path, pid, pipe, output)
+            if cgroup is not None and self.cgroups is not None:
+                proc.group = self.cgroups.adopt(path, cgroup)
             self.procs[pid] = proc
             self.loop.watch_child(pid, lambda status: self._exited(proc, status), kill_group=True)
             if carried is not None and carried.notify_fd is not None and carried.notify_path:
@@ -493,6 +542,21 @@ class Processes:
             proc.liveness.stop()
         if proc.notify is not None:
             proc.notify.close()
+        group, cgroups = proc.group, self.cgroups
+        if group is not None and cgroups is not None:  # its leftovers killed, then over
+
+            def say(text: str) -> None:
+                self.console.write(f"otree: {proc.path}: {text}\n".encode(), keep=True)
+
+            def done() -> None:
+                self._over(proc, status)
+
+            if cgroups.end(group, self.loop.call_later, done, say):
+                return
+        self._over(proc, status)
+
+    def _over(self, proc: Process, status: int) -> None:
+        """The main process is reaped and its cgroup (if any) empty: feed its exit."""
         self._drain(proc.pipe)
         code, sig = posix.describe_status(status)
         self.feed(ev.Exited(proc.path, proc.pid, code, sig))

@@ -181,13 +181,16 @@ def test_status_json(tree: OtreeProc, sock: str) -> None:
         "service",
     ]
     base = {"path", "kind", "state", "pid", "uptime", "restarts", "last_exit"}
+    # in its cgroup (cgroups = "auto" where root may write a cgroup2; issue 13)
+    usage = {"procs", "cpu_seconds", "memory"} if "procs" in nodes[1] else set()
     for n in nodes:
-        service = {"dropped", "status_text", "health"}
+        service = {"dropped", "status_text", "health"} | usage
         extra = {"supervisor": set(), "service": service}[n["kind"]]
         if n["path"] == "":
             extra = {"console_dropped", "events_dropped"}
         assert set(n) == base | extra
-        assert all(n[key] == 0 for key in extra - {"status_text", "health"})
+        assert all(n[key] == 0 for key in extra - {"status_text", "health"} - usage)
+        assert n.get("procs", 1) == 1 and n.get("memory") is None
         assert n.get("status_text") is None and n.get("health") is None
         assert n["state"] == "running"
         assert n["restarts"] == 0 and n["last_exit"] is None
@@ -204,8 +207,15 @@ def test_status_table(tree: OtreeProc, sock: str) -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith(f"tree.toml: otree pid {tree.pid}, up ")
-    assert lines[1].split() == ["PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST", "EXIT"]
+    header = ["PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST", "EXIT"]
+    usage = ["PROCS", "CPU"] if "PROCS" in lines[1] else []  # in cgroups (issue 13)
+    assert lines[1].split() == header + usage
     rows = [line.split() for line in lines[2:]]
+    if usage:  # one process each, its CPU seconds
+        assert all(
+            r[-2] == "1" and r[-1].endswith("s") for r in rows if r[0] not in ("(root)", "web")
+        )
+        rows = [r[:-2] if r[0] not in ("(root)", "web") else r for r in rows]
     assert [r[0] for r in rows] == ["(root)", "db", "web", "web.cache", "web.api"]
     assert [len(line) - len(line.lstrip()) for line in lines[2:]] == [0, 2, 2, 4, 4]
     assert rows[4][:3] == ["web.api", "running", str(tree.running_pid("web.api"))]

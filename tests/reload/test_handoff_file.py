@@ -101,6 +101,8 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
     written["tree"] = _without_liveness(written["tree"])
     for proc in written["procs"]:
         assert proc.pop("liveness") is None
+        assert proc.pop("cgroup") is None  # no cgroups (issue 13)
+    assert written.pop("cgroup") is None
     assert written.pop("counters") == []  # `otree metrics`' counters: none then (issue 16)
     assert written == {**old, "config_errors": []}
     head, _, tail = encoded(h).partition(b"\n")
@@ -109,22 +111,28 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
 
 
 def _without_liveness(node: dict[str, Any]) -> dict[str, Any]:
-    """``node`` (a tree as JSON) without the fields added since version 1 (``health``,
-    ``watchdog``, the pool, identity and environment fields, ``cgroups``), which must
-    be unset."""
+    """``node`` (a tree as JSON) without the fields added since the document was written:
+    ``health``, ``watchdog``, the pool fields and issue 13's, which must be unset."""
     if "service" in node:
         svc = dict(node["service"])
         assert svc.pop("health") is None and svc.pop("watchdog") is None
         for name in ("replicas", "intensity", "period"):  # pools: issue 14
             assert svc.pop(name) is None
-        unset = {"user": None, "group": None, "umask": None, "nice": None}  # issue 13
-        unset |= {"oom_score_adj": None, "limits": [], "env_file": [], "autostart": True}
-        for name, default in unset.items():
-            assert svc.pop(name) == default
+        # identity, limits and environment (issue 13): unset
+        for name, unset in _ISSUE13_FIELDS.items():
+            assert svc.pop(name) == unset
         return {"service": svc}
     sup = dict(node["supervisor"])
-    assert sup.pop("cgroups") == "auto"  # issue 13
+    assert sup.pop("cgroups") == "auto"  # the kill mode (issue 13): its default
     return {"supervisor": {**sup, "children": [_without_liveness(c) for c in sup["children"]]}}
+
+
+_ISSUE13_FIELDS: dict[str, Any] = {
+    **dict.fromkeys(("user", "group", "umask", "nice", "oom_score_adj")),
+    "limits": [],
+    "env_file": [],
+    "autostart": True,
+}
 
 
 @settings(max_examples=50, deadline=None)
@@ -175,9 +183,9 @@ def _doc(**changes: Any) -> dict[str, Any]:
     ("data", "message"),
     [
         ([], "the handoff is not a JSON object"),
-        ({}, "unknown handoff version None (this otree reads 1 and 2)"),
-        (_doc(otree_handoff=3), "unknown handoff version 3 (this otree reads 1 and 2)"),
-        (_doc(otree_handoff="1"), "unknown handoff version '1' (this otree reads 1 and 2)"),
+        ({}, "unknown handoff version None (this otree reads 1, 2 and 3)"),
+        (_doc(otree_handoff=4), "unknown handoff version 4 (this otree reads 1, 2 and 3)"),
+        (_doc(otree_handoff="1"), "unknown handoff version '1' (this otree reads 1, 2 and 3)"),
         (
             _doc(procs=[{"path": "a"}]),
             "the handoff is incomplete or malformed (required field missing @ handoff.procs[0].pid;"

@@ -156,7 +156,7 @@ def test_an_unknown_handoff_version_stops_the_children_and_exits_4(tmp_path: Pat
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.splitlines() == [
         "otree: cannot take over after the re-exec: unknown handoff version 99"
-        " (this otree reads 1 and 2)",
+        " (this otree reads 1, 2 and 3)",
         "otree: stopping the children left running (they are not orphaned)",
     ]
     assert proc.stdout == ""

@@ -313,12 +313,14 @@ def test_grandchildren_die_with_their_group_on_stop(otree: Run, tmp_path: Path) 
 
 
 def test_subreaper_reaps_orphans(otree: Run, tmp_path: Path) -> None:
-    # the grandchild leaves the group (setsid), outlives its parent and is re-parented to otree
+    # the grandchild leaves the group (setsid), outlives its parent and is re-parented to
+    # otree (with process groups: in its cgroup it is killed with its parent, issue 13);
     # $$$$: the tree file's $$ is one $ (expansion at load), so the shell gets $$
     script = "setsid sh -c 'echo $$$$ > gc.pid; sleep 1' & sleep 0.2"
     tree = write_tree(
         tmp_path,
-        f'[steady]\n{SLEEP}\n[parent]\ncmd = ["sh", "-c", "{script}"]\nrestart = "temporary"\n',
+        f'cgroups = "off"\n[steady]\n{SLEEP}\n'
+        f'[parent]\ncmd = ["sh", "-c", "{script}"]\nrestart = "temporary"\n',
     )
     run = otree("run", tree, "--subreaper")
     gc = grandchild_pid(tmp_path)

@@ -184,6 +184,26 @@ def orphan(pidfile: str, linger: str) -> None:
     os.wait()
 
 
+def escape(pidfile: str, deaf: str = "") -> None:
+    """Double-fork a grandchild that leaves the process group and the session (setsid)
+    and writes its PID to PIDFILE; both it and the service then wait to be stopped
+    (with DEAF ``deaf``, both ignore SIGTERM)."""
+    if deaf:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pidfile + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            while True:
+                time.sleep(60)
+        os._exit(0)
+    os.wait()
+    while True:
+        time.sleep(60)
+
+
 def reaped(pidfile: str) -> None:
     """Wait for PIDFILE (an orphan's PID), then until that process is gone from /proc:
     print ``reaped PID``, or ``zombie PID`` if it is still a zombie 10 s after it exited."""

@@ -1,0 +1,283 @@
+"""Kill mode ``cgroups`` (issue 13) with real processes under ``otree run``, as root.
+
+The service of most tests double-forks a grandchild that calls ``setsid()``: it
+leaves the process group, so only its cgroup holds it. Every grandchild is
+killed by PID at the end of its test, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.cli import otree_cli, status
+from support.otreeproc import OtreeProc
+from support.procfs import pid_alive
+from support.treefiles import prog, write_tree
+from support.waits import wait_until
+
+Run = Callable[..., OtreeProc]
+
+
+def _cgroup2_home() -> Path | None:
+    """This process's cgroup directory on the first cgroup2 mount (read here on its own,
+    not with otree's code), if root may create a cgroup there."""
+    own = next(
+        (
+            line[3:].strip()
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if line.startswith("0::")
+        ),
+        None,
+    )
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        if tail.startswith("cgroup2 ") and own is not None and fields[3] == "/":
+            home = Path(fields[4]) / own.lstrip("/")
+            if os.access(home, os.W_OK):
+                return home
+    return None
+
+
+HOME = _cgroup2_home()
+needs_cgroups = pytest.mark.skipif(
+    HOME is None or os.geteuid() != 0, reason="needs root and a writable cgroup2 (CI has both)"
+)
+
+
+def escape_tree(tmp_path: Path, mode: str, path: str = "web") -> str:
+    """A tree whose service ``path`` leaves a setsid() grandchild (its PID in gc.pid)."""
+    head, _, name = path.rpartition(".")
+    table = f"[{head}]\n\n[{head}.{name}]" if head else f"[{name}]"
+    return write_tree(
+        tmp_path,
+        f'cgroups = "{mode}"\n\n{table}\ncmd = {prog("escape", str(tmp_path / "gc.pid"))}\n',
+    )
+
+
+@pytest.fixture
+def grandchild(tmp_path: Path) -> Iterator[Callable[[], int]]:
+    """``grandchild()`` waits for the grandchild's PID; it is killed by PID at teardown."""
+    seen: list[int] = []
+
+    def pid() -> int:
+        pidfile = tmp_path / "gc.pid"
+        wait_until(pidfile.exists, what="the grandchild's PID file")
+        seen.append(int(pidfile.read_text()))
+        return seen[-1]
+
+    yield pid
+    for p in seen:
+        with contextlib.suppress(OSError):
+            os.kill(p, signal.SIGKILL)
+
+
+def own_dir(otree_pid: int) -> Path:
+    assert HOME is not None
+    return HOME / f"otree-{otree_pid}"
+
+
+def members(directory: Path) -> set[int]:
+    return {int(n) for n in (directory / "cgroup.procs").read_text().split()}
+
+
+@needs_cgroups
+def test_stop_leaves_nothing_of_a_setsid_grandchild(
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
+) -> None:
+    run = otree("run", escape_tree(tmp_path, "on"), "--socket", sock)
+    run.wait_for("tree_ready")
+    gc, main = grandchild(), run.running_pid("web")
+    service_dir = own_dir(run.pid) / "web"
+    assert members(service_dir) == {main, gc}
+    assert os.getsid(gc) != os.getsid(main)  # it left the session: killpg misses it
+    r = otree_cli("stop", "web", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    assert not pid_alive(gc) and not pid_alive(main)  # gone when the stop is answered
+    assert not service_dir.exists()  # an empty service cgroup is removed at its exit
+    assert otree_cli("shutdown", "--socket", sock).returncode == 0
+    assert run.wait_exit() == 0
+    assert not own_dir(run.pid).exists()
+
+
+@needs_cgroups
+def test_shutdown_leaves_nothing_and_removes_the_nested_cgroups(
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
+) -> None:
+    run = otree("run", escape_tree(tmp_path, "on", "app.web"), "--socket", sock)
+    run.wait_for("tree_ready")
+    gc = grandchild()
+    assert gc in members(own_dir(run.pid) / "app" / "web")
+    assert otree_cli("shutdown", "--socket", sock).returncode == 0
+    assert run.wait_exit() == 0
+    assert not pid_alive(gc)
+    assert not own_dir(run.pid).exists()
+
+
+@needs_cgroups
+def test_the_leftovers_are_killed_when_the_main_process_exits(
+    otree: Run, tmp_path: Path, grandchild: Callable[[], int]
+) -> None:
+    pidfile = tmp_path / "gc.pid"
+    tree = write_tree(
+        tmp_path,
+        f'cgroups = "on"\n\n[once]\ncmd = {prog("orphan", str(pidfile), "60")}\n'
+        'restart = "temporary"\n',
+    )
+    run = otree("run", tree)
+    gc = grandchild()
+    run.wait_for("exit", "once")
+    assert not pid_alive(gc)  # killed before the exit was reported
+
+
+@needs_cgroups
+def test_the_kill_after_the_stop_timeout_reaches_the_grandchild(
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
+) -> None:
+    """Both ignore TERM: the KILL at ``shutdown`` seconds is ``cgroup.kill``."""
+    cmd = prog("escape", str(tmp_path / "gc.pid"), "deaf")
+    tree = write_tree(tmp_path, f'cgroups = "on"\n[web]\ncmd = {cmd}\nshutdown = 0.5\n')
+    run = otree("run", tree, "--socket", sock)
+    run.wait_for("tree_ready")
+    gc = grandchild()
+    assert otree_cli("stop", "web", "--socket", sock).returncode == 0
+    assert run.find("exit", "web")[0]["signal"] == "KILL"
+    assert not pid_alive(gc)
+
+
+@needs_cgroups
+def test_a_second_process_of_a_service_gets_a_cgroup_of_its_own() -> None:
+    """While one process of ``a.b`` is still in ``a/b``, the next is put in ``a/b@2``."""
+    from otree.runtime.cgroups import Cgroups
+
+    cgroups = Cgroups.create()
+    try:
+        first, second = cgroups.group("a.b"), cgroups.group("a.b")
+        assert first.directory == f"{cgroups.base}/a/b"
+        assert second.directory == f"{cgroups.base}/a/b@2"
+        cgroups.remove(first)
+        assert cgroups.group("a.b").directory == first.directory  # free again
+    finally:
+        cgroups.close()
+    assert not os.path.exists(cgroups.base)
+
+
+def test_without_cgroups_the_grandchild_survives_the_stop(
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
+) -> None:
+    """The caveat of process groups, shown true (the fixture kills it by PID)."""
+    run = otree("run", escape_tree(tmp_path, "off"), "--socket", sock)
+    run.wait_for("tree_ready")
+    gc, main = grandchild(), run.running_pid("web")
+    assert otree_cli("stop", "web", "--socket", sock).returncode == 0
+    assert not pid_alive(main)
+    assert pid_alive(gc)
+    assert "procs" not in status(sock)["web"]  # no cgroup, no count
+
+
+@needs_cgroups
+def test_status_shows_the_processes_and_cpu_seconds(
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
+) -> None:
+    run = otree("run", escape_tree(tmp_path, "auto"), "--socket", sock)
+    run.wait_for("tree_ready")
+    grandchild()
+    web = status(sock)["web"]
+    assert web["procs"] == 2
+    assert isinstance(web["cpu_seconds"], float) and web["cpu_seconds"] > 0
+    assert web["memory"] is None  # the memory controller is not on for otree's cgroup
+    table = otree_cli("status", "--socket", sock).stdout.splitlines()
+    assert table[1].split()[-2:] == ["PROCS", "CPU"]  # no MEM: no memory controller
+    row = next(line for line in table if line.split()[0] == "web").split()
+    assert row[-2] == "2" and re.fullmatch(r"\d+\.\d\ds", row[-1]), row
+
+
+@needs_cgroups
+def test_a_reload_keeps_the_cgroup_and_its_processes(
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
+) -> None:
+    run = otree("run", escape_tree(tmp_path, "on"), "--socket", sock)
+    run.wait_for("tree_ready")
+    gc, main = grandchild(), run.running_pid("web")
+    r = otree_cli("reload", "--socket", sock)
+    assert r.returncode == 0, r.stderr
+    assert run.find("adopt", "web", pid=main)
+    assert members(own_dir(run.pid) / "web") == {main, gc}
+    assert status(sock)["web"]["procs"] == 2
+    assert otree_cli("stop", "web", "--socket", sock).returncode == 0
+    assert not pid_alive(gc)  # the new image stops the whole cgroup too
+    assert otree_cli("shutdown", "--socket", sock).returncode == 0
+    assert run.wait_exit() == 0
+    assert not own_dir(run.pid).exists()
+
+
+@needs_cgroups
+def test_the_next_start_removes_what_a_killed_otree_left(
+    otree: Run, tmp_path: Path, grandchild: Callable[[], int]
+) -> None:
+    first = otree("run", escape_tree(tmp_path, "on"))
+    first.wait_for("tree_ready")
+    gc, main = grandchild(), first.running_pid("web")
+    first.send(signal.SIGKILL)
+    first.wait_exit()
+    wait_until(lambda: not pid_alive(main), what="the main process's death signal")
+    left = own_dir(first.pid)
+    assert gc in members(left / "web")  # its main process died with otree, not this one
+    other = tmp_path / "other"
+    other.mkdir()
+    tree = write_tree(other, f"[idle]\ncmd = {prog('obey')}\n")
+    second = otree("run", tree, cwd=other)
+    second.wait_for("tree_ready")
+    assert not left.exists()
+    assert not pid_alive(gc)
+    assert f"cgroups: removed {left} of an otree that died, 1 process left" in second.stderr
+
+
+def test_on_without_a_cgroup2_is_an_error_and_starts_nothing(otree: Run, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    tree = write_tree(tmp_path, f'cgroups = "on"\n[web]\ncmd = ["touch", "{marker}"]\n')
+    run = otree("run", tree, env={"OTREE_TEST_MOUNTINFO": os.devnull})
+    assert run.wait_exit() == 2
+    assert run.stderr == (
+        'otree: cgroups = "on", but no cgroup2 file system is mounted'
+        ' (cgroups = "auto" falls back to process groups)\n'
+    )
+    assert not marker.exists() and not run.events()
+
+
+def test_auto_without_a_cgroup2_falls_back_to_process_groups(
+    otree: Run, tmp_path: Path, sock: str
+) -> None:
+    tree = write_tree(tmp_path, f"[web]\ncmd = {prog('obey')}\n")
+    run = otree("run", tree, "--socket", sock, env={"OTREE_TEST_MOUNTINFO": os.devnull})
+    run.wait_for("tree_ready")
+    assert run.stderr.count("otree: cgroups:") == 1
+    assert "services are stopped by process group" in run.stderr
+    assert "procs" not in status(sock)["web"]
+
+
+def test_the_mount_table_is_read_with_its_escapes(tmp_path: Path) -> None:
+    from otree.runtime.cgroups import mounts
+
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "41 31 0:38 /kube /mnt/cgroup\\040two rw,relatime shared:9 - cgroup2 cgroup2 rw\n"
+    )
+    assert mounts(str(table)) == [("/kube", "/mnt/cgroup two")]
+
+
+def test_a_cgroup2_otree_is_not_below_is_no_cgroup(tmp_path: Path) -> None:
+    from otree.runtime.cgroups import Cgroups, Unavailable
+
+    table = tmp_path / "mountinfo"
+    table.write_text("41 31 0:38 /elsewhere /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n")
+    with pytest.raises(Unavailable, match="is not below it"):
+        Cgroups.create(str(table))

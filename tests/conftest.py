@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import leaks
+from support import cgroupdirs, leaks
 from support.otreeproc import OtreeProc, RunOtree
 
 _RUNTIME_DIR = pytest.StashKey[str]()
@@ -26,12 +26,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_stray_processes(pytestconfig: pytest.Config) -> Iterator[None]:
-    """After the suite, no process started by the tests may be left running."""
+    """After the suite, no process started by the tests may be left running, and no cgroup
+    of an otree they started (each test removes those of the otrees it killed)."""
     yield
     shutil.rmtree(pytestconfig.stash[_RUNTIME_DIR], ignore_errors=True)
     report = leaks.kill_leftovers()
     if report:
         pytest.fail(f"processes left running after the tests (now killed):\n{report}")
+    removed = cgroupdirs.remove_dead()  # every otree the tests started is gone by now
+    if removed:
+        pytest.fail("cgroups left by the tests' otrees (now removed):\n  " + "\n  ".join(removed))
 
 
 @pytest.fixture

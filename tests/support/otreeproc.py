@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from support import cgroupdirs
 from support.leaks import marked_pids_of
 from support.waits import DEADLINE
 
@@ -148,6 +149,7 @@ class OtreeProc:
         for pid in marked_pids_of(self.child_pids()):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
+        cgroupdirs.remove_dead()  # an otree killed leaves its cgroups: not for the next test
 
 
 #: the ``otree`` fixture: ``otree("run", "tree.toml", env=..., cwd=...)`` -> an OtreeProc

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import procfs
 from support.otreeproc import OtreeProc
 from support.procfs import pid_alive
 from support.treefiles import free_port
@@ -107,3 +108,39 @@ def test_postgres_runs_as_postgres_and_shuts_down_cleanly(
     assert log.rstrip().endswith("database system is shut down"), log[-2000:]
     assert not pid_alive(pid)
     wait_until(lambda: not any(pid_alive(p) for p in run.child_pids()))
+
+
+def _backend_running(postmaster: int, what: str) -> int | None:
+    """The PID of the postmaster's backend whose title says ``what`` (its query state)."""
+    for pid in procfs.children(postmaster):
+        if what in procfs.cmdline(pid):
+            return pid
+    return None
+
+
+def test_a_kill_9_of_the_postmaster_during_a_query_recovers(
+    otree: Run, pg_dir: Path, sock: str
+) -> None:
+    """The backend of a CPU-bound query has left the postmaster's process group (PostgreSQL
+    calls setsid() in each child) and goes on after a kill -9 of the postmaster, holding
+    the shared memory: a new postmaster is refused until it is gone. In the service's
+    cgroup it is killed with the postmaster, and the new one recovers by itself."""
+    run, port, env = _start(otree, pg_dir, sock)
+    postmaster = run.running_pid("db")
+    if "/otree-" not in Path(f"/proc/{postmaster}/cgroup").read_text():
+        pytest.fail("this test needs the cgroups kill mode (auto, with a writable cgroup2)")
+    query = _psql(port, env, "select count(*) from generate_series(1, 20000000000)")
+    backend = wait_until(lambda: _backend_running(postmaster, "SELECT"), what="the query")
+    os.kill(postmaster, signal.SIGKILL)
+    run.wait_for("ready", "db", count=2, timeout=120)
+    wait_until(lambda: not pid_alive(backend), what="the backend to be gone")
+    query.communicate(timeout=30)  # its connection was cut
+    again = _psql(port, env, "select 6 * 7")
+    out, _ = again.communicate(timeout=30)
+    assert out.strip() == "42", out
+    log = (pg_dir / "postgres.log").read_text()
+    assert "database system was interrupted" in log or "not properly shut down" in log, log[-3000:]
+    assert log.count("database system is ready to accept connections") == 2
+    assert len(run.find("spawn", "db")) == 2  # one restart, not a crash loop
+    run.send(signal.SIGTERM)
+    assert run.wait_exit(timeout=90) == 0, run.describe()

@@ -8,9 +8,12 @@ killed by PID at the end of its test, whatever happened.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -281,3 +284,36 @@ def test_a_cgroup2_otree_is_not_below_is_no_cgroup(tmp_path: Path) -> None:
     table.write_text("41 31 0:38 /elsewhere /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n")
     with pytest.raises(Unavailable, match="is not below it"):
         Cgroups.create(str(table))
+
+
+@needs_cgroups
+def test_a_new_image_that_cannot_take_over_ends_the_handed_cgroups(tmp_path: Path) -> None:
+    """The bootstrap's stop (standard library only) kills what is left in the handed-over
+    cgroups and removes them, as the end of any otree does."""
+    from otree.runtime.cgroups import Cgroups
+
+    cgroups = Cgroups.create()
+    daemon = None
+    try:
+        with cgroups.group("web").entered():
+            daemon = subprocess.Popen(["sleep", "100"], start_new_session=True)
+        handoff = tmp_path / "handoff"
+        handoff.write_text(json.dumps({"otree_handoff": 3, "cgroup": cgroups.base}) + "\n")
+        with open(handoff, "rb") as f:
+            script = "import otree.reload.rescue as r; raise SystemExit(r.give_up('a test'))"
+            done = subprocess.run(
+                [sys.executable, "-c", script],
+                env={**os.environ, "OTREE_HANDOFF_FD": str(f.fileno())},
+                pass_fds=[f.fileno()],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        assert done.returncode == 4, done.stderr
+        assert daemon.wait(20) == -signal.SIGKILL
+        assert not os.path.exists(cgroups.base)
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        cgroups.close()

@@ -292,12 +292,13 @@ class Cgroups:
         while directory in self.groups:
             n += 1
             directory = os.path.join(self.base, *parts[:-1], f"{parts[-1]}@{n}")
-        here = self.base
-        for part in os.path.relpath(directory, self.base).split(os.sep):
+        here = self.home  # the base too: an empty one may have been swept meanwhile
+        for part in os.path.relpath(directory, self.home).split(os.sep):
             here = os.path.join(here, part)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(here)
-                _delegate(os.path.dirname(here))
+                if os.path.dirname(here) != self.home:  # never otree's own cgroup's
+                    _delegate(os.path.dirname(here))
         g = self.groups[directory] = Group(self, path, directory)
         return g
 

@@ -353,3 +353,19 @@ def test_a_new_image_that_cannot_take_over_ends_the_handed_cgroups(tmp_path: Pat
             daemon.kill()
             daemon.wait()
         cgroups.close()
+
+
+@needs_cgroups
+def test_a_swept_empty_base_is_made_again_at_the_next_start() -> None:
+    """Another otree may remove otree-<pid> while it is empty (it cannot tell a live otree
+    of another PID namespace from a dead one): the next spawn makes it again."""
+    from otree.runtime.cgroups import Cgroups
+
+    cgroups = Cgroups.create()
+    try:
+        os.rmdir(cgroups.base)
+        group = cgroups.group("app.web")
+        assert os.path.isdir(group.directory)
+    finally:
+        cgroups.close()
+    assert not os.path.exists(cgroups.base)

@@ -263,9 +263,12 @@ def _wire_locked(
     handoff: reload.Handoff | None,
     lock: _Lock | None,
 ) -> Launch:
+    dead = 0
     if lock is not None and handoff is None:  # not a re-exec: what a dead otree left?
-        stop_leftovers(tree, lock.state_file)
+        dead = stop_leftovers(tree, lock.state_file)
     runtime = Runtime(tree, events=events, log_dir=log_dir, subreaper=subreaper)
+    if dead and runtime.processes.cgroups is not None:  # and what escaped into its cgroups
+        runtime.processes.cgroups.reclaim(dead, runtime.stderr)
     if lock is not None:
         runtime.processes.state_file = lock.state_file
     reloader = reload.Reloader(runtime, argv=argv, tree_source=tree_source, handoff=handoff)
@@ -312,10 +315,11 @@ def _service_manager(runtime: Runtime, reloader: reload.Reloader) -> None:
     runtime.on_close(manager.close)
 
 
-def stop_leftovers(tree: Supervisor, state_file: str) -> None:
+def stop_leftovers(tree: Supervisor, state_file: str) -> int:
     """Stop what a dead otree of this tree left running (its state file names the PIDs
     and their start times), in reverse start order, each as the tree stops it (its
-    ``stop_signal``, its ``shutdown``, then SIGKILL), and say so on stderr."""
+    ``stop_signal``, its ``shutdown``, then SIGKILL), and say so on stderr. The PID of
+    that otree (0: none)."""
     from otree.core.pool import services as pool_services
 
     owner, left = posix.read_state(state_file)
@@ -338,6 +342,7 @@ def stop_leftovers(tree: Supervisor, state_file: str) -> None:
             stderr_line(f"{name} (pid {pid}), left by the previous otree: {how}")
     with contextlib.suppress(OSError):
         os.unlink(state_file)
+    return owner
 
 
 #: asynchronous signals whose default action would end otree, and that otree only logs

@@ -17,11 +17,13 @@ from support import cgroupdirs, leaks
 from support.otreeproc import OtreeProc, RunOtree
 
 _RUNTIME_DIR = pytest.StashKey[str]()
+_DEAD_BEFORE = pytest.StashKey[set[int]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before any test runs: every process the tests start is marked (see support.leaks)."""
     config.stash[_RUNTIME_DIR] = leaks.isolate()
+    config.stash[_DEAD_BEFORE] = cgroupdirs.dead_otrees()  # not the tests' doing
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,7 +35,8 @@ def no_stray_processes(pytestconfig: pytest.Config) -> Iterator[None]:
     report = leaks.kill_leftovers()
     if report:
         pytest.fail(f"processes left running after the tests (now killed):\n{report}")
-    removed = cgroupdirs.remove_dead()  # every otree the tests started is gone by now
+    before = pytestconfig.stash[_DEAD_BEFORE]
+    removed = [d for pid in cgroupdirs.dead_otrees() - before for d in cgroupdirs.remove_of(pid)]
     if removed:
         pytest.fail("cgroups left by the tests' otrees (now removed):\n  " + "\n  ".join(removed))
 

@@ -99,6 +99,7 @@ def stop_all() -> None:
         _signal(pid, signal.SIGKILL)
     for pid in _children():
         _reap(pid)
+    _end_cgroups()
     while True:  # readiness probes, orphans adopted as a subreaper
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -106,6 +107,36 @@ def stop_all() -> None:
             return
         if pid == 0:
             return
+
+
+def _end_cgroups() -> None:
+    """The handed-over cgroups (``cgroups``): what is left in them (a daemon a service
+    forked) is killed, the directories removed, as the end of any otree does."""
+    data = raw()
+    if data is None:
+        return
+    import json
+
+    try:
+        base = json.loads(data.partition(b"\n")[0]).get("cgroup")
+    except Exception:
+        return
+    if not isinstance(base, str) or not os.path.isdir(base):
+        return
+    with contextlib.suppress(OSError), open(os.path.join(base, "cgroup.kill"), "w") as f:
+        f.write("1")
+    deadline = time.monotonic() + GRACE
+    while time.monotonic() < deadline:  # a moment: SIGKILL does not wait
+        with contextlib.suppress(OSError), open(os.path.join(base, "cgroup.events")) as f:
+            if "populated 0" in f.read():
+                break
+        time.sleep(0.02)
+    for here, dirs, _ in os.walk(base, topdown=False):
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(here, d))
+    with contextlib.suppress(OSError):
+        os.rmdir(base)
 
 
 def _handed_over() -> list[tuple[int, int, float | None]]:

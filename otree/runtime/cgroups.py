@@ -155,10 +155,11 @@ def _alive(pid: int) -> bool:
     return state not in ([b"Z"], [b"X"])
 
 
-def remove_dead(parent: str) -> list[tuple[str, int]]:
-    """Remove the cgroups of otrees that died (``otree-<N>`` of no process N), the
-    processes left in them killed first: each directory removed, with that count."""
-    removed: list[tuple[str, int]] = []
+def remove_dead(parent: str) -> list[str]:
+    """Remove the empty cgroups of otrees that died (``otree-<N>`` of no process N): the
+    directories removed. One that still holds a process is left to the next start of
+    that otree's tree (:meth:`Cgroups.reclaim`), which knows it was its own."""
+    removed: list[str] = []
     try:
         names = os.listdir(parent)
     except OSError:
@@ -170,14 +171,8 @@ def remove_dead(parent: str) -> list[tuple[str, int]]:
         if int(number) == os.getpid() or _alive(int(number)):
             continue
         top = os.path.join(parent, name)
-        if not os.path.isdir(top):
-            continue
-        left = sum(len(members(here)) for here, _, _ in os.walk(top))
-        if left:  # escaped the otree that died with it: nobody's now
-            kill_all(top)
-            wait_empty(top, DEAD_WAIT)
-        if _remove_tree(top):
-            removed.append((top, left))
+        if os.path.isdir(top) and not _populated(top) and _remove_tree(top):
+            removed.append(top)
     return removed
 
 
@@ -234,11 +229,9 @@ class Cgroups:
             except OSError as exc:
                 reasons.append(f"cannot create {base}: {exc.strerror}")
                 continue
-            for top, left in remove_dead(home):
+            for top in remove_dead(home):
                 if say is not None:
-                    noun = "process" if left == 1 else "processes"
-                    killed = f", {left} {noun} left in it killed" if left else ""
-                    say(f"cgroups: removed {top} of an otree that died{killed}")
+                    say(f"cgroups: removed {top}, empty, of an otree that died")
             cg = cls(base, home)
             try:
                 cg.verify()
@@ -258,6 +251,22 @@ class Cgroups:
         cg = cls(base, home)
         cg.go_home()  # where otree is already: this opens the fd every spawn needs
         return cg
+
+    def reclaim(self, pid: int, say: Callable[[str], None]) -> None:
+        """The previous otree of this tree, ``pid``, died (its state file says so): kill
+        what it left in its cgroups (a daemon its services forked: their main processes
+        were stopped already) and remove them."""
+        top = os.path.join(self.home, f"otree-{pid}")
+        if pid == os.getpid() or _alive(pid) or not os.path.isdir(top):
+            return
+        left = sum(len(members(here)) for here, _, _ in os.walk(top))
+        if left:
+            kill_all(top)
+            wait_empty(top, DEAD_WAIT)
+        gone = _remove_tree(top)
+        noun = "process" if left == 1 else "processes"
+        killed = f"{left} {noun} left in them killed, " if left else ""
+        say(f"cgroups of the previous otree (pid {pid}): {killed}{'removed' if gone else 'kept'}")
 
     def verify(self) -> None:
         """Move otree into its base and back: the moves a spawn does must work."""
@@ -283,12 +292,13 @@ class Cgroups:
         while directory in self.groups:
             n += 1
             directory = os.path.join(self.base, *parts[:-1], f"{parts[-1]}@{n}")
-        here = self.base
-        for part in os.path.relpath(directory, self.base).split(os.sep):
+        here = self.home  # the base too: an empty one may have been swept meanwhile
+        for part in os.path.relpath(directory, self.home).split(os.sep):
             here = os.path.join(here, part)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(here)
-                _delegate(os.path.dirname(here))
+                if os.path.dirname(here) != self.home:  # never otree's own cgroup's
+                    _delegate(os.path.dirname(here))
         g = self.groups[directory] = Group(self, path, directory)
         return g
 

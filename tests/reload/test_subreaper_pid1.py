@@ -24,7 +24,9 @@ def test_a_double_forked_orphan_is_reaped_by_the_subreaper_before_and_after_a_re
     tree: Start, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "gc.pid"
+    # cgroups off: in its cgroup the orphan would be killed with the maker (issue 13)
     run = tree(
+        'cgroups = "off"\n'
         f'[steady]\ncmd = "sleep 60"\n[maker]\ncmd = {prog("orphan", str(pidfile), "0.8")}\n'
         'restart = "temporary"\n',
         "--subreaper",

@@ -1,11 +1,12 @@
 """The cgroup directories otree makes (``otree-<pid>``, kill mode ``cgroups``): a test
 whose otree was killed (SIGKILL) leaves its directory behind, which the next otree
-would remove and say so on its stderr. ``remove_dead()`` removes them as soon as
-that test is over, so no test sees another's leftovers; after the suite none may be
-left (``tests/conftest.py``)."""
+would remove and say so on its stderr. ``remove_of(pid)`` removes that otree's as
+soon as its test is over (what is left in it killed first), so no test sees another's
+leftovers; after the suite none of the tests' otrees may have left one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from otree.runtime import cgroups
@@ -27,10 +28,30 @@ def homes() -> list[str]:
     return out
 
 
-def remove_dead() -> list[str]:
-    """Remove every ``otree-<N>`` directory of a dead N (what is left in one killed);
-    returns the directories removed."""
+def remove_of(pid: int) -> list[str]:
+    """Remove the cgroups of otree ``pid``, which is gone: its processes killed, its
+    directories removed bottom up. Returns the top directories removed."""
     removed = []
     for home in homes():
-        removed += [top for top, _ in cgroups.remove_dead(home)]
+        top = os.path.join(home, f"otree-{pid}")
+        if not os.path.isdir(top):
+            continue
+        cgroups.kill_all(top)
+        cgroups.wait_empty(top, 5.0)
+        for here, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(here)
+        removed.append(top)
     return removed
+
+
+def dead_otrees() -> set[int]:
+    """The PIDs of the otrees that are gone but whose ``otree-<pid>`` cgroups are left."""
+    out = set()
+    for home in homes():
+        with contextlib.suppress(OSError):
+            for name in os.listdir(home):
+                number = name.removeprefix("otree-")
+                if number != name and number.isdigit() and not os.path.exists(f"/proc/{number}"):
+                    out.add(int(number))
+    return out

@@ -149,7 +149,7 @@ class OtreeProc:
         for pid in marked_pids_of(self.child_pids()):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-        cgroupdirs.remove_dead()  # an otree killed leaves its cgroups: not for the next test
+        cgroupdirs.remove_of(self.pid)  # a killed otree leaves its cgroups: not for the next test
 
 
 #: the ``otree`` fixture: ``otree("run", "tree.toml", env=..., cwd=...)`` -> an OtreeProc

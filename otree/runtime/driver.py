@@ -24,6 +24,7 @@ import itertools
 import os
 import random
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,7 @@ from otree.core.pool import services as pool_services
 from otree.core.service import ServiceNode
 from otree.core.spec import Service, Supervisor
 from otree.errors import ExitCode, OtreeError, stderr_line
-from otree.runtime import cgroups, output, posix
+from otree.runtime import cgroups, output, posix, sinks
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.processes import Processes
 
@@ -88,6 +89,7 @@ class Runtime:
             signal.SIGUSR1: self._on_usr1,
         }
         self._report_hooks: list[ReportHook] = []
+        self._event_watchers: list[Callable[[str], None]] = []
         self._event_hook: Callable[[ev.Event], None] | None = None
         self._fatal: FatalHandler | None = None
         self._closers: list[Callable[[], None]] = []
@@ -232,6 +234,11 @@ class Runtime:
     def add_report_hook(self, hook: ReportHook) -> None:
         """Pass every report through ``hook`` before it is logged and shown."""
         self._report_hooks.append(hook)
+
+    def add_event_watcher(self, watcher: Callable[[str], None]) -> None:
+        """Call ``watcher(line)`` with each event-log line (JSON, no newline), written or
+        not (``otree events`` works without ``--events``); it must not block."""
+        self._event_watchers.append(watcher)
 
     def set_event_hook(self, hook: Callable[[ev.Event], None] | None) -> None:
         """Call ``hook(event)`` just before the engine handles each event. If it raises,
@@ -418,8 +425,13 @@ class Runtime:
             report = self._with_last_lines(report)
         for hook in self._report_hooks:
             report = hook(report)
+        record = {"ts": time.time(), **report.as_dict()}  # one ts for the file and the ring
         if self.event_log is not None:
-            self.event_log.write(report.as_dict())
+            self.event_log.write(record)
+        if self._event_watchers:
+            line = sinks.event_line(record)
+            for watcher in self._event_watchers:
+                watcher(line)
         text = output.describe_event(report.event, report.path, report.fields)
         pid = report.fields.get("pid", -1)
         probing = self.processes.probing

@@ -185,7 +185,7 @@ def test_request_roundtrip() -> None:
             {"id": 1, "cmd": "reboot"},
             ProtocolError(
                 "unknown command 'reboot' (known: status, info, start, stop, restart, logs,"
-                " shutdown, reload, scale, reload_plan, metrics, signal)",
+                " shutdown, reload, scale, reload_plan, metrics, signal, events)",
                 1,
             ),
         ),

@@ -34,7 +34,7 @@ MAX_REPLY = 64 * 1024 * 1024
 
 #: command name -> the optional fields it takes (with their types)
 COMMANDS: dict[str, dict[str, type]] = {
-    "status": {},
+    "status": {"path": str},  # with a path: that node in full (otree status PATH)
     "info": {},
     "start": {"path": str},
     "stop": {"path": str},

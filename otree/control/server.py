@@ -42,8 +42,10 @@ from otree.control.sockets import (
     tree_identity,
     tree_info,
 )
+from otree.control.usage import Costs
 from otree.core.actions import Reply
 from otree.core.engine import NodeStatus
+from otree.core.spec import Service, Supervisor
 
 if TYPE_CHECKING:
     from otree.control.events import EventRing
@@ -87,6 +89,8 @@ class Backend(Protocol):
     def status(self) -> list[NodeStatus]: ...
     def dropped(self) -> dict[str, int]: ...
     def liveness(self) -> dict[str, dict[str, Any]]: ...
+    def usage(self) -> dict[str, tuple[int, float, int]]: ...
+    def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None: ...
     def signal_service(
         self, path: str, name: str, group: bool = False
     ) -> tuple[int, str | None]: ...
@@ -198,6 +202,7 @@ class ControlServer:
         self.metrics: Callable[[], str] | None = None
         #: what ``events`` answers from (``otree.control.events.EventRing``, set by launch)
         self.events: EventRing | None = None
+        self.costs = Costs()  #: the CPU readings of ``otree status``' CPU%
         loop.add_reader(self.sock.fileno(), self._accept)
 
     @property
@@ -331,7 +336,11 @@ class ControlServer:
                 backend.dropped(),
                 backend.liveness(),
             )
-            self._send(conn, ok_reply(rid, **payload))
+            self.costs.fill(payload["nodes"], backend.usage(), self.loop.clock())
+            if req.path is not None:
+                self._send(conn, self._node(rid, req.path, payload["nodes"]))
+            else:
+                self._send(conn, ok_reply(rid, **payload))
         elif req.cmd == "info":
             self._send(conn, ok_reply(rid, **self.info, uptime=time.time() - self.info["started"]))
         elif req.cmd == "logs":
@@ -365,6 +374,27 @@ class ControlServer:
                 self.backend.command(req.cmd, req.path or "", answer, count=req.n)
             else:
                 self.backend.command(req.cmd, req.path or "", answer)
+
+    def _node(self, rid: int, path: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The reply to ``status`` with a path: that node in full (``control.nodeinfo``)."""
+        from otree.control import nodeinfo
+
+        row = next((r for r in rows if r["path"] == path), None)
+        info = self.backend.node_info(path)
+        if row is None or info is None:
+            return error_reply(rid, f"no node at path {path!r}")
+        spec, times, window = info
+        node = {**row, "spec": nodeinfo.spec_summary(spec)}
+        node.update(restart_times=times, window=window)
+        last = row.get("last_exit")
+        if last is not None and last.get("normal") is False:
+            ring = [line for _, line in self.events.recent()] if self.events is not None else []
+            lines = nodeinfo.last_lines(path, ring)
+            if lines is None and path in self.backend.outputs:
+                tail = self.backend.outputs[path].tail(10)
+                lines = [b.decode("utf-8", "replace") for b in tail]
+            node["last_exit"] = {**last, "last_lines": lines or []}
+        return ok_reply(rid, node=node)
 
     def _observe(self, req: Request) -> dict[str, Any]:
         """The reply to ``metrics`` (the exposition as ``text``) or ``signal``."""

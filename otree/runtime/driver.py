@@ -36,7 +36,7 @@ from otree.core.pool import services as pool_services
 from otree.core.service import ServiceNode
 from otree.core.spec import Service, Supervisor
 from otree.errors import ExitCode, OtreeError, stderr_line
-from otree.runtime import cgroups, output, posix, sinks
+from otree.runtime import cgroups, output, posix, procstat, sinks
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.processes import Processes
 
@@ -186,6 +186,41 @@ class Runtime:
     def liveness(self) -> dict[str, dict[str, Any]]:
         """Per running service: its latest ``STATUS=`` text and its health failures."""
         return self.processes.liveness()
+
+    def usage(self) -> dict[str, tuple[int, float, int]]:
+        """Per running service: ``(pid, CPU seconds, RSS bytes)`` of its process group, or
+        of its cgroup's processes when it has one (``/proc``, one pass for all)."""
+        groups: dict[int, str] = {}
+        members: dict[int, str] = {}
+        main: dict[str, int] = {}
+        for path, node in self.engine.nodes.items():
+            if isinstance(node, ServiceNode) and node.pid is not None:
+                main[path] = node.pid
+                directory = self.processes.in_cgroup(node.pid)
+                if directory is None:
+                    groups[node.pid] = path
+                else:
+                    members.update((pid, path) for pid in cgroups.members(directory))
+        found = procstat.usage_of(groups, members)
+        return {p: (main[p], u.cpu_seconds, u.rss_bytes) for p, u in found.items()}
+
+    def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None:
+        """``otree status PATH``: the spec of node ``path``, the unix times of its automatic
+        restarts inside its supervisor's window (the root: its own), and that window
+        (seconds); None if there is no such node."""
+        node = self.engine.nodes.get(path)
+        if node is None:
+            return None
+        now = self.loop.clock()
+        if node.parent is not None:
+            window = node.parent.spec.period
+            times = node.record.restart_times
+        else:
+            window = self.engine.root.spec.period
+            times = self.engine.root.window.times
+        wall = time.time()
+        recent = [round(wall - (now - t), 3) for t in times if now - t <= window]
+        return node.spec, recent, window
 
     def signal_service(self, path: str, name: str, group: bool = False) -> tuple[int, str | None]:
         """``otree signal``: send signal ``name`` to service ``path``'s main process (with

@@ -97,6 +97,8 @@ def main() -> None:
         cases = {
             "`otree status`": check("status"),
             "`otree status --json`": check("status", "--json"),
+            "`otree status s0` (one node in full)": check("status", "s0"),
+            "`otree events` (the ring)": check("events"),
             "`otree metrics`": check("metrics"),
             "`GET /metrics` (HTTP, no client start-up)": lambda: scrape(port),
             "`python -c pass` (the interpreter alone)": lambda: subprocess.run(

@@ -211,6 +211,7 @@ def _wire(
         raise
     try:
         _metrics(launch, handoff, listen)
+        _events(launch, handoff)
         return launch
     except BaseException:
         if launch.reloader.control is not None:
@@ -218,6 +219,20 @@ def _wire(
         launch.runtime.discard()
         launch.release()
         raise
+
+
+def _events(launch: Launch, handoff: reload.Handoff | None) -> None:
+    """``otree events``: a ring of the event-log lines, taken over from the image before
+    and handed to the next, answered from on the control socket."""
+    from otree.control.events import EventRing
+
+    ring = EventRing()
+    if handoff is not None:
+        ring.load(handoff.events)
+    launch.runtime.add_event_watcher(ring.add)
+    launch.reloader.events = ring.dump
+    if launch.reloader.control is not None:
+        launch.reloader.control.events = ring
 
 
 def _metrics(

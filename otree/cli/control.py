@@ -204,6 +204,11 @@ def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
     usage = cgroup_columns(nodes)
     if usage:
         header += usage[0]
+    from otree.cli.nodeview import cost_columns
+
+    costs = cost_columns(nodes) if any("rss_bytes" in node for node in nodes) else None
+    if costs:
+        header += costs[0]
     notes = [describe_liveness(node) for node in nodes]
     if any(notes):  # the STATUS column only when a service said something or is failing
         header += ("STATUS",)
@@ -228,6 +233,7 @@ def render_status(nodes: list[dict[str, Any]], colour: bool = False) -> str:
                 describe_exit(node.get("last_exit")),
             )
             + (usage[1][i] if usage else ())
+            + (costs[1][i] if costs else ())
             + ((note,) if header[-1] == "STATUS" else ())
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -259,6 +265,11 @@ def render_header(info: dict[str, Any]) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     if args.check:
         return _check(args)
+    if args.path is not None:
+        from otree.cli.nodeview import show_node
+
+        with _connect(args) as client:
+            return show_node(client.call("status", path=args.path), args.json)
     with _connect(args) as client:
         reply = client.call("status")
         info = None if args.json else client.call("info")
@@ -483,6 +494,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def add_commands(sub: Any) -> None:
     """Add the control commands to ``otree``'s subparsers (an argparse ``_SubParsersAction``)."""
     p = sub.add_parser("status", help="show the running tree: states, PIDs, uptimes, restarts")
+    p.add_argument("path", metavar="PATH", nargs="?", help="one node in full (e.g. web.api)")
     p.add_argument("--json", action="store_true", help='print {"nodes": [...]} for scripts')
     p.add_argument(
         "--check",

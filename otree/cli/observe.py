@@ -1,4 +1,5 @@
-"""The client commands that observe and poke a running tree: ``otree metrics``, ``otree signal``.
+"""The client commands that observe and poke a running tree: ``otree metrics``, ``otree events``,
+``otree signal``.
 
 They find the tree and map errors to exit codes as every control command does
 (``otree.cli.control``).
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from otree.cli.control import connect, guard
-from otree.errors import ExitCode
+from otree.errors import ExitCode, stderr_line
 
 
 @guard
@@ -22,6 +23,23 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         reply = client.call("metrics")
     sys.stdout.write(str(reply.get("text", "")))
     sys.stdout.flush()
+    return ExitCode.OK
+
+
+@guard
+def cmd_events(args: argparse.Namespace) -> int:
+    """The event log's lines from the tree's ring (the last N), then live with ``-f``."""
+    out = sys.stdout
+    with connect(args) as client:
+        for message in client.stream("events", n=args.lines, follow=args.follow):
+            if "event" in message:
+                out.write(str(message["event"]) + "\n")
+                if args.follow:
+                    out.flush()
+            elif "dropped" in message:
+                out.flush()
+                stderr_line(f"{message['dropped']} events skipped (this reader fell behind)")
+    out.flush()
     return ExitCode.OK
 
 
@@ -45,12 +63,30 @@ def cmd_signal(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of events: {text!r}")
+    return int(text)
+
+
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``metrics`` and ``signal`` to ``otree``'s subparsers (``common``: the options every
     control command takes)."""
     p = sub.add_parser("metrics", help="print the tree's metrics (Prometheus text format)")
     common(p)
     p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("events", help="the supervision events as JSON lines (the last N, then -f)")
+    p.add_argument(
+        "-n",
+        "--lines",
+        type=_count,
+        metavar="N",
+        help="how many of the recent events (default: all the tree keeps, up to 1000)",
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    common(p)
+    p.set_defaults(func=cmd_events)
 
     p = sub.add_parser(
         "signal",

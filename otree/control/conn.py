@@ -52,6 +52,7 @@ class Conn:
         "closing",
         "decoder",
         "dropped",
+        "event_follow",
         "fd",
         "followed",
         "follows",
@@ -92,6 +93,8 @@ class Conn:
         self.pending = 0  # commands sent to the runtime, not answered yet
         self.closing = False  # closed once ``out`` is sent
         self.dropped: dict[tuple[int, str], int] = {}  # (request id, path) -> lines skipped
+        #: ``otree events -f``: [request id, the number of the last event line sent]
+        self.event_follow: list[int] | None = None
 
     # --- input ------------------------------------------------------------------
 

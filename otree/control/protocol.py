@@ -34,7 +34,7 @@ MAX_REPLY = 64 * 1024 * 1024
 
 #: command name -> the optional fields it takes (with their types)
 COMMANDS: dict[str, dict[str, type]] = {
-    "status": {},
+    "status": {"path": str},  # with a path: that node in full (otree status PATH)
     "info": {},
     "start": {"path": str},
     "stop": {"path": str},
@@ -46,6 +46,7 @@ COMMANDS: dict[str, dict[str, type]] = {
     "reload_plan": {},  # what a reload would do (otree reload --dry-run); changes nothing
     "metrics": {},  # the Prometheus text exposition, as "text"
     "signal": {"path": str, "signal": str, "group": bool},  # "HUP"; group: its process group
+    "events": {"n": int, "follow": bool},  # the event log's lines: the last n, then live
 }
 #: commands whose ``path`` is required
 NEEDS_PATH = frozenset({"start", "stop", "restart", "scale", "signal"})

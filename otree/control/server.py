@@ -42,10 +42,13 @@ from otree.control.sockets import (
     tree_identity,
     tree_info,
 )
+from otree.control.usage import Costs
 from otree.core.actions import Reply
 from otree.core.engine import NodeStatus
+from otree.core.spec import Service, Supervisor
 
 if TYPE_CHECKING:
+    from otree.control.events import EventRing
     from otree.runtime.output import ServiceOutput
 
 __all__ = [
@@ -86,6 +89,8 @@ class Backend(Protocol):
     def status(self) -> list[NodeStatus]: ...
     def dropped(self) -> dict[str, int]: ...
     def liveness(self) -> dict[str, dict[str, Any]]: ...
+    def usage(self) -> dict[str, tuple[int, float, int]]: ...
+    def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None: ...
     def signal_service(
         self, path: str, name: str, group: bool = False
     ) -> tuple[int, str | None]: ...
@@ -145,6 +150,8 @@ class HandedClient:
     follows: tuple[tuple[int, str | None], ...]  #: the logs it follows: (request id, path)
     out: bytes  #: what it had yet to receive
     inbound: bytes  #: what it sent that was not handled yet (the start of a request, or more)
+    #: it follows ``otree events``: (request id, the number of the last event line it got)
+    events: tuple[int, int] | None = None
 
 
 class ControlServer:
@@ -193,6 +200,9 @@ class ControlServer:
         self._closed = False
         #: what ``metrics`` answers (``otree.control.metrics.Metrics.text``, set by launch)
         self.metrics: Callable[[], str] | None = None
+        #: what ``events`` answers from (``otree.control.events.EventRing``, set by launch)
+        self.events: EventRing | None = None
+        self.costs = Costs()  #: the CPU readings of ``otree status``' CPU%
         loop.add_reader(self.sock.fileno(), self._accept)
 
     @property
@@ -283,7 +293,7 @@ class ControlServer:
         if not self._alive(conn) or conn.closing:
             return
         if droppable and len(conn.out) >= self.max_output:
-            key = (message["id"], message["path"])
+            key = (message["id"], message.get("path", ""))
             conn.dropped[key] = conn.dropped.get(key, 0) + 1
             return
         if conn.dropped and droppable:
@@ -304,6 +314,7 @@ class ControlServer:
             unsubscribe()
         conn.follows.clear()
         conn.followed.clear()
+        conn.event_follow = None
 
     def _drop(self, conn: Conn) -> None:
         if not self._alive(conn):
@@ -325,11 +336,17 @@ class ControlServer:
                 backend.dropped(),
                 backend.liveness(),
             )
-            self._send(conn, ok_reply(rid, **payload))
+            self.costs.fill(payload["nodes"], backend.usage(), self.loop.clock())
+            if req.path is not None:
+                self._send(conn, self._node(rid, req.path, payload["nodes"]))
+            else:
+                self._send(conn, ok_reply(rid, **payload))
         elif req.cmd == "info":
             self._send(conn, ok_reply(rid, **self.info, uptime=time.time() - self.info["started"]))
         elif req.cmd == "logs":
             self._logs(conn, req)
+        elif req.cmd == "events":
+            self._events(conn, req)
         elif req.cmd == "reload_plan":
             plan = self.reload_plan() if self.reload_plan is not None else None
             if isinstance(plan, dict):
@@ -357,6 +374,27 @@ class ControlServer:
                 self.backend.command(req.cmd, req.path or "", answer, count=req.n)
             else:
                 self.backend.command(req.cmd, req.path or "", answer)
+
+    def _node(self, rid: int, path: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The reply to ``status`` with a path: that node in full (``control.nodeinfo``)."""
+        from otree.control import nodeinfo
+
+        row = next((r for r in rows if r["path"] == path), None)
+        info = self.backend.node_info(path)
+        if row is None or info is None:
+            return error_reply(rid, f"no node at path {path!r}")
+        spec, times, window = info
+        node = {**row, "spec": nodeinfo.spec_summary(spec)}
+        node.update(restart_times=times, window=window)
+        last = row.get("last_exit")
+        if last is not None and last.get("normal") is False:
+            ring = [line for _, line in self.events.recent()] if self.events is not None else []
+            lines = nodeinfo.last_lines(path, ring)
+            if lines is None and path in self.backend.outputs:
+                tail = self.backend.outputs[path].tail(10)
+                lines = [b.decode("utf-8", "replace") for b in tail]
+            node["last_exit"] = {**last, "last_lines": lines or []}
+        return ok_reply(rid, node=node)
 
     def _observe(self, req: Request) -> dict[str, Any]:
         """The reply to ``metrics`` (the exposition as ``text``) or ``signal``."""
@@ -399,6 +437,40 @@ class ControlServer:
 
         conn.follows[rid] = self.logs.follow(paths, on_line)
         conn.followed[rid] = asked
+
+    def _events(self, conn: Conn, req: Request) -> None:
+        """The ring's last ``n`` event lines (all it keeps by default), then live with
+        ``follow``: ``{"id", "event": line}``, the line exactly as the event log has it."""
+        rid, ring = req.id, self.events
+        if ring is None:
+            self._send(conn, error_reply(rid, "this tree keeps no events"))
+            return
+        if req.follow and conn.follows:
+            held = ", ".join(str(r) for r in conn.follows)
+            message = f"this connection follows already (request {held}): one follow per connection"
+            self._send(conn, error_reply(rid, message))
+            return
+        for _, line in ring.recent(req.n):
+            self._send(conn, {"id": rid, "event": line})
+        if not req.follow:
+            self._send(conn, ok_reply(rid))
+            return
+        self._follow_events(conn, rid, ring.seq)
+        self._send(conn, ok_reply(rid, following=True))
+
+    def _follow_events(self, conn: Conn, rid: int, since: int) -> None:
+        """Send ``conn`` every event line numbered after ``since``, then each new one."""
+        ring = self.events
+        assert ring is not None
+        state = conn.event_follow = [rid, since]
+
+        def on_line(seq: int, line: str) -> None:
+            state[1] = seq  # skipped or sent, it is behind this client now
+            self._send(conn, {"id": rid, "event": line}, droppable=True)
+
+        for seq, line in ring.since(since):
+            on_line(seq, line)
+        conn.follows[rid] = ring.follow(on_line)
 
     # --- the end -----------------------------------------------------------------
 
@@ -478,7 +550,9 @@ class ControlServer:
             os.set_inheritable(fd, True)
             follows = tuple(conn.followed.items())
             inbound = conn.decoder.buffered + bytes(conn.inbound)  # requests not handled yet
-            out.append(HandedClient(fd, follows, bytes(conn.out), inbound))
+            events = conn.event_follow
+            ev_follow = (events[0], events[1]) if events is not None else None
+            out.append(HandedClient(fd, follows, bytes(conn.out), inbound, ev_follow))
             conn.out.clear()
             self._drop(conn)
         return out
@@ -500,7 +574,9 @@ class ControlServer:
                 self._follow(conn, rid, asked, self.logs.select(asked))
             except KeyError:
                 self._send(conn, error_reply(rid, f"{asked!r} was removed by a reload"))
-        if client.follows and not conn.follows:
+        if client.events is not None and self.events is not None:
+            self._follow_events(conn, *client.events)  # every line after its last one
+        if (client.follows or client.events is not None) and not conn.follows:
             conn.close_after_sending()
         elif client.inbound:
             conn.inbound += client.inbound

@@ -100,6 +100,8 @@ class Handoff:
     counters: tuple[tuple[str, str, str, int], ...] = ()
     #: otree's cgroup directory (``otree-<pid>``), when its services run in cgroups
     cgroup: str | None = None
+    #: ``otree events``' ring: (number, event-log line), oldest first (``control.events``)
+    events: tuple[tuple[int, str], ...] = ()
 
     def fds(self) -> list[int]:
         out = [p.pipe for p in self.procs if p.pipe is not None]

@@ -184,6 +184,8 @@ class Reloader:
         self.exec_hooks: list[Callable[[bool], None]] = []
         #: the metrics' counters to hand over (``otree.control.metrics.Counters.dump``)
         self.counters: Callable[[], tuple[tuple[str, str, str, int], ...]] | None = None
+        #: ``otree events``' ring to hand over (``otree.control.events.EventRing.dump``)
+        self.events: Callable[[], tuple[tuple[int, str], ...]] | None = None
         self._waiters: list[tuple[str, ReplyCallback | None]] = []
         self._preflight: Preflight | None = None  # the new image's start-up, being tried
         self._deadline: float | None = None  # waiting until quiet, after the preflight
@@ -394,6 +396,7 @@ class Reloader:
             clients=tuple(clients),
             counters=self.counters() if self.counters is not None else (),
             cgroup=rt.processes.cgroups.base if rt.processes.cgroups is not None else None,
+            events=self.events() if self.events is not None else (),
         )
         fds = [fd for fd in h.fds() if fd >= 0]
         memfd = -1

@@ -24,6 +24,7 @@ import itertools
 import os
 import random
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,7 @@ from otree.core.pool import services as pool_services
 from otree.core.service import ServiceNode
 from otree.core.spec import Service, Supervisor
 from otree.errors import ExitCode, OtreeError, stderr_line
-from otree.runtime import cgroups, output, posix
+from otree.runtime import cgroups, output, posix, procstat, sinks
 from otree.runtime.loop import Loop, Timer
 from otree.runtime.processes import Processes
 
@@ -88,6 +89,7 @@ class Runtime:
             signal.SIGUSR1: self._on_usr1,
         }
         self._report_hooks: list[ReportHook] = []
+        self._event_watchers: list[Callable[[str], None]] = []
         self._event_hook: Callable[[ev.Event], None] | None = None
         self._fatal: FatalHandler | None = None
         self._closers: list[Callable[[], None]] = []
@@ -185,6 +187,41 @@ class Runtime:
         """Per running service: its latest ``STATUS=`` text and its health failures."""
         return self.processes.liveness()
 
+    def usage(self) -> dict[str, tuple[int, float, int]]:
+        """Per running service: ``(pid, CPU seconds, RSS bytes)`` of its process group, or
+        of its cgroup's processes when it has one (``/proc``, one pass for all)."""
+        groups: dict[int, str] = {}
+        members: dict[int, str] = {}
+        main: dict[str, int] = {}
+        for path, node in self.engine.nodes.items():
+            if isinstance(node, ServiceNode) and node.pid is not None:
+                main[path] = node.pid
+                directory = self.processes.in_cgroup(node.pid)
+                if directory is None:
+                    groups[node.pid] = path
+                else:
+                    members.update((pid, path) for pid in cgroups.members(directory))
+        found = procstat.usage_of(groups, members)
+        return {p: (main[p], u.cpu_seconds, u.rss_bytes) for p, u in found.items()}
+
+    def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None:
+        """``otree status PATH``: the spec of node ``path``, the unix times of its automatic
+        restarts inside its supervisor's window (the root: its own), and that window
+        (seconds); None if there is no such node."""
+        node = self.engine.nodes.get(path)
+        if node is None:
+            return None
+        now = self.loop.clock()
+        if node.parent is not None:
+            window = node.parent.spec.period
+            times = node.record.restart_times
+        else:
+            window = self.engine.root.spec.period
+            times = self.engine.root.window.times
+        wall = time.time()
+        recent = [round(wall - (now - t), 3) for t in times if now - t <= window]
+        return node.spec, recent, window
+
     def signal_service(self, path: str, name: str, group: bool = False) -> tuple[int, str | None]:
         """``otree signal``: send signal ``name`` to service ``path``'s main process (with
         ``group``: to its whole process group). Not a stop: the engine is not told, and
@@ -232,6 +269,11 @@ class Runtime:
     def add_report_hook(self, hook: ReportHook) -> None:
         """Pass every report through ``hook`` before it is logged and shown."""
         self._report_hooks.append(hook)
+
+    def add_event_watcher(self, watcher: Callable[[str], None]) -> None:
+        """Call ``watcher(line)`` with each event-log line (JSON, no newline), written or
+        not (``otree events`` works without ``--events``); it must not block."""
+        self._event_watchers.append(watcher)
 
     def set_event_hook(self, hook: Callable[[ev.Event], None] | None) -> None:
         """Call ``hook(event)`` just before the engine handles each event. If it raises,
@@ -418,8 +460,13 @@ class Runtime:
             report = self._with_last_lines(report)
         for hook in self._report_hooks:
             report = hook(report)
+        record = {"ts": time.time(), **report.as_dict()}  # one ts for the file and the ring
         if self.event_log is not None:
-            self.event_log.write(report.as_dict())
+            self.event_log.write(record)
+        if self._event_watchers:
+            line = sinks.event_line(record)
+            for watcher in self._event_watchers:
+                watcher(line)
         text = output.describe_event(report.event, report.path, report.fields)
         pid = report.fields.get("pid", -1)
         probing = self.processes.probing

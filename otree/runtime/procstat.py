@@ -5,14 +5,16 @@ group asked about, the CPU time (user + system, with the time of the children it
 processes have reaped, so a group's total does not drop when one of them ends) and
 the resident set of the processes still in it. A service runs in a session and
 process group of its own whose id is its main PID, so that is what a service costs
-until cgroups account for it. ``own_usage()`` is otree's own process, for its
+until cgroups account for it. ``usage_of(groups, pids)`` does the same in one pass
+for ``otree status``, counting a service in a cgroup by its members' PIDs.
+``own_usage()`` is otree's own process, for its
 ``process_*`` metrics. Nothing here blocks on anything but ``/proc`` reads.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -67,6 +69,38 @@ def group_usage(pgids: Iterable[int], proc: str = "/proc") -> dict[int, Usage]:
         cpu[pgrp] = cpu.get(pgrp, 0) + ticks
         rss[pgrp] = rss.get(pgrp, 0) + pages
     return {g: Usage(cpu[g] / _TICKS, rss[g] * _PAGE) for g in cpu}
+
+
+def usage_of(
+    groups: Mapping[int, str], pids: Mapping[int, str], proc: str = "/proc"
+) -> dict[str, Usage]:
+    """``{key: Usage}`` in one pass over ``/proc``: a process counts for ``pids[its pid]``
+    (a service's cgroup members) or else ``groups[its process group]`` (a service's
+    group, whose id is its main PID). Keys with no process left are absent."""
+    cpu: dict[str, int] = {}
+    rss: dict[str, int] = {}
+    if not groups and not pids:
+        return {}
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{name}/stat", "rb") as f:
+                fields = _stat_fields(f.read().decode("ascii", "replace"))
+            key = pids.get(int(name)) or groups.get(int(fields[2]))
+            if key is None:
+                continue
+            ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+            pages = int(fields[21])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or a kernel thread's odd line
+        cpu[key] = cpu.get(key, 0) + ticks
+        rss[key] = rss.get(key, 0) + pages
+    return {k: Usage(cpu[k] / _TICKS, rss[k] * _PAGE) for k in cpu}
 
 
 def own_usage(proc: str = "/proc") -> OwnUsage:

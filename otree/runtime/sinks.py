@@ -366,6 +366,12 @@ class RotatingFile(Sink):
 # --- supervision events ------------------------------------------------------
 
 
+def event_line(record: dict[str, Any]) -> str:
+    """One line of the event log (without its newline): ``record`` as JSON, ``ts`` first
+    (now, unless ``record`` has one: ``otree events`` sends the file's very lines)."""
+    return json.dumps({"ts": time.time(), **record}, separators=(", ", ": "))
+
+
 class EventLog(Sink):
     """``--events F``: one JSON object per line, appended and flushed per line."""
 
@@ -389,8 +395,7 @@ class EventLog(Sink):
         if self.failing is not None and not (self.may_retry() and self._resume()):
             self.dropped += 1
             return
-        line = json.dumps({"ts": time.time(), **record}, separators=(", ", ": "))
-        data = line.encode() + b"\n"
+        data = event_line(record).encode() + b"\n"
         done, exc = write_some(self.fd, data)
         if exc is not None:
             if done:  # end the cut line, or the next one would be glued to it

@@ -183,13 +183,15 @@ def test_status_json(tree: OtreeProc, sock: str) -> None:
     base = {"path", "kind", "state", "pid", "uptime", "restarts", "last_exit"}
     # in its cgroup (cgroups = "auto" where root may write a cgroup2; issue 13)
     usage = {"procs", "cpu_seconds", "memory"} if "procs" in nodes[1] else set()
+    costs = {"cpu_seconds", "cpu_percent", "rss_bytes"}  # issue 16: summed per supervisor
     for n in nodes:
-        service = {"dropped", "status_text", "health"} | usage
-        extra = {"supervisor": set(), "service": service}[n["kind"]]
+        service = {"dropped", "status_text", "health", "cpu_percent_over"} | usage | costs
+        extra = {"supervisor": costs, "service": service}[n["kind"]]
         if n["path"] == "":
-            extra = {"console_dropped", "events_dropped"}
+            extra = {"console_dropped", "events_dropped"} | costs
         assert set(n) == base | extra
-        assert all(n[key] == 0 for key in extra - {"status_text", "health"} - usage)
+        assert all(n[key] == 0 for key in extra - {"status_text", "health"} - usage - service)
+        assert n["rss_bytes"] > 0 and n["cpu_seconds"] >= 0 and n["cpu_percent"] >= 0
         assert n.get("procs", 1) == 1 and n.get("memory") is None
         assert n.get("status_text") is None and n.get("health") is None
         assert n["state"] == "running"
@@ -209,8 +211,10 @@ def test_status_table(tree: OtreeProc, sock: str) -> None:
     assert lines[0].startswith(f"tree.toml: otree pid {tree.pid}, up ")
     header = ["PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST", "EXIT"]
     usage = ["PROCS", "CPU"] if "PROCS" in lines[1] else []  # in cgroups (issue 13)
-    assert lines[1].split() == header + usage
+    assert lines[1].split() == header + usage + ["CPU%", "RSS"]
     rows = [line.split() for line in lines[2:]]
+    assert all(r[-2].endswith("%") and r[-1][-1] in "BKMG" for r in rows)  # issue 16
+    rows = [r[:-2] for r in rows]
     if usage:  # one process each, its CPU seconds
         assert all(
             r[-2] == "1" and r[-1].endswith("s") for r in rows if r[0] not in ("(root)", "web")

@@ -112,7 +112,14 @@ def test_otree_status_is_a_small_client(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["status"], ["logs", "web"], ["stop", "web"], ["metrics"], ["signal", "web", "HUP"]],
+    [
+        ["status"],
+        ["logs", "web"],
+        ["stop", "web"],
+        ["metrics"],
+        ["events"],
+        ["signal", "web", "HUP"],
+    ],
 )
 def test_no_client_command_imports_the_runtime(tmp_path: Path, command: list[str]) -> None:
     sock = tmp_path / "nobody.sock"

@@ -177,6 +177,9 @@ def test_status(served: Served) -> None:
         "last_exit": None,
         "console_dropped": 0,
         "events_dropped": 0,
+        "cpu_seconds": 0.0,  # the sum of its services' (none runs in this fake backend)
+        "cpu_percent": 0.0,
+        "rss_bytes": 0,
     }
     assert [n["path"] for n in reply["nodes"]] == ["", "db", "web", "web.cache", "web.api"]
     assert reply["nodes"][3]["uptime"] is None
@@ -191,6 +194,10 @@ def test_status(served: Served) -> None:
         "dropped": 0,
         "status_text": None,
         "health": None,
+        "cpu_seconds": None,  # no process of its in /proc
+        "cpu_percent": None,
+        "cpu_percent_over": None,
+        "rss_bytes": None,
     }
 
 

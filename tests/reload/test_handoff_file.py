@@ -104,6 +104,9 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
         assert proc.pop("cgroup") is None  # no cgroups (issue 13)
     assert written.pop("cgroup") is None
     assert written.pop("counters") == []  # `otree metrics`' counters: none then (issue 16)
+    assert written.pop("events") == []  # `otree events`' ring: none then (issue 16)
+    for client in written["clients"]:
+        assert client.pop("events") is None  # no `otree events -f` follower then (issue 16)
     assert written == {**old, "config_errors": []}
     head, _, tail = encoded(h).partition(b"\n")
     assert json.loads(head)["ring"] == [["db", 7]] and tail == b"one\n\x00\x80\n"
@@ -150,7 +153,8 @@ def test_a_whole_handoff_survives_the_trip(tree: Supervisor, reason: str, partia
         waiting=((10, 4),),
         notify_dir="/tmp/x",
         ring=(("a.b", b"one\n" + partial + b"\n"), ("c", b"two\nthree\n")),
-        clients=(HandedClient(11, ((3, None), (4, "a.b")), partial, b'{"id": 5'),),
+        clients=(HandedClient(11, ((3, None), (4, "a.b")), partial, b'{"id": 5', (6, 41)),),
+        events=((40, '{"ts": 1.0, "event": "spawn"}'), (41, reason)),
     )
     back = document.decode(encoded(h))
     assert back == h

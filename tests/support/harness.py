@@ -54,6 +54,12 @@ class FakeBackend:
     def dropped(self) -> dict[str, int]:
         return {"console": 0, "events": 0}
 
+    def usage(self) -> dict[str, tuple[int, float, int]]:
+        return {}
+
+    def node_info(self, path: str) -> Any:
+        return None
+
     def liveness(self) -> dict[str, dict[str, Any]]:
         return {}
 

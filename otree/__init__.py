@@ -11,14 +11,14 @@ was handed.
 from __future__ import annotations
 
 import os as _os
-import typing as _typing
 
 if "OTREE_HANDOFF_FD" in _os.environ:  # a re-exec: before any other otree code can fail
     from otree.reload.bootstrap import arm as _arm
 
     _arm()
 
-if _typing.TYPE_CHECKING:
+TYPE_CHECKING = False  # not typing's: importing typing costs the client commands
+if TYPE_CHECKING:
     from otree.core.spec import (
         AutoShutdown,
         Backoff,
@@ -77,6 +77,9 @@ else:  # at run time only: mypy reads the imports above (and flags any other nam
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *__all__})
+
+
+del TYPE_CHECKING
 
 
 def load(path: str) -> Supervisor:

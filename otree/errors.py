@@ -10,7 +10,10 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: the client commands start without it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ExitCode(enum.IntEnum):

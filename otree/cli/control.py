@@ -18,11 +18,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
 
 from otree.control.client import Client, NotRunning, check_socket_dir, find_running
 from otree.control.sockets import default_socket, socket_dir
 from otree.errors import ControlError, ExitCode, stderr_line
+
+TYPE_CHECKING = False  # typing is not imported: the client commands start without it
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 _STATE_COLOURS = {
     "running": "32",
@@ -472,7 +475,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=_seconds,
@@ -492,8 +495,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    """Add the control commands to ``otree``'s subparsers (an argparse ``_SubParsersAction``)."""
-    p = sub.add_parser("status", help="show the running tree: states, PIDs, uptimes, restarts")
+    """Add the control commands to ``otree``'s subparsers (an argparse ``_SubParsersAction``;
+    ``metrics`` and ``signal`` are :mod:`otree.cli.observe`'s)."""
+    p = sub.add_parser("status")
     p.add_argument("path", metavar="PATH", nargs="?", help="one node in full (e.g. web.api)")
     p.add_argument("--json", action="store_true", help='print {"nodes": [...]} for scripts')
     p.add_argument(
@@ -503,39 +507,33 @@ def add_commands(sub: Any) -> None:
         " 1 otherwise, 3 when no tree answers (quiet unless -v)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="with --check: say why")
-    _common(p)
+    common_options(p)
     p.set_defaults(func=cmd_status)
 
-    verbs = {
-        "start": ("start a stopped child (OTP restart_child)", "started"),
-        "stop": ("stop a child; it stays stopped (OTP terminate_child)", "stopped"),
-        "restart": ("stop and start a child: a new PID, not counted as a crash", "restarted"),
-    }
-    for name, (help_text, done) in verbs.items():
-        p = sub.add_parser(name, help=help_text)
+    verbs = {"start": "started", "stop": "stopped", "restart": "restarted"}
+    for name, done in verbs.items():
+        p = sub.add_parser(name)
         p.add_argument("path", metavar="PATH", help="a service or supervisor, e.g. web.api")
-        _common(p)
+        common_options(p)
         p.set_defaults(func=_node_command(name, done))
 
-    p = sub.add_parser("scale", help="run N instances of a pool (a service with replicas)")
+    p = sub.add_parser("scale")
     p.add_argument("path", metavar="PATH", help="a pool, e.g. workers.w")
     p.add_argument("count", metavar="N", type=_instances, help="how many instances (0 .. 10000)")
-    _common(p)
+    common_options(p)
     p.set_defaults(func=cmd_scale)
 
-    p = sub.add_parser("logs", help="recent output of one service, a supervisor's, or all")
+    p = sub.add_parser("logs")
     p.add_argument("path", metavar="PATH", nargs="?", help="a service or supervisor (default: all)")
     p.add_argument(
         "-n", "--lines", type=_count, default=50, metavar="N", help="how many lines (default 50)"
     )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    _common(p)
+    common_options(p)
     p.set_defaults(func=cmd_logs)
 
-    p = sub.add_parser(
-        "reload", help="re-exec otree with the re-read tree file, keeping unchanged children"
-    )
-    _common(p)
+    p = sub.add_parser("reload")
+    common_options(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -543,10 +541,6 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_reload)
 
-    from otree.cli import observe  # metrics, signal
-
-    observe.add_commands(sub, _common)
-
-    p = sub.add_parser("shutdown", help="stop the tree in order; 'otree run' exits 0")
-    _common(p)
+    p = sub.add_parser("shutdown")
+    common_options(p)
     p.set_defaults(func=cmd_shutdown)

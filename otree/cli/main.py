@@ -13,12 +13,15 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from otree.errors import ConfigError, ExitCode, Issue, OtreeError, stderr_line
 
+TYPE_CHECKING = False  # typing is not imported: the client commands start without it
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from otree.core.spec import Supervisor
+
 
 BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
 
@@ -120,7 +123,86 @@ def cmd_check(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: every subcommand, in the order of ``otree --help``: the module that adds its arguments
+#: (``main``: this one) and its help line
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("main", "run a tree in the foreground"),
+    "check": ("main", "validate a tree and print it"),
+    "status": ("control", "show the running tree: states, PIDs, uptimes, restarts"),
+    "start": ("control", "start a stopped child (OTP restart_child)"),
+    "stop": ("control", "stop a child; it stays stopped (OTP terminate_child)"),
+    "restart": ("control", "stop and start a child: a new PID, not counted as a crash"),
+    "scale": ("control", "run N instances of a pool (a service with replicas)"),
+    "logs": ("control", "recent output of one service, a supervisor's, or all"),
+    "reload": ("control", "re-exec otree with the re-read tree file, keeping unchanged children"),
+    "events": ("observe", "the supervision events as JSON lines (the last N, then -f)"),
+    "metrics": ("observe", "print the tree's metrics (Prometheus text format)"),
+    "signal": (
+        "observe",
+        "send a signal to a service's main process (HUP to re-read its config);"
+        " supervision is unchanged",
+    ),
+    "shutdown": ("control", "stop the tree in order; 'otree run' exits 0"),
+    "import": ("migrate", "translate a supervisord configuration or a Procfile into a tree file"),
+    "simulate": ("simulate", "a what-if run of a tree in the simulator, printed as a timeline"),
+}
+
+
+class _Unbuilt:
+    """The parser of a subcommand this command line does not run: ``otree --help`` lists
+    it, but its arguments are never added (each ``add_argument`` costs a formatter and
+    gettext look-ups)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> _Unbuilt:
+        return self
+
+    add_argument = set_defaults = add_argument_group = add_mutually_exclusive_group = _ignore
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("otree: a subcommand that was not built was chosen")
+
+
+class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """``otree``'s subparsers: each help line from :data:`COMMANDS`, and a real parser for
+    the chosen command only (``None``: for every command)."""
+
+    chosen: str | None = None
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        kwargs["help"] = COMMANDS[name][1]
+        if self.chosen is None or name == self.chosen:
+            return super().add_parser(name, **kwargs)
+        real, self._parser_class = self._parser_class, _Unbuilt
+        try:
+            return super().add_parser(name, **kwargs)
+        finally:
+            self._parser_class = real
+
+    def in_order(self) -> None:
+        """Each command not added yet gets its help line, and all are listed (in ``--help``
+        and in an invalid choice's message) in the order of :data:`COMMANDS`."""
+        for name in COMMANDS:
+            if name not in self._name_parser_map:
+                self.add_parser(name)  # its module was not imported
+        parsers = dict(self._name_parser_map)
+        self._name_parser_map.clear()  # the same dict as ``choices``
+        self._name_parser_map.update((name, parsers[name]) for name in COMMANDS)
+        order = list(COMMANDS)
+        self._choices_actions.sort(key=lambda action: order.index(action.dest))
+
+
+def _chosen(argv: Sequence[str]) -> str:
+    """The subcommand of ``argv``: its first word that is not an option (``otree`` takes
+    no option with a value); ``""`` when there is none."""
+    return next((arg for arg in argv if not arg.startswith("-")), "")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """``otree``'s parser; given ``argv``, with only the arguments of its subcommand (the
+    modules of the other subcommands are not imported)."""
     from otree._version import __version__
 
     parser = _Parser(
@@ -132,9 +214,49 @@ def build_parser() -> argparse.ArgumentParser:
         " for each command.",
     )
     parser.add_argument("--version", action="version", version=f"otree {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.register("action", "otree_commands", _Commands)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, action="otree_commands"
+    )
+    assert isinstance(sub, _Commands)
+    if argv is not None:
+        sub.chosen = _chosen(argv)
+    modules = (
+        {module for module, _ in COMMANDS.values()}
+        if sub.chosen is None
+        else {COMMANDS[sub.chosen][0]}
+        if sub.chosen in COMMANDS
+        else set()
+    )
 
-    run = sub.add_parser("run", help="run a tree in the foreground")
+    run = sub.add_parser("run")
+    if "main" in modules:
+        _run_arguments(run)
+    check = sub.add_parser("check")
+    check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
+    check.set_defaults(func=cmd_check)
+
+    if "control" in modules:
+        from otree.cli import control  # status, start, stop, restart, logs, shutdown ...
+
+        control.add_commands(sub)
+    if "observe" in modules:
+        from otree.cli import control, observe  # metrics, signal
+
+        observe.add_commands(sub, control.common_options)
+    if "migrate" in modules:
+        from otree.cli import migrate  # otree import
+
+        migrate.add_command(sub)
+    if "simulate" in modules:
+        from otree.cli import simulate  # otree simulate: the tree in the simulator
+
+        simulate.add_command(sub)
+    sub.in_order()
+    return parser
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
     run.add_argument("--socket", metavar="P", help="control socket path")
     run.add_argument("--events", metavar="F", help="append JSON-lines supervision events to F")
@@ -157,26 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate a tree and print it")
-    check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
-    check.set_defaults(func=cmd_check)
-
-    from otree.cli import control  # control plane: status, start, stop, restart, logs, shutdown
-
-    control.add_commands(sub)
-    from otree.cli import migrate  # otree import
-
-    migrate.add_command(sub)
-    from otree.cli import simulate  # otree simulate: the tree in the simulator
-
-    simulate.add_command(sub)
-    return parser
-
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
-        parser = build_parser()
+        parser = build_parser(sys.argv[1:] if argv is None else argv)
         args, extra = parser.parse_known_args(argv)
         if args.command is None:  # bare `otree`: what it can do, as a usage error
             parser.print_help(sys.stderr)

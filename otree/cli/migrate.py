@@ -15,7 +15,6 @@ def add_command(sub: Any) -> None:
     """The ``import`` subcommand on ``sub`` (the parser's subparsers)."""
     imp = sub.add_parser(
         "import",
-        help="translate a supervisord configuration or a Procfile into a tree file",
         description="Translate a supervisord configuration (with its [include] files) or a"
         " Procfile into a tree file that 'otree check' accepts. What has no equivalent is a"
         " comment in the output and a line on stderr. Exit codes: 0 written, 2 the input"

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from otree.cli.control import connect, guard
 from otree.errors import ExitCode, stderr_line
+
+TYPE_CHECKING = False  # typing is not imported: the client commands start without it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @guard
@@ -72,11 +75,11 @@ def _count(text: str) -> int:
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``metrics`` and ``signal`` to ``otree``'s subparsers (``common``: the options every
     control command takes)."""
-    p = sub.add_parser("metrics", help="print the tree's metrics (Prometheus text format)")
+    p = sub.add_parser("metrics")
     common(p)
     p.set_defaults(func=cmd_metrics)
 
-    p = sub.add_parser("events", help="the supervision events as JSON lines (the last N, then -f)")
+    p = sub.add_parser("events")
     p.add_argument(
         "-n",
         "--lines",
@@ -88,11 +91,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     common(p)
     p.set_defaults(func=cmd_events)
 
-    p = sub.add_parser(
-        "signal",
-        help="send a signal to a service's main process (HUP to re-read its config);"
-        " supervision is unchanged",
-    )
+    p = sub.add_parser("signal")
     p.add_argument("path", metavar="PATH", help="a service, e.g. web.nginx")
     p.add_argument("signal", metavar="SIGNAL", type=_signal_name, help="HUP, USR2, TERM ...")
     p.add_argument("--group", action="store_true", help="signal its whole process group instead")

@@ -52,7 +52,6 @@ def add_command(sub: Any) -> None:
     """The ``simulate`` subcommand on ``sub`` (the parser's subparsers)."""
     sim = sub.add_parser(
         "simulate",
-        help="a what-if run of a tree in the simulator, printed as a timeline",
         description="Run TREE on otree's engine with fake processes and a fake clock, doing"
         " the faults given to its services at their simulated times (seconds from the"
         " start), and print what otree run would print: what restarts, what escalates, when"

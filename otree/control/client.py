@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 from otree.control.protocol import MAX_REPLY, Decoder, ProtocolError, encode
 from otree.control.sockets import socket_dir
 from otree.errors import ControlError
+
+TYPE_CHECKING = False  # typing is not imported: the client commands start without it
+if TYPE_CHECKING:
+    from typing import Any
 
 _RECV = 64 * 1024
 

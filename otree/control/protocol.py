@@ -25,7 +25,10 @@ line costs its sender an error reply and nothing else.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # typing is not imported: the client commands start without it
+if TYPE_CHECKING:
+    from typing import Any
 
 #: the longest request line the server accepts (replies may be longer)
 MAX_REQUEST = 64 * 1024
@@ -53,19 +56,61 @@ NEEDS_PATH = frozenset({"start", "stop", "restart", "scale", "signal"})
 _COMMON = frozenset({"id", "cmd"})
 
 
-class Request(NamedTuple):
-    """One valid request. ``path`` is ``None`` when not given (``logs`` of every service).
+class _Value:
+    """An immutable value compared field by field (``__slots__`` are its fields). Not a
+    NamedTuple (``typing``) nor attrs: the client commands import this module, and both
+    are slow to import."""
 
-    Immutable value classes here are NamedTuples, not attrs: the client commands import
-    this module, and attrs is slow to import."""
+    __slots__ = ()
+    _FIELDS: tuple[str, ...] = ()  # in order
 
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Value)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={v!r}" for n, v in zip(self._FIELDS, self._fields(), strict=True))
+        return f"{type(self).__name__}({args})"
+
+
+class Request(_Value):
+    """One valid request. ``path`` is ``None`` when not given (``logs`` of every service)."""
+
+    _FIELDS = ("id", "cmd", "path", "n", "follow", "signal", "group")
+    __slots__ = _FIELDS
     id: int
     cmd: str
-    path: str | None = None
-    n: int | None = None
-    follow: bool = False
-    signal: str | None = None
-    group: bool = False
+    path: str | None
+    n: int | None
+    follow: bool
+    signal: str | None
+    group: bool
+
+    def __init__(
+        self,
+        id: int,
+        cmd: str,
+        path: str | None = None,
+        n: int | None = None,
+        follow: bool = False,
+        signal: str | None = None,
+        group: bool = False,
+    ) -> None:
+        for name, value in zip(
+            self._FIELDS, (id, cmd, path, n, follow, signal, group), strict=True
+        ):
+            object.__setattr__(self, name, value)
 
     def to_message(self) -> dict[str, Any]:
         msg: dict[str, Any] = {"id": self.id, "cmd": self.cmd}
@@ -82,11 +127,17 @@ class Request(NamedTuple):
         return msg
 
 
-class ProtocolError(NamedTuple):
+class ProtocolError(_Value):
     """A line that is not a valid message. ``id`` is the request's, when it could be read."""
 
+    _FIELDS = ("reason", "id")
+    __slots__ = _FIELDS
     reason: str
-    id: int | None = None
+    id: int | None
+
+    def __init__(self, reason: str, id: int | None = None) -> None:
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "id", id)
 
     def reply(self) -> dict[str, Any]:
         return error_reply(self.id, self.reason)

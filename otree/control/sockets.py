@@ -17,9 +17,12 @@ import socket
 import stat
 import struct
 from collections.abc import Iterator
-from typing import Any
 
 from otree.errors import ControlError
+
+TYPE_CHECKING = False  # typing is not imported: the client commands start without it
+if TYPE_CHECKING:
+    from typing import Any
 
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 

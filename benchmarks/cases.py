@@ -146,13 +146,17 @@ def restart_latency(
 # --- crash loop -------------------------------------------------------------------
 
 
-def crash_loop(env: Env, peer: Peer, window: float, horizon: float) -> dict[str, Any]:
+def crash_loop(
+    env: Env, peer: Peer, window: float, horizon: float, light: bool = False
+) -> dict[str, Any]:
     """A child that exits 1 at once: restarts within ``window`` seconds of launch,
     the supervisor's CPU meanwhile, and whether (and when) it gives up within
-    ``horizon`` seconds."""
-    with session(env, peer, "crash") as s:
+    ``horizon`` seconds. ``light``: the C stamp child (the supervisor's own cost
+    per restart shows), else the Python child."""
+    child = env.light_child if light else env.python_child
+    with session(env, peer, "crash-light" if light else "crash") as s:
         res = s.result
-        r = s.launch(Program("x", 1, [*env.python_child, s.stamps.path, "{name}", "crash"]))
+        r = s.launch(Program("x", 1, [*child, s.stamps.path, "{name}", "crash"]))
         end = r.t_launch + window
         cpu_at_first = None
         while now() < end and not r.poll_exit():

@@ -195,15 +195,17 @@ def markdown(data: dict[str, Any]) -> str:
             "p50_ms",
         )
         md.append("")
-    if "crash" in res:
+    for case, child in (("crash", "the Python child"), ("crash-light", "the C stamp child")):
+        if case not in res:
+            continue
         p = data["params"]
         md += [
-            f"## Crash loop (child exits 1 at once; restarts and CPU within "
+            f"## Crash loop ({child} exits 1 at once; restarts and CPU within "
             f"{p['crash_window']} s of launch, give-up watched for {p['crash_horizon']} s)",
             "",
         ]
         md += _table(
-            res["crash"],
+            res[case],
             labels,
             [
                 ("restarts", "restarts"),

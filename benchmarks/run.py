@@ -27,7 +27,7 @@ from benchmarks import cases, procs, pyenv, report
 from benchmarks.peers import Peer, all_peers
 
 HERE = Path(__file__).resolve().parent
-CASES = ("restart", "crash", "scale", "output")
+CASES = ("restart", "crash", "crash-light", "scale", "output")
 
 FULL = {
     "restart_runs": 30,
@@ -192,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "crash" in only:
             each("crash", cases.crash_loop, params["crash_window"], params["crash_horizon"])
+        if "crash-light" in only:
+            each(
+                "crash-light",
+                cases.crash_loop,
+                params["crash_window"],
+                params["crash_horizon"],
+                True,
+            )
         if "scale" in only:
             for n in params["scale"]:
                 together(

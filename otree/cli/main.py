@@ -153,9 +153,6 @@ class _Unbuilt:
     it, but its arguments are never added (each ``add_argument`` costs a formatter and
     gettext look-ups)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        pass
-
     def _ignore(self, *args: Any, **kwargs: Any) -> _Unbuilt:
         return self
 
@@ -165,33 +162,22 @@ class _Unbuilt:
         raise RuntimeError("otree: a subcommand that was not built was chosen")
 
 
-class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
-    """``otree``'s subparsers: each help line from :data:`COMMANDS`, and a real parser for
-    the chosen command only (``None``: for every command)."""
+class _Commands:
+    """``otree``'s subcommands as the modules that add their arguments see them: every
+    one is registered up front, in the order of :data:`COMMANDS` with its help line, and
+    ``add_parser(name, description=...)`` hands back its parser (an :class:`_Unbuilt`
+    unless it is the chosen one)."""
 
-    chosen: str | None = None
+    def __init__(self, sub: Any) -> None:
+        self.parsers = {
+            name: sub.add_parser(name, help=line) for name, (_, line) in COMMANDS.items()
+        }
 
-    def add_parser(self, name: str, **kwargs: Any) -> Any:
-        kwargs["help"] = COMMANDS[name][1]
-        if self.chosen is None or name == self.chosen:
-            return super().add_parser(name, **kwargs)
-        real, self._parser_class = self._parser_class, _Unbuilt
-        try:
-            return super().add_parser(name, **kwargs)
-        finally:
-            self._parser_class = real
-
-    def in_order(self) -> None:
-        """Each command not added yet gets its help line, and all are listed (in ``--help``
-        and in an invalid choice's message) in the order of :data:`COMMANDS`."""
-        for name in COMMANDS:
-            if name not in self._name_parser_map:
-                self.add_parser(name)  # its module was not imported
-        parsers = dict(self._name_parser_map)
-        self._name_parser_map.clear()  # the same dict as ``choices``
-        self._name_parser_map.update((name, parsers[name]) for name in COMMANDS)
-        order = list(COMMANDS)
-        self._choices_actions.sort(key=lambda action: order.index(action.dest))
+    def add_parser(self, name: str, **attributes: Any) -> Any:
+        parser = self.parsers[name]
+        for key, value in attributes.items():  # description, epilog: plain attributes
+            setattr(parser, key, value)
+        return parser
 
 
 def _chosen(argv: Sequence[str]) -> str:
@@ -214,28 +200,29 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         " for each command.",
     )
     parser.add_argument("--version", action="version", version=f"otree {__version__}")
-    parser.register("action", "otree_commands", _Commands)
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_Parser, action="otree_commands"
-    )
-    assert isinstance(sub, _Commands)
-    if argv is not None:
-        sub.chosen = _chosen(argv)
+    chosen = None if argv is None else _chosen(argv)
+
+    def parser_of(**kwargs: Any) -> Any:  # kwargs["prog"]: "otree NAME"
+        if chosen is None or kwargs["prog"].rpartition(" ")[2] == chosen:
+            return _Parser(**kwargs)
+        return _Unbuilt()
+
+    # argparse calls parser_class(**kwargs) only: a function is enough (typeshed wants a class)
+    options: dict[str, Any] = {"parser_class": parser_of}
+    sub = _Commands(parser.add_subparsers(dest="command", metavar="COMMAND", **options))
     modules = (
         {module for module, _ in COMMANDS.values()}
-        if sub.chosen is None
-        else {COMMANDS[sub.chosen][0]}
-        if sub.chosen in COMMANDS
+        if chosen is None
+        else {COMMANDS[chosen][0]}
+        if chosen in COMMANDS
         else set()
     )
 
-    run = sub.add_parser("run")
     if "main" in modules:
-        _run_arguments(run)
-    check = sub.add_parser("check")
-    check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
-    check.set_defaults(func=cmd_check)
-
+        _run_arguments(sub.add_parser("run"))
+        check = sub.add_parser("check")
+        check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
+        check.set_defaults(func=cmd_check)
     if "control" in modules:
         from otree.cli import control  # status, start, stop, restart, logs, shutdown ...
 
@@ -252,7 +239,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         from otree.cli import simulate  # otree simulate: the tree in the simulator
 
         simulate.add_command(sub)
-    sub.in_order()
     return parser
 
 

@@ -127,7 +127,7 @@ def test_a_fatal_reexec_into_a_broken_upgrade_stops_the_children_in_order(
     text = service("a") + '[b]\ncmd = "sleep 60"\n' + service("c")
     run = start_from(tree, copy, text, env={"OTREE_TEST_FAULT": "exited:b"})
     before = pids(run)
-    break_file(copy, "cli/control.py", lambda text: text + "\ndef broken(:\n")
+    break_file(copy, "cli/main.py", lambda text: text + "\ndef broken(:\n")
 
     os.kill(before["b"], signal.SIGKILL)  # handling b's exit fails: a fatal re-exec
 

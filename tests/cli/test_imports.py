@@ -51,7 +51,17 @@ STATUS = (
     "otree.core",
     "otree.config",
 )
-RUN_START = ("otree.reload.document", "hypothesis", "otree.testing")
+#: ``otree run`` builds the ``run`` parser only: no other command's module (nor difflib)
+RUN_START = (
+    "otree.reload.document",
+    "hypothesis",
+    "otree.testing",
+    "otree.cli.control",
+    "otree.cli.observe",
+    "otree.cli.migrate",
+    "otree.cli.simulate",
+    "difflib",
+)
 #: not inherited from the test's environment: a re-exec, a fault, another socket
 OTREE_VARS = ("OTREE_HANDOFF_FD", "OTREE_TEST_FAULT", "OTREE_TEST_HOLD", "OTREE_SOCKET")
 

@@ -193,9 +193,10 @@ def test_status_shows_the_processes_and_cpu_seconds(
     assert isinstance(web["cpu_seconds"], float) and web["cpu_seconds"] > 0
     assert web["memory"] is None  # the memory controller is not on for otree's cgroup
     table = otree_cli("status", "--socket", sock).stdout.splitlines()
-    assert table[1].split()[-2:] == ["PROCS", "CPU"]  # no MEM: no memory controller
+    # no MEM: no memory controller; CPU% and RSS follow (issue 16)
+    assert table[1].split()[-4:] == ["PROCS", "CPU", "CPU%", "RSS"]
     row = next(line for line in table if line.split()[0] == "web").split()
-    assert row[-2] == "2" and re.fullmatch(r"\d+\.\d\ds", row[-1]), row
+    assert row[-4] == "2" and re.fullmatch(r"\d+\.\d\ds", row[-3]), row
 
 
 @needs_cgroups

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from otree.control.conn import Conn
+from otree.control.protocol import Request, error_reply, ok_reply
 
 #: events the ring keeps
 RING_EVENTS = 1000
@@ -80,3 +84,52 @@ class EventRing:
         for seq, line in lines:
             self._keep(seq, line)
             self.seq = max(self.seq, seq)
+
+
+class EventFollows:
+    """The ``events`` request, for ``ControlServer`` (which it is a part of): the ring's
+    last ``n`` lines (all it keeps by default), then with ``follow`` each new one, as
+    ``{"id", "event": line}``, the line exactly as the event log has it."""
+
+    events: EventRing | None
+
+    def _send(self, conn: Conn, message: dict[str, Any], *, droppable: bool = False) -> None:
+        raise NotImplementedError  # the server's
+
+    def _events(self, conn: Conn, req: Request) -> None:
+        rid, ring = req.id, self.events
+        if ring is None:
+            self._send(conn, error_reply(rid, "this tree keeps no events"))
+            return
+        if req.follow and conn.follows:
+            held = ", ".join(str(r) for r in conn.follows)
+            message = f"this connection follows already (request {held}): one follow per connection"
+            self._send(conn, error_reply(rid, message))
+            return
+        for _, line in ring.recent(req.n):
+            self._send(conn, {"id": rid, "event": line})
+        if not req.follow:
+            self._send(conn, ok_reply(rid))
+            return
+        self._follow_events(conn, rid, ring.seq)
+        self._send(conn, ok_reply(rid, following=True))
+
+    def _follow_events(self, conn: Conn, rid: int, since: int) -> None:
+        """Send ``conn`` every event line numbered after ``since``, then each new one (the
+        lines the ring no longer has, if any, are counted as skipped)."""
+        ring = self.events
+        assert ring is not None
+        state = conn.event_follow = [rid, since]
+
+        def on_line(seq: int, line: str) -> None:
+            state[1] = seq  # skipped or sent, it is behind this client now
+            self._send(conn, {"id": rid, "event": line}, droppable=True)
+
+        missed = ring.since(since)
+        gone = (missed[0][0] if missed else ring.seq + 1) - since - 1
+        if gone > 0:
+            key = (rid, "")
+            conn.dropped[key] = conn.dropped.get(key, 0) + gone
+        for seq, line in missed:
+            on_line(seq, line)
+        conn.follows[rid] = ring.follow(on_line)

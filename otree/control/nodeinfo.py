@@ -14,12 +14,50 @@ from __future__ import annotations
 import enum
 import json
 import shlex
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from otree.control.protocol import error_reply, ok_reply
 from otree.core.spec import Service, Supervisor
+
+if TYPE_CHECKING:
+    from otree.control.events import EventRing
+    from otree.runtime.output import ServiceOutput
+
+
+class NodeSource(Protocol):
+    """What ``node_reply`` needs of the runtime (``otree.control.server.Backend``)."""
+
+    @property
+    def outputs(self) -> Mapping[str, ServiceOutput]: ...
+    def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None: ...
+
+
+def node_reply(
+    rid: int,
+    path: str,
+    rows: list[dict[str, Any]],
+    backend: NodeSource,
+    ring: EventRing | None,
+) -> dict[str, Any]:
+    """The reply to ``status`` with a path: that node in full, from its status row."""
+    row = next((r for r in rows if r["path"] == path), None)
+    info = backend.node_info(path)
+    if row is None or info is None:
+        return error_reply(rid, f"no node at path {path!r}")
+    spec, times, window = info
+    node = {**row, "spec": spec_summary(spec), "restart_times": times, "window": window}
+    last = row.get("last_exit")
+    if last is not None and last.get("normal") is False:
+        lines = last_lines(path, (line for _, line in ring.recent())) if ring else None
+        if lines is None and path in backend.outputs:  # its exit event left the ring
+            tail = backend.outputs[path].tail(10)
+            lines = [b.decode("utf-8", "replace") for b in tail]
+        node["last_exit"] = {**last, "last_lines": lines or []}
+    return ok_reply(rid, node=node)
+
 
 #: fields the summary leaves out (the path says the name; children are listed by name)
 _SKIPPED = frozenset({"name", "children", "env"})

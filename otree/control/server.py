@@ -24,7 +24,9 @@ import attrs
 
 from otree.control.client import Client, NotRunning, connect, find_running
 from otree.control.conn import MAX_OUTPUT, TURN_REQUESTS, Conn, LoopLike
+from otree.control.events import EventFollows
 from otree.control.logview import LogView
+from otree.control.nodeinfo import node_reply
 from otree.control.protocol import (
     ProtocolError,
     Request,
@@ -154,7 +156,7 @@ class HandedClient:
     events: tuple[int, int] | None = None
 
 
-class ControlServer:
+class ControlServer(EventFollows):
     """Serve control requests on ``path`` from ``loop``, acting through ``backend``.
 
     ``info`` is what ``info`` requests answer (the tree's file, the run's
@@ -338,7 +340,7 @@ class ControlServer:
             )
             self.costs.fill(payload["nodes"], backend.usage(), self.loop.clock())
             if req.path is not None:
-                self._send(conn, self._node(rid, req.path, payload["nodes"]))
+                self._send(conn, node_reply(rid, req.path, payload["nodes"], backend, self.events))
             else:
                 self._send(conn, ok_reply(rid, **payload))
         elif req.cmd == "info":
@@ -374,27 +376,6 @@ class ControlServer:
                 self.backend.command(req.cmd, req.path or "", answer, count=req.n)
             else:
                 self.backend.command(req.cmd, req.path or "", answer)
-
-    def _node(self, rid: int, path: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """The reply to ``status`` with a path: that node in full (``control.nodeinfo``)."""
-        from otree.control import nodeinfo
-
-        row = next((r for r in rows if r["path"] == path), None)
-        info = self.backend.node_info(path)
-        if row is None or info is None:
-            return error_reply(rid, f"no node at path {path!r}")
-        spec, times, window = info
-        node = {**row, "spec": nodeinfo.spec_summary(spec)}
-        node.update(restart_times=times, window=window)
-        last = row.get("last_exit")
-        if last is not None and last.get("normal") is False:
-            ring = [line for _, line in self.events.recent()] if self.events is not None else []
-            lines = nodeinfo.last_lines(path, ring)
-            if lines is None and path in self.backend.outputs:
-                tail = self.backend.outputs[path].tail(10)
-                lines = [b.decode("utf-8", "replace") for b in tail]
-            node["last_exit"] = {**last, "last_lines": lines or []}
-        return ok_reply(rid, node=node)
 
     def _observe(self, req: Request) -> dict[str, Any]:
         """The reply to ``metrics`` (the exposition as ``text``) or ``signal``."""
@@ -437,40 +418,6 @@ class ControlServer:
 
         conn.follows[rid] = self.logs.follow(paths, on_line)
         conn.followed[rid] = asked
-
-    def _events(self, conn: Conn, req: Request) -> None:
-        """The ring's last ``n`` event lines (all it keeps by default), then live with
-        ``follow``: ``{"id", "event": line}``, the line exactly as the event log has it."""
-        rid, ring = req.id, self.events
-        if ring is None:
-            self._send(conn, error_reply(rid, "this tree keeps no events"))
-            return
-        if req.follow and conn.follows:
-            held = ", ".join(str(r) for r in conn.follows)
-            message = f"this connection follows already (request {held}): one follow per connection"
-            self._send(conn, error_reply(rid, message))
-            return
-        for _, line in ring.recent(req.n):
-            self._send(conn, {"id": rid, "event": line})
-        if not req.follow:
-            self._send(conn, ok_reply(rid))
-            return
-        self._follow_events(conn, rid, ring.seq)
-        self._send(conn, ok_reply(rid, following=True))
-
-    def _follow_events(self, conn: Conn, rid: int, since: int) -> None:
-        """Send ``conn`` every event line numbered after ``since``, then each new one."""
-        ring = self.events
-        assert ring is not None
-        state = conn.event_follow = [rid, since]
-
-        def on_line(seq: int, line: str) -> None:
-            state[1] = seq  # skipped or sent, it is behind this client now
-            self._send(conn, {"id": rid, "event": line}, droppable=True)
-
-        for seq, line in ring.since(since):
-            on_line(seq, line)
-        conn.follows[rid] = ring.follow(on_line)
 
     # --- the end -----------------------------------------------------------------
 

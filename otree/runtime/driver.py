@@ -188,21 +188,8 @@ class Runtime:
         return self.processes.liveness()
 
     def usage(self) -> dict[str, tuple[int, float, int]]:
-        """Per running service: ``(pid, CPU seconds, RSS bytes)`` of its process group, or
-        of its cgroup's processes when it has one (``/proc``, one pass for all)."""
-        groups: dict[int, str] = {}
-        members: dict[int, str] = {}
-        main: dict[str, int] = {}
-        for path, node in self.engine.nodes.items():
-            if isinstance(node, ServiceNode) and node.pid is not None:
-                main[path] = node.pid
-                directory = self.processes.in_cgroup(node.pid)
-                if directory is None:
-                    groups[node.pid] = path
-                else:
-                    members.update((pid, path) for pid in cgroups.members(directory))
-        found = procstat.usage_of(groups, members)
-        return {p: (main[p], u.cpu_seconds, u.rss_bytes) for p, u in found.items()}
+        """Per running service: ``(pid, CPU seconds, RSS bytes)`` (``procstat.services``)."""
+        return procstat.services(self.engine.nodes, self.processes.in_cgroup)
 
     def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None:
         """``otree status PATH``: the spec of node ``path``, the unix times of its automatic

@@ -14,8 +14,11 @@ for ``otree status``, counting a service in a cgroup by its members' PIDs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
+
+from otree.core.service import ServiceNode
+from otree.runtime import cgroups
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -101,6 +104,29 @@ def usage_of(
         cpu[key] = cpu.get(key, 0) + ticks
         rss[key] = rss.get(key, 0) + pages
     return {k: Usage(cpu[k] / _TICKS, rss[k] * _PAGE) for k in cpu}
+
+
+def services(
+    nodes: Mapping[str, object], in_cgroup: Callable[[int], str | None], proc: str = "/proc"
+) -> dict[str, tuple[int, float, int]]:
+    """``{path: (main pid, CPU seconds, RSS bytes)}`` of each running service among the
+    engine's ``nodes``: its process group's, or its cgroup's processes' when
+    ``in_cgroup(pid)`` names its cgroup directory (one pass over ``/proc`` for all)."""
+    groups: dict[int, str] = {}
+    members: dict[int, str] = {}
+    main: dict[str, int] = {}
+    for path, node in nodes.items():
+        pid = node.pid if isinstance(node, ServiceNode) else None
+        if pid is None:
+            continue
+        main[path] = pid
+        directory = in_cgroup(pid)
+        if directory is None:
+            groups[pid] = path
+        else:
+            members.update((member, path) for member in cgroups.members(directory))
+    found = usage_of(groups, members, proc)
+    return {p: (main[p], u.cpu_seconds, u.rss_bytes) for p, u in found.items()}
 
 
 def own_usage(proc: str = "/proc") -> OwnUsage:

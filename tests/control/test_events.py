@@ -14,7 +14,7 @@ from support.harness import Served, short_dir
 
 from otree.control.events import EventRing
 from otree.control.protocol import encode
-from otree.control.server import Client
+from otree.control.server import Client, HandedClient
 from otree.errors import ControlError
 
 
@@ -112,3 +112,38 @@ def test_a_slow_events_follower_skips_lines_with_a_count_never_blocking(sockdir:
         slow.close()
     finally:
         s.stop()
+
+
+def test_a_handed_over_follower_gets_every_line_after_its_last_and_a_count_of_lost_ones(
+    sockdir: str,
+) -> None:
+    """After a re-exec the new image sends a follower the lines numbered after the last
+    one it got; those the ring no longer holds are counted as skipped, never silent."""
+    s = Served(os.path.join(sockdir, "ctl.sock"))
+    ours, theirs = socket.socketpair()
+    try:
+        ring = EventRing(size=3)
+        for i in range(10):
+            ring.add(_line(i))  # numbers 1..10; the ring keeps 8, 9, 10
+        s.call(lambda: setattr(s.server, "events", ring))
+        fd = os.dup(theirs.fileno())
+        client = HandedClient(fd, (), b"", b"", events=(5, 2))  # it had line 2
+        s.call(lambda: s.server.adopt(client))
+        ours.settimeout(20)
+        buf = b""
+        while buf.count(b"\n") < 4:
+            buf += ours.recv(65536)
+        got = [json.loads(line) for line in buf.splitlines()]
+        assert got == [
+            {"id": 5, "path": "", "dropped": 5},  # 3 .. 7 left the ring meanwhile
+            *({"id": 5, "event": _line(i)} for i in (7, 8, 9)),
+        ]
+        s.call(lambda: ring.add(_line(10)))  # and it follows on
+        buf = b""
+        while not buf.endswith(b"\n"):
+            buf += ours.recv(65536)
+        assert json.loads(buf) == {"id": 5, "event": _line(10)}
+    finally:
+        s.stop()
+        ours.close()
+        theirs.close()

@@ -3,7 +3,11 @@ cgroup), summed per supervisor; ``otree status PATH``, one node in full. Real pr
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -124,3 +128,33 @@ def test_cpu_percent_is_over_the_time_since_the_reading_before() -> None:
     new_pid = row(pid=11, uptime=1.0)
     fill([new_pid], 0.25, 103.0, pid=11)  # another process: over its uptime again
     assert (new_pid["cpu_percent"], new_pid["cpu_percent_over"]) == (25.0, None)
+
+
+def test_in_its_cgroup_a_service_counts_the_processes_that_left_its_group(
+    otree: RunOtree, sock: str, tmp_path: Path
+) -> None:
+    """A setsid() grandchild is in another process group, but in the service's cgroup:
+    its memory is the service's (where cgroups can be used; else skipped)."""
+    pidfile = tmp_path / "gc.pid"
+    alloc = (
+        "import os, time\n"
+        "b = bytearray(48 << 20)\n"
+        "for i in range(0, len(b), 4096): b[i] = 1\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    script = f"setsid {sys.executable} -c {shlex.quote(alloc)} & exec sleep 60"
+    (tmp_path / "tree.toml").write_text(f"[web]\ncmd = {json.dumps(['sh', '-c', script])}\n")
+    run = otree("run", "tree.toml", "--socket", sock)
+    try:
+        run.wait_for("tree_ready")
+        wait_until(pidfile.exists, what="the grandchild's PID file")
+        web = cli.status(sock)["web"]
+        if "procs" not in web:
+            pytest.skip("no writable cgroup2 here: the service runs in its process group")
+        assert web["procs"] == 2
+        assert web["rss_bytes"] >= 48 * MIB, web
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)

@@ -47,31 +47,8 @@ def _stat_fields(text: str) -> list[str]:
 
 def group_usage(pgids: Iterable[int], proc: str = "/proc") -> dict[int, Usage]:
     """``{pgid: Usage}`` for each group in ``pgids`` that has a process left (one pass)."""
-    wanted = set(pgids)
-    cpu: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    if not wanted:
-        return {}
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return {}
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{name}/stat", "rb") as f:
-                fields = _stat_fields(f.read().decode("ascii", "replace"))
-            pgrp = int(fields[2])
-            if pgrp not in wanted:
-                continue
-            ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-            pages = int(fields[21])
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile, or a kernel thread's odd line
-        cpu[pgrp] = cpu.get(pgrp, 0) + ticks
-        rss[pgrp] = rss.get(pgrp, 0) + pages
-    return {g: Usage(cpu[g] / _TICKS, rss[g] * _PAGE) for g in cpu}
+    found = usage_of({g: str(g) for g in pgids}, {}, proc)
+    return {int(key): usage for key, usage in found.items()}
 
 
 def usage_of(

@@ -8,9 +8,12 @@ killed by PID at the end of its test, whatever happened.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -220,24 +223,60 @@ def test_a_reload_keeps_the_cgroup_and_its_processes(
 
 @needs_cgroups
 def test_the_next_start_removes_what_a_killed_otree_left(
-    otree: Run, tmp_path: Path, grandchild: Callable[[], int]
+    otree: Run, tmp_path: Path, sock: str, grandchild: Callable[[], int]
 ) -> None:
-    first = otree("run", escape_tree(tmp_path, "on"))
+    tree = escape_tree(tmp_path, "on")
+    first = otree("run", tree, "--socket", sock)
     first.wait_for("tree_ready")
     gc, main = grandchild(), first.running_pid("web")
+    wait_until(lambda: os.path.exists(sock + ".state"), what="the state file")
     first.send(signal.SIGKILL)
     first.wait_exit()
     wait_until(lambda: not pid_alive(main), what="the main process's death signal")
     left = own_dir(first.pid)
-    assert gc in members(left / "web")  # its main process died with otree, not this one
-    other = tmp_path / "other"
-    other.mkdir()
-    tree = write_tree(other, f"[idle]\ncmd = {prog('obey')}\n")
-    second = otree("run", tree, cwd=other)
+    assert gc in members(left / "web")  # it escaped the death signal, not its cgroup
+    (tmp_path / "gc.pid").unlink()
+    second = otree("run", tree, "--socket", sock)
     second.wait_for("tree_ready")
     assert not left.exists()
     assert not pid_alive(gc)
-    assert f"cgroups: removed {left} of an otree that died, 1 process left" in second.stderr
+    line = f"otree: cgroups of the previous otree (pid {first.pid}): 1 process left in them"
+    assert f"{line} killed, removed\n" in second.stderr
+    grandchild()  # the new grandchild, killed at the end
+
+
+def _dead_pid() -> int:
+    """A PID that runs nothing now."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+@needs_cgroups
+def test_another_tree_removes_only_the_empty_cgroups_of_a_dead_otree() -> None:
+    """A dead otree's cgroup that still holds a process is its own tree's to clean up."""
+    from otree.runtime.cgroups import Cgroups, remove_dead
+
+    assert HOME is not None
+    full, empty = HOME / f"otree-{_dead_pid()}", HOME / f"otree-{_dead_pid()}"
+    cgroups = Cgroups.resume(str(full))
+    daemon = None
+    try:
+        with cgroups.group("web").entered():
+            daemon = subprocess.Popen(["sleep", "100"], start_new_session=True)
+        (empty / "web").mkdir(parents=True)
+        remove_dead(str(HOME))
+        assert not empty.exists()
+        assert full.exists() and daemon.poll() is None
+    finally:
+        if daemon is not None:
+            daemon.kill()
+            daemon.wait()
+        cgroups.close()
+        with contextlib.suppress(OSError):
+            (empty / "web").rmdir()
+            empty.rmdir()
+    assert not full.exists()
 
 
 def test_on_without_a_cgroup2_is_an_error_and_starts_nothing(otree: Run, tmp_path: Path) -> None:
@@ -282,3 +321,52 @@ def test_a_cgroup2_otree_is_not_below_is_no_cgroup(tmp_path: Path) -> None:
     table.write_text("41 31 0:38 /elsewhere /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n")
     with pytest.raises(Unavailable, match="is not below it"):
         Cgroups.create(str(table))
+
+
+@needs_cgroups
+def test_a_new_image_that_cannot_take_over_ends_the_handed_cgroups(tmp_path: Path) -> None:
+    """The bootstrap's stop (standard library only) kills what is left in the handed-over
+    cgroups and removes them, as the end of any otree does."""
+    from otree.runtime.cgroups import Cgroups
+
+    cgroups = Cgroups.create()
+    daemon = None
+    try:
+        with cgroups.group("web").entered():
+            daemon = subprocess.Popen(["sleep", "100"], start_new_session=True)
+        handoff = tmp_path / "handoff"
+        handoff.write_text(json.dumps({"otree_handoff": 3, "cgroup": cgroups.base}) + "\n")
+        with open(handoff, "rb") as f:
+            script = "import otree.reload.rescue as r; raise SystemExit(r.give_up('a test'))"
+            done = subprocess.run(
+                [sys.executable, "-c", script],
+                env={**os.environ, "OTREE_HANDOFF_FD": str(f.fileno())},
+                pass_fds=[f.fileno()],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        assert done.returncode == 4, done.stderr
+        assert daemon.wait(20) == -signal.SIGKILL
+        assert not os.path.exists(cgroups.base)
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        cgroups.close()
+
+
+@needs_cgroups
+def test_a_swept_empty_base_is_made_again_at_the_next_start() -> None:
+    """Another otree may remove otree-<pid> while it is empty (it cannot tell a live otree
+    of another PID namespace from a dead one): the next spawn makes it again."""
+    from otree.runtime.cgroups import Cgroups
+
+    cgroups = Cgroups.create()
+    try:
+        os.rmdir(cgroups.base)
+        group = cgroups.group("app.web")
+        assert os.path.isdir(group.directory)
+    finally:
+        cgroups.close()
+    assert not os.path.exists(cgroups.base)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from otree.core.spec import Supervisor, check_tree
 from otree.errors import ConfigError, ExitCode, OtreeError, ReexecError, stderr_line
 from otree.reload import reloader as reload
-from otree.runtime import posix
+from otree.runtime import posix, statefile
 from otree.runtime.driver import Runtime
 
 if TYPE_CHECKING:
@@ -337,7 +337,7 @@ def stop_leftovers(tree: Supervisor, state_file: str) -> int:
     that otree (0: none)."""
     from otree.core.pool import services as pool_services
 
-    owner, left = posix.read_state(state_file)
+    owner, left = statefile.read_state(state_file)
     if left:
         names = ", ".join(f"{name} (pid {pid})" for pid, name in left)
         stderr_line(
@@ -350,7 +350,7 @@ def stop_leftovers(tree: Supervisor, state_file: str) -> int:
             timeout = spec.shutdown if spec else 5.0
             if timeout == "brutal_kill":
                 signum, timeout = signal.SIGKILL, 0.0
-            killed = posix.stop_leftover(
+            killed = statefile.stop_leftover(
                 pid, signum, None if timeout == "infinity" else float(timeout)
             )
             how = "killed" if killed else "stopped"

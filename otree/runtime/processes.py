@@ -31,7 +31,7 @@ from otree.core.spec import (
     Service,
     service_argv,
 )
-from otree.runtime import identity, posix, probes
+from otree.runtime import identity, posix, probes, statefile
 from otree.runtime.cgroups import Cgroups, Group
 from otree.runtime.health import Carried, Liveness
 from otree.runtime.listeners import Ownership, http_port
@@ -321,11 +321,11 @@ class Processes:
         children = []
         for p in self.procs.values():
             if p.started is None:
-                p.started = posix.start_time(p.pid)
+                p.started = statefile.start_time(p.pid)
             if p.started is not None:
                 children.append((p.pid, p.started, p.path))
         with contextlib.suppress(OSError):  # best effort: PR_SET_PDEATHSIG stops them anyway
-            posix.write_state(self.state_file, children)
+            statefile.write_state(self.state_file, children)
 
     # --- self-reload (otree.reload.reloader) ---------------------------------------------------
 

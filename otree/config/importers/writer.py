@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 Scalar = str | int | float | bool
 Value = Scalar | Sequence[Scalar] | Mapping[str, Scalar]
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 _ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",

@@ -16,8 +16,9 @@ receive, and the limits that keep one client from stalling the loop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from otree.control.protocol import MAX_REQUEST, Decoder, encode
@@ -39,6 +40,32 @@ class LoopLike(Protocol):
     def remove_writer(self, fd: int) -> None: ...
     def call_later(self, delay: float, callback: Callable[[], None]) -> object: ...
     def clock(self) -> float: ...
+
+
+def accept_waiting(
+    listener: socket.socket, pause: Callable[[], None], full: Callable[[], bool], refusal: bytes
+) -> Iterator[socket.socket]:
+    """The connections waiting on ``listener``, at most 32 a turn, each non-blocking. One
+    that finds ``full()`` true gets ``refusal`` and is closed instead; running out of fds
+    or memory calls ``pause()`` (stop accepting for a moment rather than spin: the
+    clients wait in the backlog) and ends the turn."""
+    for _ in range(32):
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                continue  # that client gave up already
+            pause()
+            return
+        sock.setblocking(False)
+        if full():
+            with contextlib.suppress(OSError):  # a fresh socket takes this at once
+                sock.send(refusal)
+            sock.close()
+            continue
+        yield sock
 
 
 class Conn:

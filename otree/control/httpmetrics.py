@@ -14,13 +14,12 @@ and how it fails, which is not for the network by default.
 from __future__ import annotations
 
 import contextlib
-import errno
 import ipaddress
 import socket
 from collections.abc import Callable
 from typing import Any
 
-from otree.control.conn import LoopLike
+from otree.control.conn import LoopLike, accept_waiting
 from otree.control.metrics import CONTENT_TYPE
 from otree.errors import OtreeError
 
@@ -123,22 +122,9 @@ class MetricsListener:
         loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
-        for _ in range(32):
-            try:
-                sock, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue
-                self._pause()  # out of fds: the clients wait in the backlog
-                return
-            sock.setblocking(False)
-            if len(self._clients) >= MAX_CLIENTS:
-                with contextlib.suppress(OSError):  # a fresh socket takes this at once
-                    sock.send(BUSY)
-                sock.close()
-                continue
+        for sock in accept_waiting(
+            self.sock, self._pause, lambda: len(self._clients) >= MAX_CLIENTS, BUSY
+        ):
             client = _Client(sock)
             fd = sock.fileno()
             self._clients[fd] = client

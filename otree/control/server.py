@@ -13,7 +13,6 @@ is ``otree.control.sockets``'s business.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import time
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from otree.control.client import Client, NotRunning, connect, find_running
-from otree.control.conn import MAX_OUTPUT, TURN_REQUESTS, Conn, LoopLike
+from otree.control.conn import MAX_OUTPUT, TURN_REQUESTS, Conn, LoopLike, accept_waiting
 from otree.control.events import EventFollows
 from otree.control.logview import LogView
 from otree.control.nodeinfo import node_reply
@@ -214,24 +213,11 @@ class ControlServer(EventFollows):
     # --- connections --------------------------------------------------------
 
     def _accept(self) -> None:
-        for _ in range(32):
-            try:
-                sock, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue  # that client gave up already
-                # out of fds or memory: stop accepting for a moment rather than spin;
-                # the clients wait in the backlog
-                self._pause_accepting()
-                return
-            sock.setblocking(False)
-            if len(self._conns) >= self.max_clients:
-                with contextlib.suppress(OSError):
-                    sock.send(encode(error_reply(None, "too many control clients")))
-                sock.close()
-                continue
+        refusal = encode(error_reply(None, "too many control clients"))
+        waiting = accept_waiting(
+            self.sock, self._pause_accepting, lambda: len(self._conns) >= self.max_clients, refusal
+        )
+        for sock in waiting:
             conn = Conn(sock, self.loop, self._drop, self.max_output)
             self._conns[conn.fd] = conn
             conn.watch(lambda c=conn: self._read(c))  # type: ignore[misc]

@@ -74,6 +74,16 @@ class ControlSocket:
 
 
 @attrs.frozen
+class Guard:
+    """The death guard (``otree.runtime.guard``): its PID, its pipe's write end (kept open
+    across the exec: a re-exec is not a death) and the children it was sent."""
+
+    pid: int
+    fd: int
+    table: tuple[tuple[int, int], ...] = ()  #: (PID, death signal)
+
+
+@attrs.frozen
 class Handoff:
     """What the new image takes over (read by :func:`read_inherited`)."""
 
@@ -102,12 +112,15 @@ class Handoff:
     cgroup: str | None = None
     #: ``otree events``' ring: (number, event-log line), oldest first (``control.events``)
     events: tuple[tuple[int, str], ...] = ()
+    guard: Guard | None = None
 
     def fds(self) -> list[int]:
         out = [p.pipe for p in self.procs if p.pipe is not None]
         out += [p.liveness.notify_fd for p in self.procs if p.liveness and p.liveness.notify_fd]
         out += [fd for fd, _ in self.waiting]
         out += [c.fd for c in self.clients]
+        if self.guard is not None:
+            out.append(self.guard.fd)
         if self.control is not None:
             out.append(self.control.fd)
         return out

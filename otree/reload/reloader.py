@@ -376,6 +376,7 @@ class Reloader:
             clients = control.handoff_clients()
             started = control.info.get("started")
             control_socket = document.ControlSocket(control.handoff(), started)
+        guard = rt.processes.guard if rt.processes.guard and rt.processes.guard.fd >= 0 else None
         h = Handoff(
             reason=reason,
             engine=snapshot(rt.engine),
@@ -397,6 +398,7 @@ class Reloader:
             counters=self.counters() if self.counters is not None else (),
             cgroup=rt.processes.cgroups.base if rt.processes.cgroups is not None else None,
             events=self.events() if self.events is not None else (),
+            guard=document.Guard(*guard.handoff()) if guard is not None else None,
         )
         fds = [fd for fd in h.fds() if fd >= 0]
         memfd = -1
@@ -462,6 +464,8 @@ class Reloader:
             rt.processes.notify_dir = h.notify_dir  # cleaned up at the end as before
         if h.cgroup is not None:  # the services' cgroups: kept, whatever this tree says
             rt.processes.keep_cgroups(h.cgroup)
+        if h.guard is not None:  # before a child is reaped: it is told of each exit
+            rt.processes.adopt_guard(h.guard.pid, h.guard.fd, dict(h.guard.table))
         known = h.known_pids()  # which process the engine thinks each service runs
         for path, chunk in h.ring:  # before the half-read lines the pipes hand over
             output = rt.outputs.get(path)

@@ -297,8 +297,8 @@ class Cgroups:
             here = os.path.join(here, part)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(here)
-                if os.path.dirname(here) != self.home:  # never otree's own cgroup's
-                    _delegate(os.path.dirname(here))
+                if here != directory:  # a leaf holds processes: no controllers below it
+                    _delegate(here)
         g = self.groups[directory] = Group(self, path, directory)
         return g
 

@@ -133,6 +133,7 @@ class Runtime:
         """Close what ``__init__`` opened, for a runtime that will not ``run()``."""
         if self.processes.cgroups is not None:
             self.processes.cgroups.discard()
+        self.processes.end_guard()
         self._close_files()
         self.loop.close()
 

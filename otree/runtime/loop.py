@@ -280,6 +280,12 @@ class Loop:
         else:
             self.add_reader(pidfd, lambda: self._reap(child))
 
+    def unwatch(self, pid: int) -> None:
+        """Stop watching ``pid`` (not reaped here: the caller does it)."""
+        child = self._children.get(pid)
+        if child is not None:
+            self._forget(child)
+
     def pidfd(self, pid: int) -> int | None:
         child = self._children.get(pid)
         return child.pidfd if child else None

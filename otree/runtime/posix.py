@@ -16,7 +16,10 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otree.runtime.guard import DeathGuard
 
 #: variables otree sets for its children; an inherited value must not leak through
 _OWN_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "OTREE_LOCK_FD")
@@ -93,9 +96,10 @@ def spawn(
     """
     out = devnull() if output is None else output
     preexec = None
+    guard = _guard if death_signal is not None and prepare is None else None
     if prepare is not None:  # a full fork already: the death signal set in the same hook
         preexec = _prepared(prepare, death_signal)
-    elif death_signal is not None:
+    elif death_signal is not None and guard is None:
         setpriv = _setpriv()
         if setpriv is not None:
             _check_command(argv, env, cwd)  # setpriv would exec it: say now if it cannot
@@ -123,7 +127,20 @@ def spawn(
         raise SpawnError(str(exc)) from None
     # otree reaps the process itself: keep Popen from ever waiting on this PID again
     proc.returncode = 0
+    if guard is not None and death_signal is not None:
+        guard.add(proc.pid, death_signal)
     return proc.pid
+
+
+#: the death guard that spawns with a death signal register their child with
+#: (:mod:`otree.runtime.guard`); None: none runs, the death signal is set in the child
+_guard: DeathGuard | None = None
+
+
+def use_guard(guard: DeathGuard | None) -> None:
+    """Spawns from now on register with ``guard`` (None: set ``PR_SET_PDEATHSIG``)."""
+    global _guard
+    _guard = guard
 
 
 _SETPRIV: list[str | None] = []
@@ -385,6 +402,15 @@ def reap(pid: int, *, kill_leftovers: bool = False, block: bool = False) -> int 
     """
     if kill_leftovers:
         kill_group(pid, signal.SIGKILL)
+    guard = _guard
+    if guard is not None and pid in guard:  # tell it while the zombie still holds the PID
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG))
+        except ChildProcessError:
+            info = None
+        if info is not None and info.si_pid == 0:
+            return None  # it runs
+        guard.remove(pid)
     try:
         done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
@@ -401,17 +427,6 @@ def exited_child() -> int | None:
     if info is None or info.si_pid == 0:
         return None
     return info.si_pid
-
-
-def reap_exited() -> None:
-    """Reap every child of ours that has exited, without waiting for the others."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 PR_SET_CHILD_SUBREAPER = 36

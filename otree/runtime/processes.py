@@ -33,6 +33,7 @@ from otree.core.spec import (
 )
 from otree.runtime import identity, posix, probes, statefile
 from otree.runtime.cgroups import Cgroups, Group
+from otree.runtime.guard import DeathGuard
 from otree.runtime.health import Carried, Liveness
 from otree.runtime.listeners import Ownership, http_port
 from otree.runtime.loop import Loop
@@ -113,6 +114,10 @@ class Processes:
         self._state_due = False
         #: a cgroup per service (None: process groups); see ``use_cgroups``
         self.cgroups: Cgroups | None = None
+        #: the process that sends the children their death signal if otree dies (None:
+        #: not started yet, or none can run: each child sets ``PR_SET_PDEATHSIG``)
+        self.guard: DeathGuard | None = None
+        self._guard_tried = False
 
     def use_cgroups(self, cgroups: Cgroups | None) -> None:
         """Start each service in a cgroup of its own from now on (None: no longer)."""
@@ -126,6 +131,9 @@ class Processes:
 
     def spawn(self, path: str, spec: Service) -> None:
         """Start ``spec``; feed Spawned or SpawnFailed, then start its readiness probe."""
+        if not self._guard_tried:
+            self._guard_tried = True
+            self.use_guard(DeathGuard.start())
         output = self._output(path)
         try:
             setup = identity.setup_of(spec)
@@ -201,6 +209,51 @@ class Processes:
             proc.probe.start()
         if notify is not None:
             notify.start()  # STATUS= and WATCHDOG= from now on, READY=1 too
+
+    # --- the death guard ------------------------------------------------------------
+
+    def use_guard(self, guard: DeathGuard | None) -> None:
+        """Register the children spawned from now on with ``guard`` (its death watched:
+        a guard that dies is replaced, and sent the table again)."""
+        old = self.guard
+        if old is not None and old is not guard:
+            self.loop.unwatch(old.pid)
+            old.close()  # killed already (replaced), or told to go; reaped
+        self.guard = guard
+        posix.use_guard(guard)
+        if guard is None:
+            return
+        guard.on_blocked = self.loop.add_writer
+        guard.on_unblocked = self.loop.remove_writer
+        guard.on_replaced = self.use_guard
+        self.loop.watch_child(guard.pid, lambda status: self._guard_exited(guard))
+
+    def _guard_exited(self, guard: DeathGuard) -> None:
+        guard.reaped()
+        if self.guard is not guard:
+            return  # replaced already (a write found it gone)
+        self.console.write(b"otree: the death guard exited; starting another\n", keep=True)
+        if guard.replace() is None:
+            self.use_guard(None)
+            line = b"otree: no death guard can be started: spawns set PR_SET_PDEATHSIG\n"
+            self.console.write(line, keep=True)
+
+    def end_guard(self) -> None:
+        """otree ends: the guard is told so (it signals nothing) and reaped."""
+        guard = self.guard
+        if guard is None:
+            return
+        self.guard = None
+        posix.use_guard(None)
+        self.loop.unwatch(guard.pid)
+        guard.close()
+
+    def adopt_guard(self, pid: int, fd: int, table: dict[int, int]) -> None:
+        """After ``os.execv``: the guard of the image before, its pipe's write end ``fd``."""
+        os.set_inheritable(fd, False)
+        os.set_blocking(fd, False)
+        self._guard_tried = True
+        self.use_guard(DeathGuard(pid, fd, table))
 
     def signal(self, pid: int, signum: int) -> None:
         """Send ``signum`` to the group of ``pid`` if it is still ours; stop its probe."""
@@ -285,6 +338,7 @@ class Processes:
             posix.send_signal(pid, signal.SIGKILL)
             posix.reap(pid, block=True)
         self.procs.clear()
+        self.end_guard()
         for fd in list(self.pipes):
             self._drain(fd)
             if fd in self.pipes:

@@ -105,6 +105,7 @@ def test_a_document_the_previous_otree_wrote_is_read_the_same() -> None:
     assert written.pop("cgroup") is None
     assert written.pop("counters") == []  # `otree metrics`' counters: none then (issue 16)
     assert written.pop("events") == []  # `otree events`' ring: none then (issue 16)
+    assert written.pop("guard") is None  # no death guard then (issue 17)
     for client in written["clients"]:
         assert client.pop("events") is None  # no `otree events -f` follower then (issue 16)
     assert written == {**old, "config_errors": []}

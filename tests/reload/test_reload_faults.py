@@ -15,7 +15,7 @@ from reloadkit import (
     since_reexec,
     status,
 )
-from support.procfs import live_children, pid_alive, proc_state
+from support.procfs import pid_alive, proc_state, supervised_children
 from support.waits import DEADLINE, wait_until
 
 SLEEP = 'cmd = "sleep 60"'
@@ -75,7 +75,9 @@ def test_a_fault_mid_restart_restarts_what_was_in_flight(tree: Start) -> None:
     after = pids(run)
     assert after["a"] == before["a"] and after["c"] == before["c"]
     # the process spawned before the exec is gone (killed at adoption, reaped): a, b, c only
-    wait_until(lambda: sorted(live_children(run.pid)) == sorted(after.values()), what="a, b, c")
+    wait_until(
+        lambda: sorted(supervised_children(run.pid)) == sorted(after.values()), what="a, b, c"
+    )
 
 
 def test_a_child_killed_during_the_exec_is_restarted(tree: Start, tmp_path: Path) -> None:
@@ -180,7 +182,9 @@ def test_a_fault_during_the_initial_start_adopts_and_starts_the_rest(tree: Start
     ]
     assert not run.find("restart")
     after = pids(run)
-    wait_until(lambda: sorted(live_children(run.pid)) == sorted(after.values()), what="a, s.b, s.c")
+    wait_until(
+        lambda: sorted(supervised_children(run.pid)) == sorted(after.values()), what="a, s.b, s.c"
+    )
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
 

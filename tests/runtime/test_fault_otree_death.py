@@ -22,13 +22,22 @@ from support.waits import wait_until
 Run = Callable[..., OtreeProc]
 
 
-@pytest.mark.parametrize("how", ["setpriv", "preexec"])
+WAYS = {
+    "guard": None,
+    "setpriv": {"OTREE_NO_GUARD": "1"},
+    "preexec": {"OTREE_NO_GUARD": "1", "OTREE_NO_SETPRIV": "1"},
+}
+
+
+@pytest.mark.parametrize("how", list(WAYS))
 def test_children_of_a_killed_otree_are_stopped_and_never_run_twice(
     otree: Run, tmp_path: Path, sock: str, how: str
 ) -> None:
-    """``setpriv --pdeathsig`` exec'd first in the child (a spawn stays a vfork), or a
-    ``preexec_fn`` where there is no such setpriv (``OTREE_NO_SETPRIV`` plays that)."""
-    env = {"OTREE_NO_SETPRIV": "1"} if how == "preexec" else None
+    """The death guard (a shell that reads otree's table of children and signals them
+    when otree's end of its pipe closes); where it cannot run (``OTREE_NO_GUARD`` plays
+    that), ``setpriv --pdeathsig`` exec'd first in the child, or a ``preexec_fn`` where
+    there is no such setpriv either (``OTREE_NO_SETPRIV``)."""
+    env = WAYS[how]
     tree = write_tree(
         tmp_path,
         '[plain]\ncmd = "sleep 60"\n'

@@ -75,6 +75,11 @@ def live_children(parent: int) -> list[int]:
     return _children_where(parent, zombie=False)
 
 
+def supervised_children(parent: int) -> list[int]:
+    """The live children of otree ``parent`` but its death guard (``otree-guard``)."""
+    return [p for p in live_children(parent) if not cmdline(p).endswith(" otree-guard")]
+
+
 def zombie_children(parent: int) -> list[int]:
     """The children of ``parent`` that are zombies, by a scan of every stat in /proc."""
     return _children_where(parent, zombie=True)

@@ -175,6 +175,7 @@ def prepare(
     ``done``: the fields already expanded (a tree file's :data:`RAW_FIELDS`).
     """
     issues: list[Issue] = []
+    environ = dict(environ)  # read once: each service's lookup copies a plain dict
 
     def visit(sup: Supervisor, prefix: str) -> Supervisor:
         children: list[Service | Supervisor] = []
@@ -214,6 +215,7 @@ def expand_raw(
     ``ready``/``health`` addresses (``tcp``, ``http``). The problems as (key path, message).
     """
     problems: list[tuple[tuple[str, ...], str]] = []
+    environ = dict(environ)  # read once (``os.environ`` decodes every item it is asked for)
     stack: list[tuple[tuple[str, ...], dict[str, Any]]] = [((), doc)]
     while stack:
         keys, table = stack.pop()

@@ -170,7 +170,7 @@ def _end_guard() -> None:
     import json
 
     try:
-        fd = json.loads(data.partition(b"\n")[0])["guard"]["fd"]
+        fd = json.loads(data.partition(b"\n")[0])["guard"]["end"]
     except Exception:  # no guard, or not a document we can read
         return
     if isinstance(fd, int):

@@ -76,10 +76,11 @@ class ControlSocket:
 @attrs.frozen
 class Guard:
     """The death guard (``otree.runtime.guard``): its PID, its pipe's write end (kept open
-    across the exec: a re-exec is not a death) and the children it was sent."""
+    across the exec: a re-exec is not a death), its table file and what that holds."""
 
     pid: int
-    fd: int
+    end: int
+    log: int
     table: tuple[tuple[int, int], ...] = ()  #: (PID, death signal)
 
 
@@ -120,7 +121,7 @@ class Handoff:
         out += [fd for fd, _ in self.waiting]
         out += [c.fd for c in self.clients]
         if self.guard is not None:
-            out.append(self.guard.fd)
+            out += [self.guard.end, self.guard.log]
         if self.control is not None:
             out.append(self.control.fd)
         return out

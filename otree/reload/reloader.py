@@ -376,7 +376,7 @@ class Reloader:
             clients = control.handoff_clients()
             started = control.info.get("started")
             control_socket = document.ControlSocket(control.handoff(), started)
-        guard = rt.processes.guard if rt.processes.guard and rt.processes.guard.fd >= 0 else None
+        guard = rt.processes.guard
         h = Handoff(
             reason=reason,
             engine=snapshot(rt.engine),
@@ -465,7 +465,8 @@ class Reloader:
         if h.cgroup is not None:  # the services' cgroups: kept, whatever this tree says
             rt.processes.keep_cgroups(h.cgroup)
         if h.guard is not None:  # before a child is reaped: it is told of each exit
-            rt.processes.adopt_guard(h.guard.pid, h.guard.fd, dict(h.guard.table))
+            g = h.guard
+            rt.processes.adopt_guard(g.pid, g.end, g.log, dict(g.table))
         known = h.known_pids()  # which process the engine thinks each service runs
         for path, chunk in h.ring:  # before the half-read lines the pipes hand over
             output = rt.outputs.get(path)

@@ -218,13 +218,11 @@ class Processes:
         old = self.guard
         if old is not None and old is not guard:
             self.loop.unwatch(old.pid)
-            old.close()  # killed already (replaced), or told to go; reaped
+            old.close()  # told to go (or gone already), reaped
         self.guard = guard
         posix.use_guard(guard)
         if guard is None:
             return
-        guard.on_blocked = self.loop.add_writer
-        guard.on_unblocked = self.loop.remove_writer
         guard.on_replaced = self.use_guard
         self.loop.watch_child(guard.pid, lambda status: self._guard_exited(guard))
 
@@ -248,12 +246,15 @@ class Processes:
         self.loop.unwatch(guard.pid)
         guard.close()
 
-    def adopt_guard(self, pid: int, fd: int, table: dict[int, int]) -> None:
-        """After ``os.execv``: the guard of the image before, its pipe's write end ``fd``."""
-        os.set_inheritable(fd, False)
-        os.set_blocking(fd, False)
+    def adopt_guard(self, pid: int, end: int, log: int, table: dict[int, int]) -> None:
+        """After ``os.execv``: the guard of the image before (its pipe's write end ``end``,
+        its table file ``log``)."""
+        for fd in (end, log):
+            os.set_inheritable(fd, False)
         self._guard_tried = True
-        self.use_guard(DeathGuard(pid, fd, table))
+        guard = DeathGuard(pid, end, log, table)
+        guard.size = os.fstat(log).st_size
+        self.use_guard(guard)
 
     def signal(self, pid: int, signum: int) -> None:
         """Send ``signum`` to the group of ``pid`` if it is still ours; stop its probe."""

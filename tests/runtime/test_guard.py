@@ -22,7 +22,7 @@ from support.procfs import children, cmdline, pid_alive
 from support.treefiles import prog, write_tree
 from support.waits import wait_until
 
-from otree.runtime.guard import NAME, DeathGuard
+from otree.runtime.guard import COMPACT_AT, NAME, DeathGuard
 
 Run = Callable[..., OtreeProc]
 
@@ -59,7 +59,19 @@ def _died_of(p: subprocess.Popen[bytes]) -> int:
     return -code
 
 
-def test_when_otrees_end_of_the_pipe_closes_each_child_gets_its_signal(
+def _die(guard: DeathGuard) -> None:
+    """What the kernel does to otree's fds when otree dies: they close, no ``.`` said."""
+    os.close(guard.end)
+    os.close(guard.log)
+    guard.end = guard.log = -1
+
+
+def _exits(guard: DeathGuard) -> None:
+    wait_until(lambda: os.waitpid(guard.pid, os.WNOHANG)[0] != 0, what="the guard's exit")
+    guard.pid = 0
+
+
+def test_when_otree_dies_each_child_gets_its_signal(
     guard: DeathGuard, kids: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
     term, quit_, gone = kids(), kids(), kids()
@@ -67,12 +79,10 @@ def test_when_otrees_end_of_the_pipe_closes_each_child_gets_its_signal(
     guard.add(quit_.pid, signal.SIGQUIT)
     guard.add(gone.pid, signal.SIGTERM)
     guard.remove(gone.pid)  # it exited (as far as the guard knows): never signalled
-    os.close(guard.fd)  # what the kernel does when otree dies
-    guard.fd = -1
+    _die(guard)
     assert _died_of(term) == signal.SIGTERM
     assert _died_of(quit_) == signal.SIGQUIT
-    wait_until(lambda: os.waitpid(guard.pid, os.WNOHANG)[0] != 0, what="the guard's exit")
-    guard.pid = 0
+    _exits(guard)
     assert gone.poll() is None  # not in the table any more: left alone
 
 
@@ -95,32 +105,55 @@ def test_the_guard_ignores_the_signals_meant_for_the_whole_tree(
     guard.add(child.pid, signal.SIGTERM)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         os.kill(guard.pid, signum)
-    guard.add(child.pid, signal.SIGTERM)  # it still reads: the message is taken
-    assert pid_alive(guard.pid) and os.waitpid(guard.pid, os.WNOHANG) == (0, 0)
-    os.close(guard.fd)
-    guard.fd = -1
+    time.sleep(0.1)  # had it died of one, it would be a zombie by now
+    assert os.waitpid(guard.pid, os.WNOHANG) == (0, 0)
+    _die(guard)
     assert _died_of(child) == signal.SIGTERM
+    _exits(guard)
 
 
-def test_a_guard_that_died_is_replaced_with_the_whole_table(
+def test_a_replacement_is_given_the_whole_table(
     guard: DeathGuard, kids: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
-    a, b = kids(), kids()
+    a, b, gone = kids(), kids(), kids()
     guard.add(a.pid, signal.SIGTERM)
-    os.kill(guard.pid, signal.SIGKILL)
-    os.waitpid(guard.pid, 0)
-    guard.reaped()
+    guard.add(gone.pid, signal.SIGTERM)
+    guard.remove(gone.pid)
+    guard.add(b.pid, signal.SIGQUIT)
     replaced: list[DeathGuard] = []
     guard.on_replaced = replaced.append
-    guard.add(b.pid, signal.SIGQUIT)  # EPIPE: a new guard, sent a and b
-    assert len(replaced) == 1
-    new = replaced[0]
+    new = guard.replace()
+    assert new is not None and replaced == [new]
     assert new.pid != guard.pid and new.table == {a.pid: signal.SIGTERM, b.pid: signal.SIGQUIT}
-    os.close(new.fd)
-    new.fd = -1
+    guard.close()  # the old one ends: it signals nothing
+    assert a.poll() is None and b.poll() is None
+    _die(new)
     assert _died_of(a) == signal.SIGTERM
     assert _died_of(b) == signal.SIGQUIT
-    os.waitpid(new.pid, 0)
+    _exits(new)
+    assert gone.poll() is None
+
+
+def test_a_long_table_is_written_anew_by_a_new_guard(
+    guard: DeathGuard, kids: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    child = kids()
+    guard.add(child.pid, signal.SIGTERM)
+    replaced: list[DeathGuard] = []
+    guard.on_replaced = replaced.append
+    fake = 4_000_000  # above any PID here: never a process
+    n = 0
+    while not replaced:  # a crash loop's spawns and exits
+        guard.add(fake + n, signal.SIGTERM)
+        guard.remove(fake + n)
+        n += 1
+    new = replaced[0]
+    assert new.table == {child.pid: signal.SIGTERM} and new.size < 100
+    assert guard.size > COMPACT_AT  # it was the length that did it
+    guard.close()
+    _die(new)
+    assert _died_of(child) == signal.SIGTERM
+    _exits(new)
 
 
 def test_close_does_not_hang_on_a_stopped_guard(guard: DeathGuard) -> None:
@@ -136,8 +169,8 @@ def test_close_does_not_hang_on_a_stopped_guard(guard: DeathGuard) -> None:
 
 
 def _guard_of(run: OtreeProc) -> int:
-    """The PID of ``run``'s guard (the child running ``sh -c ... otree-guard``)."""
-    found = [p for p in children(run.pid) if cmdline(p).endswith(NAME)]
+    """The PID of ``run``'s guard (the child running ``sh -c ... otree-guard N``)."""
+    found = [p for p in children(run.pid) if f" {NAME} " in cmdline(p)]
     assert len(found) == 1, (found, run.describe())
     return found[0]
 

@@ -77,7 +77,7 @@ def live_children(parent: int) -> list[int]:
 
 def supervised_children(parent: int) -> list[int]:
     """The live children of otree ``parent`` but its death guard (``otree-guard``)."""
-    return [p for p in live_children(parent) if not cmdline(p).endswith(" otree-guard")]
+    return [p for p in live_children(parent) if " otree-guard " not in cmdline(p)]
 
 
 def zombie_children(parent: int) -> list[int]:

@@ -6,8 +6,9 @@
 - *start*: from launching the supervisor's command to all N ``sleep`` children
   exec'd (a fresh process each time, no C child, no warm-up in the process);
 - *client*: wall time of one status command against a tree of N programs
-  (``otree status``, ``supervisorctl status``, ``circusctl status``) beside
-  ``python -c pass``;
+  (``otree status``, ``supervisorctl status``, ``circusctl status``, and for s6,
+  which has no tree-wide status command, one ``sh`` looping ``s6-svstat`` over the
+  N service directories) beside ``python -c pass``;
 - *reload*: ``otree reload`` of a 50-service tree, from the request to the
   answer (the new image serving: its answer is sent by the re-exec'd otree).
 
@@ -81,14 +82,144 @@ class Circus(Peer):
         return self._popen([self.python, "-c", code, "circus.ini"], work)
 
 
-def s6_unavailable() -> str:
+S6_TOOLS = ("s6-svscan", "s6-supervise", "s6-svstat")
+
+
+def s6_unavailable() -> str | None:
+    """Why s6 cannot run here, or None."""
     if shutil.which("s6-svscan") is None:
         return "s6 is not installed here (no s6-svscan on PATH; Debian: apt-get install s6)"
-    return "s6 is installed but not yet driven by this harness"
+    missing = [t for t in S6_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"s6 is incomplete here: no {', '.join(missing)} on PATH"
+    return None
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def _execlineb() -> str | None:
+    """The execlineb binary: Debian's /usr/bin/execlineb is an execline script that
+    sets PATH and execs /usr/lib/execline/bin/execlineb through three more execline
+    programs (four execs more a child: a run script exec'ing /bin/true took 4.4 ms
+    through it, 1.4 ms through the binary or /bin/sh), so the binary itself."""
+    for path in ("/usr/lib/execline/bin/execlineb", shutil.which("execlineb")):
+        if path:
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                if f.read(4) == b"\x7fELF":
+                    return path
+    return None
+
+
+def _execline_word(arg: str) -> str:
+    if arg and all(c.isalnum() or c in "/._-+=:,@%" for c in arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class S6(Peer):
+    """s6-svscan on a scan directory of N service directories (``s0``..), each
+    ``run`` script exec'ing the child; at s6's defaults but for ``-c`` (the most
+    services s6-svscan 2.11 maintains: 500 unless told more)."""
+
+    kind = "s6"
+    child_depth = 2  # s6-svscan -> s6-supervise (one per service) -> the child
+    S6_DEFAULT_MAX = 500  # s6-svscan 2.11's default -c
+
+    def __init__(self, runner: str | None = None) -> None:
+        # the run script's interpreter: execlineb (no shell) when execline is here
+        self.execlineb = _execlineb()
+        self.runner = runner or ("execline" if self.execlineb else "sh")
+        if runner is not None:
+            self.profile = runner
+
+    def unavailable(self) -> str | None:
+        if self.runner == "execline" and self.execlineb is None:
+            return "no execlineb binary here for the run scripts (Debian: apt-get install execline)"
+        return s6_unavailable()
+
+    def version(self) -> str:
+        def deb(pkg: str) -> str:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                r = subprocess.run(
+                    ["dpkg-query", "-W", "-f", "${Version}", pkg],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                if r.returncode == 0 and r.stdout:
+                    return r.stdout.strip()
+            return "?"
+
+        v = f"s6 {deb('s6')}"
+        return v + (f", execline {deb('execline')}" if self.runner == "execline" else "")
+
+    def settings(self) -> dict[str, Any]:
+        if self.runner == "execline":
+            run = (
+                f"#!{self.execlineb} -P, then the child's argv (execlineb execs it: no shell; "
+                "the binary, not Debian's /usr/bin/execlineb wrapper script)"
+            )
+        else:
+            run = "#!/bin/sh, exec the child's argv (the shell execs it: one sh start per child)"
+        return {
+            "run": "s6-svscan -c max(500, N) scan; scan/s0..sN-1, one service directory each "
+            "(s6-supervise creates supervise/ and event/ in it), no log/ services",
+            "run script": run,
+            "stop": "SIGTERM to s6-svscan (as s6-svscanctl -t: every s6-supervise brings its "
+            "service down and exits, s6-svscan waits for them, then exits 0)",
+            "children": "grandchildren of the launched s6-svscan (counted two levels down)",
+            "rss": "s6-svscan plus all N s6-supervise processes (their VmRSS summed, so the "
+            "shared libc/libskarnet pages count once a process), not the children",
+            "status": "sh -c 'for d in scan/*/; do s6-svstat \"$d\"; done' (one line a service)",
+        }
+
+    def scandir(self, work: Path) -> Path:
+        return work / "scan"
+
+    def run_script(self, program: Program, child: str) -> str:
+        argv = program.argv_for(child)
+        if self.runner == "execline":
+            words = [_execline_word(a) for a in argv]
+            if program.out:
+                # by full path: Debian's execline programs are not on PATH
+                bin_dir = Path(self.execlineb or "").parent
+                redirect = [str(bin_dir / "redirfd"), "-a", "1", _execline_word(program.out)]
+                words = [*redirect, str(bin_dir / "fdmove"), "-c", "2", "1", *words]
+            return f"#!{self.execlineb} -P\n" + " ".join(words) + "\n"
+        line = "exec " + shlex.join(argv)
+        if program.out:
+            line += f" >>{shlex.quote(program.out)} 2>&1"
+        return "#!/bin/sh\n" + line + "\n"
+
+    def launch(self, work: Path, program: Program) -> Running:
+        scan = self.scandir(work)
+        scan.mkdir()
+        for child in program.child_names():
+            service = scan / child
+            service.mkdir()
+            (service / "run").write_text(self.run_script(program, child))
+            (service / "run").chmod(0o755)
+        svscan = shutil.which("s6-svscan") or "s6-svscan"
+        cap = max(self.S6_DEFAULT_MAX, program.count)
+        return self._popen([svscan, "-c", str(cap), str(scan)], work)
+
+    def rss_kib(self, pid: int) -> int | None:
+        total = procs.rss_kib(pid)
+        if total is None:
+            return None
+        for child in procs.children_of(pid):
+            if _comm(child) == "s6-supervise":
+                total += procs.rss_kib(child) or 0
+        return total
 
 
 def peers(wanted: list[str] | None) -> tuple[list[Peer], dict[str, str]]:
-    every: list[Peer] = [Floor(), Otree("defaults"), Supervisord("defaults"), Circus()]
+    every: list[Peer] = [Floor(), Otree("defaults"), Supervisord("defaults"), Circus(), S6()]
     chosen = [p for p in every if wanted is None or p.kind in wanted or p.key in wanted]
     skipped = {}
     for p in list(chosen):
@@ -96,32 +227,46 @@ def peers(wanted: list[str] | None) -> tuple[list[Peer], dict[str, str]]:
         if why is not None:
             skipped[p.key] = why
             chosen.remove(p)
-    if wanted is None or "s6" in wanted:
-        skipped["s6"] = s6_unavailable()
     return chosen, skipped
 
 
-def _running_sleeps(pid: int, known: set[int]) -> int:
-    """How many children of ``pid`` have exec'd ``sleep`` (``known``: those seen so far)."""
-    for child in procs.children_of(pid):
-        if child in known:
-            continue
-        try:
-            comm = Path(f"/proc/{child}/comm").read_text().strip()
-        except OSError:
-            continue
-        if comm == "sleep":
-            known.add(child)
-    return len(known)
+class _Sleeps:
+    """Counts the processes ``depth`` levels below ``pid`` that have exec'd ``sleep``.
+
+    At depth 1 (every peer but s6) one poll reads ``pid``'s children list and the
+    ``comm`` of the children not yet seen. At depth 2 (s6) it reads the children of
+    the intermediate processes (s6-supervise) whose child has not been seen yet
+    only, so a poll costs one read per service still starting."""
+
+    def __init__(self, pid: int, depth: int = 1) -> None:
+        self.pid = pid
+        self.depth = depth
+        self.known: set[int] = set()
+        self.done: set[int] = set()  # intermediate processes whose child was counted
+
+    def count(self) -> int:
+        parents = [self.pid]
+        for _ in range(self.depth - 1):
+            parents = [c for p in parents for c in procs.children_of(p) if c not in self.done]
+        for parent in parents:
+            for child in procs.children_of(parent):
+                if child in self.known:
+                    continue
+                if _comm(child) == "sleep":
+                    self.known.add(child)
+                    if self.depth > 1:
+                        self.done.add(parent)
+        return len(self.known)
 
 
 def _launch_all(peer: Peer, work: Path, count: int) -> tuple[Running, float]:
     """Launch ``peer`` with ``count`` sleep children; the seconds until all run."""
     work.mkdir(parents=True)
     r = peer.launch(work, Program("s", count, [SLEEP, "3600"]))
-    known: set[int] = set()
+    sleeps = _Sleeps(r.pid, peer.child_depth)
+    known = sleeps.known
     deadline = r.t_launch + 60 + count * 0.1
-    while _running_sleeps(r.pid, known) < count:
+    while sleeps.count() < count:
         if r.poll_exit() or now() > deadline:
             raise RuntimeError(
                 f"{len(known)} of {count} children running"
@@ -164,6 +309,7 @@ LABELS = {
     "otree": "otree status",
     "supervisord": "supervisorctl status",
     "circus": "circusctl status",
+    "s6": "sh: s6-svstat each service dir",
 }
 
 
@@ -176,6 +322,12 @@ def _status_argv(peer: Peer, work: Path) -> list[str]:
     if isinstance(peer, Circus):
         code = "import sys\nfrom circus.circusctl import main\nsys.exit(main())\n"
         return [peer.python, "-c", code, "--endpoint", peer.endpoint(work), "status"]
+    if isinstance(peer, S6):
+        # s6 has no status command for a whole scan directory: one shell, one
+        # s6-svstat a service (each prints one line)
+        svstat = shutil.which("s6-svstat") or "s6-svstat"
+        loop = 'for d in "$1"/*/; do "$2" "$d"; done'
+        return ["/bin/sh", "-c", loop, "sh", str(peer.scandir(work)), svstat]
     raise ValueError(peer.key)
 
 
@@ -343,6 +495,25 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _room_for(count: int) -> list[int]:
+    """Raise this process's fd limit (inherited by every peer) to fit ``count`` children:
+    a supervisor holds a few fds per child (otree: its output pipe and pidfd), and the
+    usual hard limit (20 000 here) is too low for 10 000. Root may raise the hard limit;
+    anyone, the soft one up to it. Returns the (soft, hard) limit the peers get."""
+    import resource
+
+    want = 4 * count + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < want and os.geteuid() == 0:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    return list(resource.getrlimit(resource.RLIMIT_NOFILE))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.cold", description=__doc__)
     ap.add_argument("--only", help="comma-separated: start,client,ready,reload")
@@ -370,9 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         pyenv.warm(Peer.bin)
         active, data["skipped"] = peers(args.peers.split(",") if args.peers else None)
         data["versions"] = {p.key: p.version() for p in active}
+        data["settings"] = {p.key: p.settings() for p in active}
         res = data["results"]
         if "start" in only:
             counts = [int(x) for x in args.scale.split(",")]
+            data["nofile"] = _room_for(max(counts))
             res["start"] = case_start(root, active, counts, args.reps)
         if "client" in only:
             res["client"] = case_client(root, active, args.client_programs, max(args.reps, 10))

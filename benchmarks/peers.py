@@ -77,7 +77,7 @@ class Running:
         return procs.cpu_ns(self.pid)
 
     def rss_kib(self) -> int | None:
-        return procs.rss_kib(self.pid)
+        return self.peer.rss_kib(self.pid)
 
     def wakeups(self) -> int | None:
         return procs.wakeups(self.pid)
@@ -121,6 +121,9 @@ class Peer:
     #: where ``python``, ``otree`` and ``supervisord`` are: the clean environment
     #: that ``benchmarks.pyenv`` makes (run.py sets it), else the harness's own
     bin: Path = Path(sys.executable).parent
+    #: how many levels below the launched process the program's children are: 1,
+    #: its own children; 2 for s6 (s6-svscan -> s6-supervise -> the child)
+    child_depth = 1
 
     @property
     def python(self) -> str:
@@ -143,6 +146,10 @@ class Peer:
 
     def settings(self) -> dict[str, Any]:
         return {}
+
+    def rss_kib(self, pid: int) -> int | None:
+        """The supervisor's RSS, ``pid`` the launched process: by default its own."""
+        return procs.rss_kib(pid)
 
     def restart_gap(self) -> float:
         """Least time between two kills of one child so that the peer never gives up."""

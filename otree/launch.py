@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 from typing import TYPE_CHECKING
 
 from otree.core.spec import Supervisor, check_tree
@@ -85,6 +84,8 @@ def run(
     An invalid tree prints its issues to stderr and returns 2 (nothing starts).
     ``socket`` names the control socket (default: ``$OTREE_SOCKET``; neither: no socket).
     """
+    import threading  # the Python API's check; ``otree run`` needs no threads
+
     if threading.current_thread() is not threading.main_thread():
         raise OtreeError("otree.run() must be called from the main thread (it handles signals)")
     socket = socket or os.environ.get("OTREE_SOCKET") or None

@@ -1,8 +1,9 @@
-"""The one cattrs set-up: specs from tree-file tables, and specs and records as JSON.
+"""The one cattrs set-up: specs and records as otree's own JSON (the self-reload handoff).
 
-``CONVERTER`` is the tree file's: attrs converters do the checking
-(``prefer_attrib_converters``) and unknown keys are refused
-(``forbid_extra_keys``); :mod:`otree.config.loader` adds its own ``ready`` hook.
+``CONVERTER`` is the base: unknown keys are refused (``forbid_extra_keys``) and the
+attrs converters do the checking (``prefer_attrib_converters``). A tree file is read
+without it (:mod:`otree.config.loader` builds its few sub-tables itself), so ``otree
+run`` never imports cattrs: only a reload does.
 
 :func:`json_converter` is a copy of it for otree's own JSON documents (the
 self-reload handoff): the same refusal of unknown keys and the same detailed

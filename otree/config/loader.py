@@ -9,10 +9,12 @@ Loading goes in three steps, and every step reports *all* its problems:
 
 1. shape: which table is what, unknown keys ("did you mean"), children of a
    service, tables that are neither service nor supervisor;
-2. fields: the sub-tables go through the cattrs converter (``otree.config.convert``) into
-   ``Ready*``, ``Backoff`` and ``Log``; the node constructors in
-   :mod:`otree.core.spec` check every field (a bad field is then replaced by a
-   neutral stand-in so the rest of the tree can still be checked);
+2. fields: the sub-tables become ``Ready*``, ``Health*``, ``Backoff`` and ``Log``
+   (their keys checked against the class's fields, the class built from them:
+   its attrs converters check each value, as the node constructors in
+   :mod:`otree.core.spec` check every field; a bad field is then replaced by a
+   neutral stand-in so the rest of the tree can still be checked). No cattrs:
+   it is imported only by a reload, for otree's own JSON;
 3. cross-field rules: :func:`otree.core.spec.check_tree`.
 
 Each problem becomes an :class:`~otree.errors.Issue` with the file, the line
@@ -28,12 +30,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import attrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
-from otree.config.convert import CONVERTER
 from otree.config.environ import RAW_FIELDS, expand_raw, prepare
 from otree.config.keylines import KeyLines, Keys
 from otree.config.pytree import load_target
@@ -69,7 +69,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
 
-__all__ = ["CONVERTER", "ROOT_NAME", "load", "load_target", "load_tree", "loads"]
+__all__ = ["ROOT_NAME", "load", "load_target", "load_tree", "loads"]
 
 #: the name of the root supervisor of a tree file (its path in events is "")
 ROOT_NAME = "root"
@@ -84,12 +84,8 @@ READY_BY_KEY: dict[str, type] = {
     "http": ReadyHttp,
     "exited": ReadyExited,
 }
-ReadyUnion = Union[  # noqa: UP007 - a runtime value
-    ReadyDelay, ReadyTcp, ReadyNotify, ReadyCmd, ReadyHttp, ReadyExited
-]
 #: the kind of health check, chosen the same way
 HEALTH_BY_KEY: dict[str, type] = {"tcp": HealthTcp, "http": HealthHttp, "cmd": HealthCmd}
-HealthUnion = Union[HealthTcp, HealthHttp, HealthCmd]  # noqa: UP007 - a runtime value
 #: the kinds of check of each field that has them
 _KINDS = {"ready": READY_BY_KEY, "health": HEALTH_BY_KEY}
 
@@ -115,104 +111,74 @@ _STAND_INS: dict[str, Any] = {
 _ALL_FIELDS = tuple(dict.fromkeys(SERVICE_FIELDS + SUPERVISOR_FIELDS))
 
 
-# --- the converter ------------------------------------------------------------
+# --- the sub-tables -----------------------------------------------------------
 
 
-def _kind_hook(field: str) -> Any:
-    """The structure hook of a table whose kind is the one key of ``_KINDS[field]`` it has."""
+def _kind_of(field: str, value: Mapping[str, Any]) -> type:
+    """The class of a ``ready``/``health`` table: the one key of ``_KINDS[field]`` it has
+    (ConfigError: none or several, with the unknown keys if there are any)."""
     by_key = _KINDS[field]
-
-    def structure(value: Mapping[str, Any], _: Any) -> Any:
-        kinds = [key for key in by_key if key in value]
-        if len(kinds) == 1:
-            return CONVERTER.structure(value, by_key[kinds[0]])
-        names = ", ".join(repr(k) for k in by_key)
-        if kinds:
-            got = " and ".join(repr(k) for k in kinds)
-            raise ConfigError([Issue(field, f"expected exactly one of {names}, got {got}")])
-        all_keys = {f.name for cls in by_key.values() for f in attrs.fields(cls)}
-        unknown = [
-            Issue(f"{field}.{key}", _unknown_key_message(key, (), tuple(all_keys)))
-            for key in value
-            if key not in all_keys
-        ]
-        message = f"expected one of {names} (the kind of check)"
-        raise ConfigError(unknown or [Issue(field, message)])
-
-    return structure
+    kinds = [key for key in by_key if key in value]
+    if len(kinds) == 1:
+        return by_key[kinds[0]]
+    names = ", ".join(repr(k) for k in by_key)
+    if kinds:
+        got = " and ".join(repr(k) for k in kinds)
+        raise ConfigError([Issue(field, f"expected exactly one of {names}, got {got}")])
+    all_keys = {f.name for cls in by_key.values() for f in attrs.fields(cls)}
+    unknown = [
+        Issue(f"{field}.{key}", _unknown_key_message(key, (), tuple(all_keys)))
+        for key in value
+        if key not in all_keys
+    ]
+    message = f"expected one of {names} (the kind of check)"
+    raise ConfigError(unknown or [Issue(field, message)])
 
 
-CONVERTER.register_structure_hook(ReadyUnion, _kind_hook("ready"))
-CONVERTER.register_structure_hook(HealthUnion, _kind_hook("health"))
-
-_SUB_SPECS: dict[str, Any] = {
-    "ready": ReadyUnion,
-    "health": HealthUnion,
-    "backoff": Backoff,
-    "log": Log,
-}
+_SUB_SPECS: dict[str, type] = {"backoff": Backoff, "log": Log}
+#: the fields that are tables of their own, built by :func:`_structure_sub`
+_SUB_FIELDS = ("ready", "health", *_SUB_SPECS)
 
 
 def _structure_sub(field: str, value: Any) -> tuple[Any, list[Issue]]:
-    """A ``ready``/``backoff``/``log`` table as its spec, or None and the issues.
+    """A ``ready``/``health``/``backoff``/``log`` table as its spec, or None and the issues.
 
-    Issue paths start with ``field``. Unknown keys are reported and dropped, and
-    the rest structured again, so bad values next to a typo are reported too.
+    Issue paths start with ``field``. Unknown keys are reported and left out, and the
+    class is built from the rest, so bad values next to a typo are reported too.
     """
     if not isinstance(value, dict):
         return None, [Issue(field, f"expected a table: {_TABLE_SHAPES[field]}, got {value!r}")]
-    data = dict(value)
-    issues: list[Issue] = []
-    while True:
-        try:
-            return CONVERTER.structure(data, _SUB_SPECS[field]), issues
-        except ConfigError as exc:
-            return None, issues + exc.issues
-        except ClassValidationError as exc:
-            extra, other = _unwrap(exc, field)
-            issues.extend(extra)
-            unknown = {issue.path.rpartition(".")[2] for issue in extra} & data.keys()
-            if other or not unknown:
-                return None, issues + other
-            for key in unknown:
-                del data[key]
+    try:
+        cls = _SUB_SPECS[field] if field in _SUB_SPECS else _kind_of(field, value)
+    except ConfigError as exc:
+        return None, list(exc.issues)
+    fields = attrs.fields(cls)
+    known = tuple(f.name for f in fields)
+    issues = [
+        Issue(f"{field}.{key}", _extra_key(field, cls, key, known))
+        for key in value
+        if key not in known
+    ]
+    missing = [f.name for f in fields if f.default is attrs.NOTHING and f.name not in value]
+    if missing:
+        return None, issues + [Issue(f"{field}.{name}", "missing") for name in missing]
+    try:
+        return cls(**{k: v for k, v in value.items() if k in known}), issues
+    except ConfigError as exc:  # the class names every bad field
+        return None, issues + list(exc.issues)
+    except (TypeError, ValueError) as exc:
+        return None, [*issues, Issue(field, str(exc) or type(exc).__name__)]
 
 
-def _unwrap(exc: BaseException, field: str) -> tuple[list[Issue], list[Issue]]:
-    """The issues inside a cattrs error: (unknown keys, everything else).
-
-    cattrs reports an error raised by the class (our constructors raise one
-    ConfigError naming every bad field) against the class, not a field; the
-    ConfigError's own issues carry the field names, so they are used as such.
-    """
-    if isinstance(exc, ConfigError):
-        return [], list(exc.issues)
-    if isinstance(exc, ForbiddenExtraKeysError):
-        known = tuple(f.name for f in attrs.fields(exc.cl))
-        by_key = _KINDS.get(field, {})
-        kind = next((k for k, cls in by_key.items() if cls is exc.cl), None)
-        extra = []
-        for key in sorted(exc.extra_fields):
-            other_kinds = [
-                k for k, cls in by_key.items() if key in {f.name for f in attrs.fields(cls)}
-            ]
-            if kind is not None and other_kinds:
-                what = "readiness" if field == "ready" else "health checks"
-                message = f"goes only with {' or '.join(repr(k) for k in other_kinds)} {what}"
-            else:
-                message = _unknown_key_message(key, known, ())
-            extra.append(Issue(f"{field}.{key}", message))
-        return extra, []
-    if isinstance(exc, ClassValidationError):
-        extra, other = [], []
-        for sub in exc.exceptions:
-            e, o = _unwrap(sub, field)
-            extra += e
-            other += o
-        return extra, other
-    if isinstance(exc, KeyError):
-        return [], [Issue(f"{field}.{exc.args[0]}", "missing")]
-    return [], [Issue(field, str(exc) or type(exc).__name__)]
+def _extra_key(field: str, cls: type, key: str, known: tuple[str, ...]) -> str:
+    """Why ``key`` has no place in a ``field`` table of kind ``cls``."""
+    by_key = _KINDS.get(field, {})
+    kind = next((k for k, c in by_key.items() if c is cls), None)
+    other_kinds = [k for k, c in by_key.items() if key in {f.name for f in attrs.fields(c)}]
+    if kind is not None and other_kinds:
+        what = "readiness" if field == "ready" else "health checks"
+        return f"goes only with {' or '.join(repr(k) for k in other_kinds)} {what}"
+    return _unknown_key_message(key, known, ())
 
 
 def _unknown_key_message(key: str, allowed: Iterable[str], others: Iterable[str]) -> str:
@@ -357,7 +323,7 @@ class _Builder:
         return _unknown_key_message(key, allowed, _ALL_FIELDS)
 
     def service(self, keys: Keys, fields: dict[str, Any]) -> Service | Supervisor | None:
-        for field in _SUB_SPECS:
+        for field in _SUB_FIELDS:
             if field in fields:
                 spec, issues = _structure_sub(field, fields[field])
                 for issue in issues:

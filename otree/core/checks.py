@@ -8,8 +8,6 @@ says how a running one is probed (``Health*``: its failures make it
 
 from __future__ import annotations
 
-import ipaddress
-import urllib.parse
 from typing import Any, TypeAlias
 
 import attrs
@@ -52,6 +50,8 @@ def is_local_host(host: str) -> bool:
     name = host.lower().rstrip(".")
     if name in LOCAL_NAMES or name.endswith(".localhost"):
         return True
+    import ipaddress  # only for an address to check: kept off otree's start-up
+
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
@@ -62,6 +62,8 @@ def _url(value: Any) -> Any:
     """An ``http://`` URL to a loopback address (a probe must not leave the machine)."""
     if not isinstance(value, str):
         return _bad(f"expected an http:// URL, got {value!r}")
+    import urllib.parse  # only for an http check: kept off otree's start-up
+
     try:
         parts = urllib.parse.urlsplit(value)
         port = parts.port

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -197,6 +196,8 @@ def tcp(loop: Loop, address: tuple[str, int], timeout: float, on_done: OnDone) -
 
 def http_get(loop: Loop, url: str, timeout: float, on_done: OnDone) -> Attempt:
     """A GET of ``url`` (checked at load: ``http://`` to a loopback address)."""
+    import urllib.parse  # only for an http check: kept off otree's start-up
+
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80

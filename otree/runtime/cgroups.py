@@ -100,8 +100,16 @@ def _write(path: str, text: str) -> None:
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
+    """A cgroup file whole (read in full: ``cgroup.procs`` may be long; no buffered file
+    object, which costs more than the read for the small ones)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
 
 
 def _populated(directory: str) -> bool:
@@ -201,6 +209,8 @@ class Cgroups:
         self.groups: dict[str, Group] = {}
         self._home_fd: int | None = None
         self._epoll: select.epoll | None = None
+        #: whether the services' cgroups have the memory controller (None: not read yet)
+        self._memory: bool | None = None
         #: the ``cgroup.events`` fds watched, each with what runs once its cgroup is empty
         self._waiting: dict[int, Callable[[], None]] = {}
 
@@ -280,6 +290,18 @@ class Cgroups:
             path = os.path.join(self.home, "cgroup.procs")
             self._home_fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         os.write(self._home_fd, str(os.getpid()).encode())
+
+    def has_memory(self) -> bool:
+        """Whether the memory controller is passed down to the services' cgroups (read
+        once: without it, no ``memory.current`` is looked for)."""
+        if self._memory is None:
+            try:
+                self._memory = (
+                    "memory" in _read(os.path.join(self.base, "cgroup.subtree_control")).split()
+                )
+            except OSError:
+                return False  # the base is gone for now: asked again next time
+        return self._memory
 
     def group(self, path: str) -> Group:
         """A new cgroup for a process of service ``path``, nested as the path is
@@ -520,6 +542,7 @@ class Group:
                 if key == "usage_usec":
                     cpu = round(int(value) / 1_000_000, 3)
         memory = None
-        with contextlib.suppress(OSError, ValueError):
-            memory = int(_read(os.path.join(self.directory, "memory.current")))
+        if self.cgroups.has_memory():
+            with contextlib.suppress(OSError, ValueError):
+                memory = int(_read(os.path.join(self.directory, "memory.current")))
         return {"procs": len(self.members()), "cpu_seconds": cpu, "memory": memory}

@@ -45,6 +45,15 @@ def _stat_fields(text: str) -> list[str]:
     return text[text.rindex(")") + 2 :].split()
 
 
+def _read_bytes(path: str) -> bytes:
+    """A small ``/proc`` file whole (one ``read``: no buffered file object)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def group_usage(pgids: Iterable[int], proc: str = "/proc") -> dict[int, Usage]:
     """``{pgid: Usage}`` for each group in ``pgids`` that has a process left (one pass)."""
     found = usage_of({g: str(g) for g in pgids}, {}, proc)
@@ -56,21 +65,22 @@ def usage_of(
 ) -> dict[str, Usage]:
     """``{key: Usage}`` in one pass over ``/proc``: a process counts for ``pids[its pid]``
     (a service's cgroup members) or else ``groups[its process group]`` (a service's
-    group, whose id is its main PID). Keys with no process left are absent."""
+    group, whose id is its main PID). Keys with no process left are absent. With no
+    groups to find, only the ``pids`` are read (not every process of the machine)."""
     cpu: dict[str, int] = {}
     rss: dict[str, int] = {}
     if not groups and not pids:
         return {}
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return {}
-    for name in names:
-        if not name.isdigit():
-            continue
+    if groups:
         try:
-            with open(f"{proc}/{name}/stat", "rb") as f:
-                fields = _stat_fields(f.read().decode("ascii", "replace"))
+            names = [n for n in os.listdir(proc) if n.isdigit()]
+        except OSError:
+            return {}
+    else:
+        names = [str(pid) for pid in pids]
+    for name in names:
+        try:
+            fields = _stat_fields(_read_bytes(f"{proc}/{name}/stat").decode("ascii", "replace"))
             key = pids.get(int(name)) or groups.get(int(fields[2]))
             if key is None:
                 continue

@@ -78,9 +78,13 @@ class Console(Sink):
         self._watching = False
         self.blocking = True
         try:
-            mode = os.fstat(fd).st_mode
+            st = os.fstat(fd)
         except OSError:
             self.fd = -1  # no stdout at all: drop everything
+            return
+        mode = st.st_mode
+        if stat.S_ISCHR(mode) and _is_devnull(st):
+            self.fd = -1  # /dev/null: nothing is formatted for it, nothing written
             return
         if loop is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
             try:
@@ -96,6 +100,11 @@ class Console(Sink):
             self._own_fd = True
             os.set_blocking(self.fd, False)
             self.blocking = False
+
+    @property
+    def discards(self) -> bool:
+        """Nothing written here is seen (no stdout, or ``/dev/null``): skip formatting it."""
+        return self.fd < 0
 
     def write(self, data: bytes, lines: int = 1, *, keep: bool = False) -> None:
         """Queue ``data`` (``lines`` whole lines); drop it if the buffer is full,
@@ -345,10 +354,13 @@ class ServiceOutput:
         """Whole lines (none longer than ``MAX_LINE`` and a marker) to the console, the
         ring and the followers. On a terminal, control characters are shown escaped."""
         count = data.count(b"\n")
-        shown = data
-        if self.console.tty and _CONTROL.search(data) is not None:
-            shown = escape_controls(data)
-        self.console.write(self.prefix + shown[:-1].replace(b"\n", self._nl_prefix) + b"\n", count)
+        if not self.console.discards:
+            shown = data
+            if self.console.tty and _CONTROL.search(data) is not None:
+                shown = escape_controls(data)
+            # the prefix before each line: one replace, one join (no copy in between)
+            text = b"".join((self.prefix, shown[:-1].replace(b"\n", self._nl_prefix), b"\n"))
+            self.console.write(text, count)
         self._remember(data, count)
         if self.listeners:
             for listener in list(self.listeners):
@@ -437,6 +449,14 @@ def escape_controls(data: bytes) -> bytes:
 
 def _cut_marker(cut: int) -> bytes:
     return "…[%d bytes]\n".encode() % cut
+
+
+def _is_devnull(st: os.stat_result) -> bool:
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return st.st_rdev == null.st_rdev and stat.S_ISCHR(null.st_mode)
 
 
 def _cut_long_lines(data: bytes, every: bool) -> bytes:

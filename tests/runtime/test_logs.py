@@ -280,3 +280,30 @@ def test_long_lines_are_whole_in_the_file_and_cut_in_the_ring(tmp_path: Path) ->
     assert (tmp_path / "svc.log").read_bytes() == b"one\n" + big + b"\ntwo\n" + (big + b"\n") * 2
     cut = b"x" * 65536 + "…[4464 bytes]".encode()
     assert output.tail() == [b"one", cut, b"two", cut, cut]
+
+
+def test_a_console_on_dev_null_formats_nothing_but_the_file_and_ring_get_every_line(
+    tmp_path: Path,
+) -> None:
+    """stdout on /dev/null (``otree run ... >/dev/null``, systemd's ``StandardOutput=null``):
+    the prefixed console text is not built at all; the log file and ``otree logs``' ring
+    still get every line."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        console = Console(None, null)
+        assert console.discards
+        path = tmp_path / "a.log"
+        output = ServiceOutput("a", console, b"a | ", RotatingFile(str(path), 0, 0))
+        output.feed(7, b"one\ntwo\nthr")
+        output.feed(7, b"ee\n")
+        output.close()
+        assert path.read_bytes() == b"one\ntwo\nthree\n"
+        assert output.tail() == [b"one", b"two", b"three"]
+        assert console.dropped == 0
+    finally:
+        os.close(null)
+    with open(tmp_path / "out", "wb") as f:  # a real file is written to, prefixed
+        seen = Console(None, f.fileno())
+        assert not seen.discards
+        ServiceOutput("a", seen, b"a | ").feed(7, b"x\ny\n")
+    assert (tmp_path / "out").read_bytes() == b"a | x\na | y\n"

@@ -85,9 +85,9 @@ def stop_all() -> None:
     """Stop the handed-over children in reverse start order, then any other child of ours;
     reap them all. Marks the handoff as dealt with."""
     _state["done"] = True
+    _end_guard()  # first: it must never signal a PID reaped below (and perhaps reused)
     for pid, signum, shutdown in reversed(_handed_over()):
         _stop(pid, signum, shutdown)
-    _end_guard()
     rest = _children()
     for pid in rest:
         _signal(pid, signal.SIGTERM)
@@ -163,7 +163,7 @@ def _handed_over() -> list[tuple[int, int, float | None]]:
 
 def _end_guard() -> None:
     """Tell the death guard handed over (``otree.runtime.guard``) that this is a clean
-    end: it exits and signals nothing (the children were stopped in order above)."""
+    end: it exits and signals nothing (the children are stopped in order after this)."""
     data = raw()
     if data is None:
         return

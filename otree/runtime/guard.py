@@ -159,10 +159,10 @@ class DeathGuard:
     def close(self) -> None:
         """This guard is to end without a signal sent (otree ends cleanly, or another
         guard took over): it is told so, exits, and is reaped here."""
-        for fd in (self.log, self.end):
-            if fd == self.end and fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.write(fd, b".\n")
+        if self.end >= 0:
+            with contextlib.suppress(OSError):  # EPIPE: it is gone already
+                os.write(self.end, b".\n")
+        for fd in (self.end, self.log):
             if fd >= 0:
                 os.close(fd)
         self.log = self.end = -1

@@ -229,7 +229,7 @@ class Processes:
     def _guard_exited(self, guard: DeathGuard) -> None:
         guard.reaped()
         if self.guard is not guard:
-            return  # replaced already (a write found it gone)
+            return  # replaced already (its table had grown long)
         self.console.write(b"otree: the death guard exited; starting another\n", keep=True)
         if guard.replace() is None:
             self.use_guard(None)

@@ -92,17 +92,13 @@ class DeathGuard:
             lines = b"".join(b"+ %d %d\n" % kv for kv in (table or {}).items())
             if lines:
                 os.write(log, lines)
-            with open(os.devnull, "rb") as null:
-                proc = subprocess.Popen(
-                    [SHELL, "-c", SCRIPT, NAME, str(reader)],
-                    stdin=r,
-                    stdout=null.fileno(),
-                    stderr=null.fileno(),
-                    pass_fds=(reader,),
-                    env={"PATH": os.defpath, "LC_ALL": "C"},
-                    cwd="/",
-                    start_new_session=True,
-                )
+            # blocked from its fork until its ``trap`` ignores them: one sent to the whole
+            # tree as it starts waits, and is dropped (the mask is inherited by the exec)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED)
+            try:
+                proc = _spawn(reader, r)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         except (OSError, subprocess.SubprocessError):
             for fd in opened:
                 os.close(fd)
@@ -173,6 +169,33 @@ class DeathGuard:
     def handoff(self) -> tuple[int, int, int, tuple[tuple[int, int], ...]]:
         """Before ``os.execv``: (its PID, the pipe's write end, the table file, the table)."""
         return self.pid, self.end, self.log, tuple(self.table.items())
+
+
+#: what the guard ignores (its ``trap``): the signals sent to a whole tree
+_IGNORED = {
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+}
+
+
+def _spawn(reader: int, stdin: int) -> subprocess.Popen[bytes]:
+    """The guard's process: ``SCRIPT`` with the table's fd ``reader`` and the pipe as stdin."""
+    with open(os.devnull, "rb") as null:
+        return subprocess.Popen(
+            [SHELL, "-c", SCRIPT, NAME, str(reader)],
+            stdin=stdin,
+            stdout=null.fileno(),
+            stderr=null.fileno(),
+            pass_fds=(reader,),
+            env={"PATH": os.defpath, "LC_ALL": "C"},
+            cwd="/",
+            start_new_session=True,
+        )
 
 
 def _reap(pid: int, timeout: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,3 +54,34 @@ def test_emfile_on_a_restart_is_a_start_failure_retried_until_fds_come_back(
     assert run.proc.poll() is None
     run.send(signal.SIGTERM)
     assert run.wait_exit() == 0, run.describe()
+
+
+#: run in a fresh interpreter: its fds pushed past half a low soft limit, a child is
+#: watched; it prints whether the loop used a pidfd and the exit status it was given
+_HALF = """
+import os, resource, subprocess, sys
+from otree.runtime.loop import Loop
+loop = Loop()
+held = [os.open(os.devnull, os.O_RDONLY) for _ in range(40)]  # numbers up to about 45
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(held) + 16, hard))  # half: below them
+child = subprocess.Popen(["sh", "-c", "exit 7"])
+child.returncode = 0  # the loop reaps it
+seen = []
+loop.watch_child(child.pid, lambda status: (seen.append(status), loop.stop()))
+print("pidfd", loop.pidfd(child.pid))
+loop.call_later(20, loop.stop)
+loop.run()
+print("status", os.waitstatus_to_exitcode(seen[0]) if seen else None)
+"""
+
+
+def test_past_half_the_fd_limit_a_child_is_watched_without_a_pidfd(tmp_path: Path) -> None:
+    """A pidfd is a second fd a child: past half the soft limit the loop watches a new
+    child through SIGCHLD instead, so the fds left go to the output pipes (10 000
+    children under a limit of 20 000). Its exit is seen all the same."""
+    out = subprocess.run(
+        [sys.executable, "-c", _HALF], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["pidfd None", "status 7"], out.stdout

@@ -33,15 +33,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 from collections.abc import Callable
 
+from otree.runtime import posix
+
+#: what the guard ignores: the signals sent to a whole tree (a terminal, systemd, an
+#: operator), and PIPE; blocked from its fork until its ``trap`` ignores them
+IGNORED = ("HUP", "INT", "QUIT", "TERM", "USR1", "USR2", "ALRM", "PIPE")
 #: the guard's program (``$1``: the fd of the table, read from its start through
 #: ``/proc/self/fd``: ``sh`` redirects only fds 0-9). It waits on the pipe (stdin);
 #: ``.`` ends it; at end-of-file it replays the table into variables ``p<PID>`` (the
 #: signal number) and sends each its signal
 SCRIPT = (
-    "trap '' HUP INT QUIT TERM USR1 USR2 ALRM PIPE; read -r end; [ \"$end\" = . ] && exit 0;"
+    f"trap '' {' '.join(IGNORED)}; read -r end; [ \"$end\" = . ] && exit 0;"
     " while read -r op pid sig; do case $op in"
     ' +) eval "p$pid=$sig";; -) unset "p$pid";; esac; done < "/proc/self/fd/$1";'
     " set | while IFS== read -r name value; do case $name in p[0-9]*)"
@@ -50,6 +54,7 @@ SCRIPT = (
 #: its ``$0`` (``ps`` shows ``/bin/sh -c ... otree-guard N``)
 NAME = "otree-guard"
 SHELL = "/bin/sh"
+_BLOCKED = {getattr(signal, f"SIG{name}") for name in IGNORED}
 #: the environment variable that keeps otree from starting a guard (the tests of the
 #: fallbacks: ``setpriv``, then the ``preexec_fn``)
 ENV_OFF = "OTREE_NO_GUARD"
@@ -71,7 +76,7 @@ class DeathGuard:
         self.log = log
         self.table: dict[int, int] = dict(table or {})
         #: bytes in the table file (its lines of exits included)
-        self.size = 0
+        self.size = os.fstat(log).st_size if log >= 0 else 0
         #: called with the replacement when this guard had to be replaced
         self.on_replaced: Callable[[DeathGuard], None] | None = None
 
@@ -94,21 +99,24 @@ class DeathGuard:
                 os.write(log, lines)
             # blocked from its fork until its ``trap`` ignores them: one sent to the whole
             # tree as it starts waits, and is dropped (the mask is inherited by the exec)
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
             try:
-                proc = _spawn(reader, r)
+                pid = posix.spawn(
+                    [SHELL, "-c", SCRIPT, NAME, str(reader)],
+                    {"PATH": os.defpath, "LC_ALL": "C"},
+                    "/",
+                    stdin=r,
+                    pass_fds=(reader,),
+                )
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, posix.SpawnError):
             for fd in opened:
                 os.close(fd)
             return None
         os.close(reader)
         os.close(r)
-        proc.returncode = 0  # otree reaps it itself (its loop watches it)
-        guard = cls(proc.pid, w, log, table)
-        guard.size = len(lines)
-        return guard
+        return cls(pid, w, log, table)
 
     # --- the table -------------------------------------------------------------------
 
@@ -171,50 +179,15 @@ class DeathGuard:
         return self.pid, self.end, self.log, tuple(self.table.items())
 
 
-#: what the guard ignores (its ``trap``): the signals sent to a whole tree
-_IGNORED = {
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGALRM,
-}
-
-
-def _spawn(reader: int, stdin: int) -> subprocess.Popen[bytes]:
-    """The guard's process: ``SCRIPT`` with the table's fd ``reader`` and the pipe as stdin."""
-    with open(os.devnull, "rb") as null:
-        return subprocess.Popen(
-            [SHELL, "-c", SCRIPT, NAME, str(reader)],
-            stdin=stdin,
-            stdout=null.fileno(),
-            stderr=null.fileno(),
-            pass_fds=(reader,),
-            env={"PATH": os.defpath, "LC_ALL": "C"},
-            cwd="/",
-            start_new_session=True,
-        )
-
-
 def _reap(pid: int, timeout: float) -> None:
     """Wait up to ``timeout`` seconds for the guard ``pid`` to exit, reaping it; SIGKILL
     it after that (a stopped one: killed, it signals nothing)."""
     import time
 
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
+    while posix.reap(pid) is None:
         if time.monotonic() > deadline:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            posix.send_signal(pid, signal.SIGKILL)
+            posix.reap(pid, block=True)
             return
         time.sleep(0.002)

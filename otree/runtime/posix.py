@@ -77,6 +77,8 @@ def spawn(
     cwd: str | None = None,
     *,
     output: int | None = None,
+    stdin: int | None = None,
+    pass_fds: tuple[int, ...] = (),
     death_signal: int | None = None,
     umask: int | None = None,
     prepare: Callable[[], None] | None = None,
@@ -84,12 +86,14 @@ def spawn(
     """Start ``argv`` in a new session; return its PID or raise SpawnError.
 
     ``output`` is the fd the child's stdout and stderr go to (``None``: /dev/null);
-    stdin is /dev/null. The child inherits no other fd. ``death_signal``: the child
-    gets it when otree dies (``PR_SET_PDEATHSIG``; spawn from the main thread only:
-    the kernel ties it to the thread that forked). It is set by util-linux's
-    ``setpriv --pdeathsig``, exec'd first in the child, so the spawn stays a
-    ``vfork`` (a ``preexec_fn`` makes it a full fork that runs Python in the child:
-    2-3 ms a spawn instead of 0.2-0.4); without ``setpriv``, by a ``preexec_fn``.
+    ``stdin`` its stdin (``None``: /dev/null). The child inherits no other fd but
+    ``pass_fds``. ``death_signal``: the child gets it when otree dies. Where a death
+    guard runs (``use_guard``), the guard is told the child's PID after the spawn;
+    else the child sets ``PR_SET_PDEATHSIG`` (spawn from the main thread only: the
+    kernel ties it to the thread that forked), through util-linux's ``setpriv
+    --pdeathsig`` exec'd first in the child, so the spawn stays a ``vfork`` (a
+    ``preexec_fn`` makes it a full fork that runs Python in the child: 2-3 ms a spawn
+    instead of 0.2-0.4); without ``setpriv``, by a ``preexec_fn``.
     ``umask`` is set by ``subprocess`` itself (still a ``vfork``); ``prepare`` runs in
     the child before the exec (``otree.runtime.identity``: a user, limits), the death
     signal set after it (a change of uid clears it).
@@ -109,13 +113,14 @@ def spawn(
     try:
         proc = subprocess.Popen(
             list(argv),
-            stdin=devnull(),
+            stdin=devnull() if stdin is None else stdin,
             stdout=out,
             stderr=out,
             env=env,
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
             preexec_fn=preexec,
             umask=-1 if umask is None else umask,
         )

@@ -238,13 +238,7 @@ class Processes:
 
     def end_guard(self) -> None:
         """otree ends: the guard is told so (it signals nothing) and reaped."""
-        guard = self.guard
-        if guard is None:
-            return
-        self.guard = None
-        posix.use_guard(None)
-        self.loop.unwatch(guard.pid)
-        guard.close()
+        self.use_guard(None)
 
     def adopt_guard(self, pid: int, end: int, log: int, table: dict[int, int]) -> None:
         """After ``os.execv``: the guard of the image before (its pipe's write end ``end``,
@@ -252,9 +246,7 @@ class Processes:
         for fd in (end, log):
             os.set_inheritable(fd, False)
         self._guard_tried = True
-        guard = DeathGuard(pid, end, log, table)
-        guard.size = os.fstat(log).st_size
-        self.use_guard(guard)
+        self.use_guard(DeathGuard(pid, end, log, table))
 
     def signal(self, pid: int, signum: int) -> None:
         """Send ``signum`` to the group of ``pid`` if it is still ours; stop its probe."""

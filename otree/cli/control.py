@@ -363,11 +363,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
             except NotRunning:
                 raise
             except ControlError as exc:
-                first, *rest = str(exc).splitlines() or ["refused"]
-                stderr_line(f"a reload now would be refused: {first}")
-                for line in rest:
-                    stderr_line(line)
-                return ExitCode.REFUSED
+                return _refused("a reload now would be refused", exc)
         print(render_plan(reply))
         return ExitCode.OK
     with _connect(args) as client:
@@ -377,14 +373,19 @@ def cmd_reload(args: argparse.Namespace) -> int:
         except NotRunning:
             raise
         except ControlError as exc:  # refused: an invalid file prints one line per issue
-            first, *rest = str(exc).splitlines() or ["refused"]
-            stderr_line(f"reload refused: {first}")
-            for line in rest:
-                stderr_line(line)
-            return ExitCode.REFUSED
+            return _refused("reload refused", exc)
     print(render_reload(reply))
     # reloaded, but a service it started did not come up: scripts (ExecReload=) must know
     return ExitCode.REFUSED if reply.get("failed") else ExitCode.OK
+
+
+def _refused(what: str, exc: ControlError) -> int:
+    """A refused reload on stderr: ``what: its first line``, then one line per issue."""
+    first, *rest = str(exc).splitlines() or ["refused"]
+    stderr_line(f"{what}: {first}")
+    for line in rest:
+        stderr_line(line)
+    return ExitCode.REFUSED
 
 
 def render_reload(reply: dict[str, Any]) -> str:

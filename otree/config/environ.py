@@ -163,7 +163,14 @@ class _Service:
             value = getattr(svc, key)
             if value is not None and key not in self.done:
                 changes[key] = self.sub(key, value)
-        return attrs.evolve(svc, **changes)
+        held = {  # each change as its field holds it, to drop those that change nothing
+            "env": tuple(sorted(merged.items())),
+            "cmd": tuple(changes.get("cmd") or ()),
+            "args": tuple(changes["args"]),
+        }
+        changes = {k: v for k, v in changes.items() if getattr(svc, k) != held.get(k, v)}
+        # most services have nothing to expand: kept as they are, not constructed again
+        return attrs.evolve(svc, **changes) if changes else svc
 
 
 def prepare(

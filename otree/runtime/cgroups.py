@@ -4,11 +4,16 @@ The layout is ``<otree's own cgroup>/otree-<pid>/<path parts>`` below the first
 cgroup2 mount of ``/proc/self/mountinfo`` where otree may create a directory
 (``web.api`` is ``otree-<pid>/web/api``). A service's process is put in its
 cgroup at birth: otree moves itself into the service's cgroup for the spawn
-and back at once (:meth:`Group.entered`), so the fast ``vfork`` spawn stays
-as it is and the child is a member before it runs a single instruction. The
-move takes the whole process, its worker thread too (a thread of a domain
-cgroup cannot be moved alone); nothing runs in the loop meanwhile, so the
-brief stay is harmless.
+(:meth:`Cgroups.enter`), so the fast ``vfork`` spawn stays as it is and the
+child is a member before it runs a single instruction. A batch of spawns (a
+tree's start: one after another with nothing awaited between) moves otree
+from one service's cgroup straight to the next, and it goes back to its own
+(:meth:`Cgroups.settle`) when the batch ends, and before anything else that a
+stay would change: another spawn (a probe, the guard, a preflight), a signal,
+count or removal of a cgroup, a re-exec. The move takes the whole process, its
+worker thread too (a thread of a domain cgroup cannot be moved alone; it only
+looks up names). What otree allocates during the stay is charged to that
+service's cgroup (a few pages at most).
 
 A stop signals every member (:meth:`Group.signal`); a kill writes
 ``cgroup.kill``. When the main process is reaped, what is left in its cgroup
@@ -31,7 +36,7 @@ import contextlib
 import os
 import select
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 #: test-only: the mount table to read instead of ``/proc/self/mountinfo``
@@ -208,6 +213,8 @@ class Cgroups:
         #: the service cgroups in use, by directory
         self.groups: dict[str, Group] = {}
         self._home_fd: int | None = None
+        #: the service's cgroup otree is in since its last spawn (None: its own)
+        self._inside: str | None = None
         self._epoll: select.epoll | None = None
         #: whether the services' cgroups have the memory controller (None: not read yet)
         self._memory: bool | None = None
@@ -290,6 +297,23 @@ class Cgroups:
             path = os.path.join(self.home, "cgroup.procs")
             self._home_fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         os.write(self._home_fd, str(os.getpid()).encode())
+        self._inside = None
+
+    def enter(self, group: Group) -> None:
+        """Move otree into ``group``'s cgroup: what it spawns next starts there. It stays
+        until :meth:`settle` (straight from one service's cgroup to the next while a
+        batch of spawns runs: one move a spawn, not two, and no emptying of its own
+        cgroup, whose every change wakes the kernel's notifier)."""
+        if self._inside != group.directory:
+            _write(os.path.join(group.directory, "cgroup.procs"), str(os.getpid()))
+            self._inside = group.directory
+
+    def settle(self) -> None:
+        """Otree back in its own cgroup if a spawn left it in a service's: before any
+        other spawn, any signal, count or removal of a cgroup, a re-exec, and at the end
+        of each batch of actions (it never waits for work inside a service's cgroup)."""
+        if self._inside is not None:
+            self.go_home()
 
     def has_memory(self) -> bool:
         """Whether the memory controller is passed down to the services' cgroups (read
@@ -314,13 +338,18 @@ class Cgroups:
         while directory in self.groups:
             n += 1
             directory = os.path.join(self.base, *parts[:-1], f"{parts[-1]}@{n}")
-        here = self.home  # the base too: an empty one may have been swept meanwhile
-        for part in os.path.relpath(directory, self.home).split(os.sep):
-            here = os.path.join(here, part)
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(here)
-                if here != directory:  # a leaf holds processes: no controllers below it
-                    _delegate(here)
+        try:  # the parents are there but at the first start of a nested service
+            os.mkdir(directory)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            here = self.home  # the base too: an empty one may have been swept meanwhile
+            for part in os.path.relpath(directory, self.home).split(os.sep):
+                here = os.path.join(here, part)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(here)
+                    if here != directory:  # a leaf holds processes: no controllers below
+                        _delegate(here)
         g = self.groups[directory] = Group(self, path, directory)
         return g
 
@@ -332,6 +361,7 @@ class Cgroups:
     def remove(self, group: Group) -> None:
         """Remove a service's cgroup, now empty (the next start of the service makes one
         anew, so its CPU seconds count from that start)."""
+        self.settle()
         if self.groups.get(group.directory) is group:
             del self.groups[group.directory]
         with contextlib.suppress(OSError):
@@ -348,6 +378,7 @@ class Cgroups:
     def when_empty(self, group: Group, done: Callable[[], None]) -> int | None:
         """Call ``done()`` (from :meth:`changed`) once ``group`` has no process: the
         watch (for :meth:`cancel`), or None if it is empty now (``done`` is not called)."""
+        self.settle()
         self.epoll_fd()
         assert self._epoll is not None
         try:
@@ -422,6 +453,7 @@ class Cgroups:
     def close(self) -> None:
         """Kill what is left below the base, wait (a little) for it to go, remove the
         directories."""
+        self.settle()
         for fd in list(self._waiting):
             os.close(fd)
         self._waiting.clear()
@@ -434,6 +466,7 @@ class Cgroups:
     def discard(self) -> None:
         """Remove the directories of a runtime that never ran (what holds a process of
         a re-exec's image before stays)."""
+        self.settle()
         self._close_fds()
         _remove_tree(self.base)
 
@@ -502,22 +535,14 @@ class Group:
         self.path = path
         self.directory = directory
 
-    @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
-        """Otree (the whole process) is a member while the body runs: what it spawns
-        then starts in this cgroup."""
-        _write(os.path.join(self.directory, "cgroup.procs"), str(os.getpid()))
-        try:
-            yield
-        finally:
-            self.cgroups.go_home()
-
     def members(self) -> list[int]:
+        self.cgroups.settle()
         return members(self.directory)
 
     def signal(self, signum: int) -> int:
         """Send ``signum`` to every process of the cgroup (SIGKILL: ``cgroup.kill``); how
         many were signalled."""
+        self.cgroups.settle()  # never otree among what is signalled
         if signum == signal.SIGKILL:
             pids = self.members()
             kill_all(self.directory)
@@ -530,6 +555,7 @@ class Group:
         return count
 
     def populated(self) -> bool:
+        self.cgroups.settle()
         return _populated(self.directory)
 
     def stats(self) -> dict[str, float | int | None]:

@@ -403,6 +403,7 @@ class Runtime:
                     self._do(action)
         finally:
             self._busy = False
+            self.processes.settle()  # never waits for work inside a service's cgroup
 
     def _do(self, action: act.Action) -> None:
         if isinstance(action, act.Spawn):
@@ -449,10 +450,10 @@ class Runtime:
         for hook in self._report_hooks:
             report = hook(report)
         record = {"ts": time.time(), **report.as_dict()}  # one ts for the file and the ring
-        if self.event_log is not None:
-            self.event_log.write(record)
-        if self._event_watchers:
-            line = sinks.event_line(record)
+        if self.event_log is not None or self._event_watchers:
+            line = sinks.event_line(record)  # one JSON text for the file and the ring
+            if self.event_log is not None:
+                self.event_log.write_line(line)
             for watcher in self._event_watchers:
                 watcher(line)
         text = output.describe_event(report.event, report.path, report.fields)

@@ -37,10 +37,32 @@ def spawn_reason(exc: OSError) -> str:
     return text
 
 
-def child_env(extra: Mapping[str, str], notify_socket: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+#: otree's environment as children get it: (os.environ's data then, the copy made)
+_inherited: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+
+
+def _inherited_env() -> dict[str, str]:
+    """A copy of ``os.environ`` without otree's own variables: made again only when
+    the environment changed (a spawn compares two small dicts instead of decoding
+    every variable anew)."""
+    global _inherited
+    data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
+    if data is None:  # not CPython's os.environ: no snapshot to compare
+        env = dict(os.environ)
+    elif _inherited is not None and _inherited[0] == data:
+        return dict(_inherited[1])
+    else:
+        env = dict(os.environ)
     for name in _OWN_VARS:
         env.pop(name, None)
+    if data is not None:
+        _inherited = (dict(data), env)
+        return dict(env)
+    return env
+
+
+def child_env(extra: Mapping[str, str], notify_socket: str | None = None) -> dict[str, str]:
+    env = _inherited_env()
     env.update(extra)
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket
@@ -82,8 +104,13 @@ def spawn(
     death_signal: int | None = None,
     umask: int | None = None,
     prepare: Callable[[], None] | None = None,
+    placed: bool = False,
 ) -> int:
     """Start ``argv`` in a new session; return its PID or raise SpawnError.
+
+    ``placed``: the caller put otree where the child is to start (a service's cgroup:
+    ``Cgroups.enter``); otherwise otree first goes back to its own cgroup if a spawn
+    before left it in another (``use_settle``).
 
     ``output`` is the fd the child's stdout and stderr go to (``None``: /dev/null);
     ``stdin`` its stdin (``None``: /dev/null). The child inherits no other fd but
@@ -98,6 +125,8 @@ def spawn(
     the child before the exec (``otree.runtime.identity``: a user, limits), the death
     signal set after it (a change of uid clears it).
     """
+    if not placed and _settle is not None:
+        _settle()
     out = devnull() if output is None else output
     preexec = None
     guard = _guard if death_signal is not None and prepare is None else None
@@ -146,6 +175,16 @@ def use_guard(guard: DeathGuard | None) -> None:
     """Spawns from now on register with ``guard`` (None: set ``PR_SET_PDEATHSIG``)."""
     global _guard
     _guard = guard
+
+
+#: what puts otree back into its own cgroup before a spawn not placed by its caller
+_settle: Callable[[], None] | None = None
+
+
+def use_settle(settle: Callable[[], None] | None) -> None:
+    """Spawns from now on call ``settle`` first unless ``placed`` (None: nothing)."""
+    global _settle
+    _settle = settle
 
 
 _SETPRIV: list[str | None] = []

@@ -122,10 +122,18 @@ class Processes:
     def use_cgroups(self, cgroups: Cgroups | None) -> None:
         """Start each service in a cgroup of its own from now on (None: no longer)."""
         if self.cgroups is not None:
+            self.cgroups.settle()
             self.loop.remove_reader(self.cgroups.epoll_fd())
         self.cgroups = cgroups
+        posix.use_settle(cgroups.settle if cgroups is not None else None)
         if cgroups is not None:
             self.loop.add_reader(cgroups.epoll_fd(), cgroups.changed)
+
+    def settle(self) -> None:
+        """The end of a batch of actions: otree back in its own cgroup if its last spawn
+        left it in a service's (``Cgroups.enter``)."""
+        if self.cgroups is not None:
+            self.cgroups.settle()
 
     # --- actions --------------------------------------------------------------
 
@@ -168,16 +176,18 @@ class Processes:
                 env["WATCHDOG_USEC"] = str(round(spec.watchdog * 1_000_000))
                 argv = posix.with_own_pid("WATCHDOG_PID", argv, env)
             death = posix.signal_number(spec.stop_signal)
-            with group.entered() if group is not None else contextlib.nullcontext():
-                pid = posix.spawn(
-                    argv,
-                    env,
-                    spec.cwd,
-                    output=w,
-                    death_signal=death,
-                    umask=spec.umask,
-                    prepare=setup.apply if setup is not None and setup.needs_fork else None,
-                )
+            if group is not None and self.cgroups is not None:
+                self.cgroups.enter(group)
+            pid = posix.spawn(
+                argv,
+                env,
+                spec.cwd,
+                output=w,
+                death_signal=death,
+                umask=spec.umask,
+                prepare=setup.apply if setup is not None and setup.needs_fork else None,
+                placed=group is not None,
+            )
         except (posix.SpawnError, OSError) as exc:
             os.close(r)
             if notify is not None:
@@ -380,6 +390,7 @@ class Processes:
         """Before ``os.execv``: every open output pipe as ``(path, main pid or None, fd,
         unfinished last line)``, and the PIDs of readiness-command processes (killed
         here: probes do not survive a re-exec) for the new image to reap."""
+        self.settle()  # the next image starts where this one is
         strays = []
         for proc in self.procs.values():
             if proc.probe is not None:
@@ -436,7 +447,9 @@ class Processes:
         self._start_liveness(proc, failures, deadline)
 
     def in_cgroup(self, pid: int | None) -> str | None:
-        """Before ``os.execv``: the cgroup directory process ``pid`` runs in (None: none)."""
+        """The cgroup directory process ``pid`` runs in (None: none), for a count of its
+        members or before ``os.execv``: otree is back in its own cgroup first."""
+        self.settle()
         proc = self.procs.get(pid) if pid is not None else None
         return proc.group.directory if proc is not None and proc.group is not None else None
 

@@ -386,6 +386,11 @@ class EventLog(Sink):
         self._check_at = clock() + CHECK_EVERY
 
     def write(self, record: dict[str, Any]) -> None:
+        self.write_line(event_line(record))
+
+    def write_line(self, line: str) -> None:
+        """One line :func:`event_line` made (the runtime makes it once for the file and
+        the event watchers)."""
         if self.failing is None:
             now = self.clock()
             if now >= self._check_at:
@@ -395,7 +400,7 @@ class EventLog(Sink):
         if self.failing is not None and not (self.may_retry() and self._resume()):
             self.dropped += 1
             return
-        data = event_line(record).encode() + b"\n"
+        data = line.encode() + b"\n"
         done, exc = write_some(self.fd, data)
         if exc is not None:
             if done:  # end the cut line, or the next one would be glued to it

@@ -262,8 +262,9 @@ def test_another_tree_removes_only_the_empty_cgroups_of_a_dead_otree() -> None:
     cgroups = Cgroups.resume(str(full))
     daemon = None
     try:
-        with cgroups.group("web").entered():
-            daemon = subprocess.Popen(["sleep", "100"], start_new_session=True)
+        cgroups.enter(cgroups.group("web"))
+        daemon = subprocess.Popen(["sleep", "100"], start_new_session=True)
+        cgroups.settle()
         (empty / "web").mkdir(parents=True)
         remove_dead(str(HOME))
         assert not empty.exists()
@@ -332,8 +333,9 @@ def test_a_new_image_that_cannot_take_over_ends_the_handed_cgroups(tmp_path: Pat
     cgroups = Cgroups.create()
     daemon = None
     try:
-        with cgroups.group("web").entered():
-            daemon = subprocess.Popen(["sleep", "100"], start_new_session=True)
+        cgroups.enter(cgroups.group("web"))
+        daemon = subprocess.Popen(["sleep", "100"], start_new_session=True)
+        cgroups.settle()
         handoff = tmp_path / "handoff"
         handoff.write_text(json.dumps({"otree_handoff": 3, "cgroup": cgroups.base}) + "\n")
         with open(handoff, "rb") as f:
@@ -370,3 +372,46 @@ def test_a_swept_empty_base_is_made_again_at_the_next_start() -> None:
     finally:
         cgroups.close()
     assert not os.path.exists(cgroups.base)
+
+
+def _own_cgroup() -> str:
+    return Path("/proc/self/cgroup").read_text().splitlines()[-1].partition("::")[2]
+
+
+@needs_cgroups
+def test_a_batch_of_spawns_moves_otree_straight_on_and_anything_else_brings_it_home() -> None:
+    """``enter`` takes otree from one service's cgroup to the next without going home in
+    between; a spawn not placed (a probe's), a count, a signal or ``settle`` brings it
+    back first, so it is never among what a service's cgroup counts or kills."""
+    from otree.runtime import posix
+    from otree.runtime.cgroups import Cgroups
+
+    cgroups = Cgroups.create()
+    home = _own_cgroup()
+    posix.use_settle(cgroups.settle)
+    pids: list[int] = []
+    try:
+        a, b = cgroups.group("a"), cgroups.group("b")
+        cgroups.enter(a)
+        pids.append(posix.spawn(["sleep", "100"], dict(os.environ), placed=True))
+        cgroups.enter(b)
+        assert _own_cgroup().endswith("/b")
+        pids.append(posix.spawn(["sleep", "100"], dict(os.environ), placed=True))
+        assert a.members() == [pids[0]]  # counted from home: otree is not one of them
+        assert _own_cgroup() == home
+        cgroups.enter(b)
+        probe = posix.spawn(["sleep", "100"], dict(os.environ))  # not placed: from home
+        pids.append(probe)
+        assert _own_cgroup() == home and b.members() == [pids[1]]
+        cgroups.enter(b)
+        assert b.signal(signal.SIGKILL) == 1  # otree went home first: it is alive to see it
+        assert wait_until(lambda: not b.populated(), 10)
+    finally:
+        posix.use_settle(None)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        cgroups.close()
+    assert _own_cgroup() == home and not os.path.exists(cgroups.base)

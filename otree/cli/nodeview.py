@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from otree.cli.control import describe_exit, describe_liveness, human_bytes, human_duration
 from otree.errors import ExitCode
+
+TYPE_CHECKING = False  # typing is not imported: ``otree status`` starts without it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def show_node(reply: dict[str, Any], as_json: bool) -> int:

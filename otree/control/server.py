@@ -90,7 +90,9 @@ class Backend(Protocol):
     def status(self) -> list[NodeStatus]: ...
     def dropped(self) -> dict[str, int]: ...
     def liveness(self) -> dict[str, dict[str, Any]]: ...
-    def usage(self) -> dict[str, tuple[int, float, int]]: ...
+    def usage(
+        self, liveness: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, tuple[int, float, int]]: ...
     def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None: ...
     def signal_service(
         self, path: str, name: str, group: bool = False
@@ -317,14 +319,12 @@ class ControlServer(EventFollows):
         rid = req.id
         if req.cmd == "status":
             backend = self.backend
+            live = backend.liveness()
             payload = status_payload(
-                backend.status(),
-                self.loop.clock(),
-                backend.outputs,
-                backend.dropped(),
-                backend.liveness(),
+                backend.status(), self.loop.clock(), backend.outputs, backend.dropped(), live
             )
-            self.costs.fill(payload["nodes"], backend.usage(), self.loop.clock())
+            # the cgroups' members, read once for their counts and their usage
+            self.costs.fill(payload["nodes"], backend.usage(live), self.loop.clock())
             if req.path is not None:
                 self._send(conn, node_reply(rid, req.path, payload["nodes"], backend, self.events))
             else:

@@ -558,9 +558,10 @@ class Group:
         self.cgroups.settle()
         return _populated(self.directory)
 
-    def stats(self) -> dict[str, float | int | None]:
-        """``procs`` (its processes), ``cpu_seconds`` (``cpu.stat`` usage since the cgroup
-        was made) and ``memory`` (bytes, ``memory.current``; None without that controller)."""
+    def stats(self, members: list[int] | None = None) -> dict[str, float | int | None]:
+        """``procs`` (its processes: ``members`` if read already), ``cpu_seconds``
+        (``cpu.stat`` usage since the cgroup was made) and ``memory`` (bytes,
+        ``memory.current``; None without that controller)."""
         cpu = None
         with contextlib.suppress(OSError, ValueError):
             for line in _read(os.path.join(self.directory, "cpu.stat")).splitlines():
@@ -571,4 +572,5 @@ class Group:
         if self.cgroups.has_memory():
             with contextlib.suppress(OSError, ValueError):
                 memory = int(_read(os.path.join(self.directory, "memory.current")))
-        return {"procs": len(self.members()), "cpu_seconds": cpu, "memory": memory}
+        procs = len(members if members is not None else self.members())
+        return {"procs": procs, "cpu_seconds": cpu, "memory": memory}

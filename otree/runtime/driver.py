@@ -26,7 +26,7 @@ import random
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from otree.core import actions as act
@@ -188,9 +188,16 @@ class Runtime:
         """Per running service: its latest ``STATUS=`` text and its health failures."""
         return self.processes.liveness()
 
-    def usage(self) -> dict[str, tuple[int, float, int]]:
-        """Per running service: ``(pid, CPU seconds, RSS bytes)`` (``procstat.services``)."""
-        return procstat.services(self.engine.nodes, self.processes.in_cgroup)
+    def usage(
+        self, liveness: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, tuple[int, float, int]]:
+        """Per running service: ``(pid, CPU seconds, RSS bytes)`` (``procstat.services``);
+        with ``liveness`` (what :meth:`liveness` just said), the cgroups' members listed
+        there are not read again."""
+        members = None
+        if liveness is not None:
+            members = {p: live["members"] for p, live in liveness.items() if "members" in live}
+        return procstat.services(self.engine.nodes, self.processes.in_cgroup, members=members)
 
     def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None:
         """``otree status PATH``: the spec of node ``path``, the unix times of its automatic

@@ -309,7 +309,8 @@ class Processes:
         proc.liveness.start(failures=failures, deadline=deadline)
 
     def liveness(self) -> dict[str, dict[str, Any]]:
-        """``{path: {"status_text": text or None, "health": {"failures": n} or None}}``."""
+        """``{path: {"status_text": text or None, "health": {"failures": n} or None}}``, and
+        for a service in its cgroup its ``Group.stats`` and ``members`` (its PIDs)."""
         out: dict[str, dict[str, Any]] = {}
         for proc in self.procs.values():
             text = proc.notify.status_text if proc.notify is not None else None
@@ -318,8 +319,9 @@ class Processes:
             if proc.spec is not None and proc.spec.health is not None:
                 health = {"failures": live.failures if live is not None else 0}
             out[proc.path] = {"status_text": text, "health": health}
-            if proc.group is not None:  # procs, cpu_seconds, memory
-                out[proc.path].update(proc.group.stats())
+            if proc.group is not None:  # procs, cpu_seconds, memory (and the members read)
+                members = proc.group.members()
+                out[proc.path].update(proc.group.stats(members), members=members)
         return out
 
     def kill_all(self) -> None:

@@ -94,13 +94,19 @@ def usage_of(
 
 
 def services(
-    nodes: Mapping[str, object], in_cgroup: Callable[[int], str | None], proc: str = "/proc"
+    nodes: Mapping[str, object],
+    in_cgroup: Callable[[int], str | None],
+    proc: str = "/proc",
+    *,
+    members: Mapping[str, list[int]] | None = None,
 ) -> dict[str, tuple[int, float, int]]:
     """``{path: (main pid, CPU seconds, RSS bytes)}`` of each running service among the
     engine's ``nodes``: its process group's, or its cgroup's processes' when
-    ``in_cgroup(pid)`` names its cgroup directory (one pass over ``/proc`` for all)."""
+    ``in_cgroup(pid)`` names its cgroup directory (one pass over ``/proc`` for all).
+    ``members``: a cgroup's processes by service path, read already."""
     groups: dict[int, str] = {}
-    members: dict[int, str] = {}
+    in_groups: dict[int, str] = {}
+    given = members or {}
     main: dict[str, int] = {}
     for path, node in nodes.items():
         pid = node.pid if isinstance(node, ServiceNode) else None
@@ -111,8 +117,10 @@ def services(
         if directory is None:
             groups[pid] = path
         else:
-            members.update((member, path) for member in cgroups.members(directory))
-    found = usage_of(groups, members, proc)
+            known = given.get(path)
+            pids = known if known is not None else cgroups.members(directory)
+            in_groups.update((member, path) for member in pids)
+    found = usage_of(groups, in_groups, proc)
     return {p: (main[p], u.cpu_seconds, u.rss_bytes) for p, u in found.items()}
 
 

@@ -54,7 +54,7 @@ class FakeBackend:
     def dropped(self) -> dict[str, int]:
         return {"console": 0, "events": 0}
 
-    def usage(self) -> dict[str, tuple[int, float, int]]:
+    def usage(self, liveness: Any = None) -> dict[str, tuple[int, float, int]]:
         return {}
 
     def node_info(self, path: str) -> Any:

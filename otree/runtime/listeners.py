@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import urllib.parse
 
 _LISTEN = "0A"
 
 
 def http_port(url: str) -> int:
     """The TCP port an ``http://`` URL goes to."""
+    import urllib.parse  # only for http checks: 8 ms of start-up (it imports ipaddress)
+
     return urllib.parse.urlsplit(url).port or 80
 
 

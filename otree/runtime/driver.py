@@ -196,7 +196,9 @@ class Runtime:
         there are not read again."""
         members = None
         if liveness is not None:
-            members = {p: live["members"] for p, live in liveness.items() if "members" in live}
+            members = {
+                live["cgroup"]: live["members"] for live in liveness.values() if "cgroup" in live
+            }
         return procstat.services(self.engine.nodes, self.processes.in_cgroup, members=members)
 
     def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None:

@@ -310,7 +310,8 @@ class Processes:
 
     def liveness(self) -> dict[str, dict[str, Any]]:
         """``{path: {"status_text": text or None, "health": {"failures": n} or None}}``, and
-        for a service in its cgroup its ``Group.stats`` and ``members`` (its PIDs)."""
+        for a service in its cgroup its ``Group.stats``, ``members`` (its PIDs) and
+        ``cgroup`` (the directory they were read from)."""
         out: dict[str, dict[str, Any]] = {}
         for proc in self.procs.values():
             text = proc.notify.status_text if proc.notify is not None else None
@@ -321,7 +322,9 @@ class Processes:
             out[proc.path] = {"status_text": text, "health": health}
             if proc.group is not None:  # procs, cpu_seconds, memory (and the members read)
                 members = proc.group.members()
-                out[proc.path].update(proc.group.stats(members), members=members)
+                out[proc.path].update(
+                    proc.group.stats(members), members=members, cgroup=proc.group.directory
+                )
         return out
 
     def kill_all(self) -> None:

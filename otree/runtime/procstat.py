@@ -103,7 +103,7 @@ def services(
     """``{path: (main pid, CPU seconds, RSS bytes)}`` of each running service among the
     engine's ``nodes``: its process group's, or its cgroup's processes' when
     ``in_cgroup(pid)`` names its cgroup directory (one pass over ``/proc`` for all).
-    ``members``: a cgroup's processes by service path, read already."""
+    ``members``: a cgroup's processes by its directory, read already."""
     groups: dict[int, str] = {}
     in_groups: dict[int, str] = {}
     given = members or {}
@@ -117,7 +117,7 @@ def services(
         if directory is None:
             groups[pid] = path
         else:
-            known = given.get(path)
+            known = given.get(directory)
             pids = known if known is not None else cgroups.members(directory)
             in_groups.update((member, path) for member in pids)
     found = usage_of(groups, in_groups, proc)

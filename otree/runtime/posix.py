@@ -47,18 +47,14 @@ def _inherited_env() -> dict[str, str]:
     every variable anew)."""
     global _inherited
     data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
-    if data is None:  # not CPython's os.environ: no snapshot to compare
+    if data is None or _inherited is None or _inherited[0] != data:
         env = dict(os.environ)
-    elif _inherited is not None and _inherited[0] == data:
-        return dict(_inherited[1])
-    else:
-        env = dict(os.environ)
-    for name in _OWN_VARS:
-        env.pop(name, None)
-    if data is not None:
+        for name in _OWN_VARS:
+            env.pop(name, None)
+        if data is None:  # not CPython's os.environ: no snapshot to compare
+            return env
         _inherited = (dict(data), env)
-        return dict(env)
-    return env
+    return dict(_inherited[1])
 
 
 def child_env(extra: Mapping[str, str], notify_socket: str | None = None) -> dict[str, str]:

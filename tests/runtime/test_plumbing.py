@@ -195,6 +195,23 @@ def test_readers_and_writers_share_an_fd() -> None:
     assert seen == ["writable", "hi"]
 
 
+def test_child_env_follows_every_change_of_otrees_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The copy is made from a snapshot, so a change to ``os.environ`` must be seen, and
+    what a caller does to its copy must not reach the next one."""
+    first = posix.child_env({})
+    monkeypatch.setenv("OTREE_TEST_SNAPSHOT", "1")
+    assert posix.child_env({})["OTREE_TEST_SNAPSHOT"] == "1"
+    monkeypatch.setenv("OTREE_TEST_SNAPSHOT", "2")
+    assert posix.child_env({})["OTREE_TEST_SNAPSHOT"] == "2"
+    monkeypatch.delenv("OTREE_TEST_SNAPSHOT")
+    mine = posix.child_env({})
+    assert mine == first
+    mine["ADDED_BY_A_CALLER"] = "x"
+    assert "ADDED_BY_A_CALLER" not in posix.child_env({})
+
+
 def test_child_env_drops_an_inherited_notify_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
     assert "NOTIFY_SOCKET" not in posix.child_env({"A": "1"})

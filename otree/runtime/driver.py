@@ -192,14 +192,18 @@ class Runtime:
         self, liveness: Mapping[str, Mapping[str, Any]] | None = None
     ) -> dict[str, tuple[int, float, int]]:
         """Per running service: ``(pid, CPU seconds, RSS bytes)`` (``procstat.services``);
-        with ``liveness`` (what :meth:`liveness` just said), the cgroups' members listed
-        there are not read again."""
-        members = None
-        if liveness is not None:
-            members = {
-                live["cgroup"]: live["members"] for live in liveness.values() if "cgroup" in live
-            }
-        return procstat.services(self.engine.nodes, self.processes.in_cgroup, members=members)
+        with ``liveness`` (what :meth:`liveness` just said), the cgroups' members and CPU
+        seconds listed there are not read again."""
+        members: dict[str, list[int]] = {}
+        cpu: dict[str, float] = {}
+        for live in (liveness or {}).values():
+            if "cgroup" in live:
+                members[live["cgroup"]] = live["members"]
+                if live.get("cpu_seconds") is not None:
+                    cpu[live["cgroup"]] = live["cpu_seconds"]
+        return procstat.services(
+            self.engine.nodes, self.processes.in_cgroup, members=members, cpu=cpu
+        )
 
     def node_info(self, path: str) -> tuple[Service | Supervisor, list[float], float] | None:
         """``otree status PATH``: the spec of node ``path``, the unix times of its automatic

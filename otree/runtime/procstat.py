@@ -93,21 +93,40 @@ def usage_of(
     return {k: Usage(cpu[k] / _TICKS, rss[k] * _PAGE) for k in cpu}
 
 
+def resident(pids: Iterable[int], proc: str = "/proc") -> int:
+    """The resident bytes of ``pids`` summed (``/proc/PID/statm``: a few numbers, not the
+    52 fields of ``stat``), for processes whose CPU time is counted elsewhere (their
+    cgroup's ``cpu.stat``); a process gone meanwhile counts nothing."""
+    pages = 0
+    for pid in pids:
+        try:
+            text = _read_bytes(f"{proc}/{pid}/statm")
+            pages += int(text.split(None, 2)[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return pages * _PAGE
+
+
 def services(
     nodes: Mapping[str, object],
     in_cgroup: Callable[[int], str | None],
     proc: str = "/proc",
     *,
     members: Mapping[str, list[int]] | None = None,
+    cpu: Mapping[str, float] | None = None,
 ) -> dict[str, tuple[int, float, int]]:
     """``{path: (main pid, CPU seconds, RSS bytes)}`` of each running service among the
     engine's ``nodes``: its process group's, or its cgroup's processes' when
     ``in_cgroup(pid)`` names its cgroup directory (one pass over ``/proc`` for all).
-    ``members``: a cgroup's processes by its directory, read already."""
+    ``members``: a cgroup's processes by its directory, read already; ``cpu``: a cgroup's
+    CPU seconds by its directory, read already (its ``cpu.stat``: then only its members'
+    resident memory is read)."""
     groups: dict[int, str] = {}
     in_groups: dict[int, str] = {}
     given = members or {}
+    counted = cpu or {}
     main: dict[str, int] = {}
+    out: dict[str, tuple[int, float, int]] = {}
     for path, node in nodes.items():
         pid = node.pid if isinstance(node, ServiceNode) else None
         if pid is None:
@@ -116,12 +135,17 @@ def services(
         directory = in_cgroup(pid)
         if directory is None:
             groups[pid] = path
-        else:
-            known = given.get(directory)
-            pids = known if known is not None else cgroups.members(directory)
+            continue
+        known = given.get(directory)
+        pids = known if known is not None else cgroups.members(directory)
+        seconds = counted.get(directory)
+        if seconds is None:
             in_groups.update((member, path) for member in pids)
+        elif pids:
+            out[path] = (pid, seconds, resident(pids, proc))
     found = usage_of(groups, in_groups, proc)
-    return {p: (main[p], u.cpu_seconds, u.rss_bytes) for p, u in found.items()}
+    out.update((p, (main[p], u.cpu_seconds, u.rss_bytes)) for p, u in found.items())
+    return out
 
 
 def own_usage(proc: str = "/proc") -> OwnUsage:

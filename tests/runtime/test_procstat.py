@@ -34,3 +34,35 @@ def test_services_take_the_members_read_already_by_their_cgroup_directory() -> N
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_cgroup_whose_cpu_seconds_are_known_has_only_its_members_memory_read() -> None:
+    """With the CPU seconds of a cgroup given (its ``cpu.stat``, read for ``otree status``),
+    a service in it gets exactly those seconds and its members' resident memory summed
+    from ``statm``; a member gone meanwhile counts nothing, and a cgroup with no members
+    left is absent."""
+    tree = Supervisor("root", children=[Service("a", cmd=["x"]), Service("b", cmd=["x"])])
+    nodes = Engine(tree).nodes
+    first = subprocess.Popen(["sleep", "100"])
+    second = subprocess.Popen(["sleep", "100"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    try:
+        nodes["a"].pid = first.pid  # type: ignore[attr-defined]
+        nodes["b"].pid = second.pid  # type: ignore[attr-defined]
+        where = {first.pid: "/nonexistent/a", second.pid: "/nonexistent/b"}
+        members = {"/nonexistent/a": [first.pid, second.pid, gone.pid], "/nonexistent/b": []}
+        found = procstat.services(
+            nodes, where.get, members=members, cpu={"/nonexistent/a": 12.5, "/nonexistent/b": 1.0}
+        )
+        assert set(found) == {"a"}
+        pid, cpu, rss = found["a"]
+        one = procstat.resident([first.pid])
+        both = procstat.resident([first.pid, second.pid])
+        assert pid == first.pid and cpu == 12.5
+        assert 0 < one < both and rss == both
+        assert procstat.resident([gone.pid]) == 0
+    finally:
+        for child in (first, second):
+            child.kill()
+            child.wait()

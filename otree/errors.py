@@ -7,16 +7,15 @@ otree imports this module, the client commands too: it imports nothing heavy
 
 from __future__ import annotations
 
-import enum
 import sys
-from collections.abc import Iterable
 
 TYPE_CHECKING = False  # typing is not imported: the client commands start without it
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Iterable
+    from typing import Any, Final
 
 
-class ExitCode(enum.IntEnum):
+class ExitCode:
     """Every exit code otree uses: ``otree run``'s, and the client commands' (the one table).
 
     ``otree run``: ``OK`` after a requested or automatic shutdown, ``GAVE_UP``
@@ -27,18 +26,21 @@ class ExitCode(enum.IntEnum):
     stdout was closed, ``INTERRUPTED`` for a Ctrl-C outside the loop. A client
     command: ``OK`` done, ``REFUSED`` the tree refused the request, ``USAGE``
     bad arguments, ``NOT_RUNNING`` no tree answers.
+
+    Plain integers, not an ``enum.IntEnum``: the client commands import this module,
+    and ``enum`` is among the slowest of the standard library to import.
     """
 
-    OK = 0
-    GAVE_UP = 1
-    REFUSED = 1
-    USAGE = 2
-    START_FAILED = 3
-    NOT_RUNNING = 3
-    REEXEC = 4
-    BUG = 70
-    INTERRUPTED = 130
-    BROKEN_PIPE = 141
+    OK: Final = 0
+    GAVE_UP: Final = 1
+    REFUSED: Final = 1
+    USAGE: Final = 2
+    START_FAILED: Final = 3
+    NOT_RUNNING: Final = 3
+    REEXEC: Final = 4
+    BUG: Final = 70
+    INTERRUPTED: Final = 130
+    BROKEN_PIPE: Final = 141
 
 
 class OtreeError(Exception):

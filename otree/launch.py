@@ -105,7 +105,7 @@ def run(
     return launch.run()
 
 
-def preflight(source: str, events: str | None, log_dir: str | None) -> ExitCode:
+def preflight(source: str, events: str | None, log_dir: str | None) -> int:
     """``otree run SOURCE --preflight``: import all a run needs, load the tree, open the
     files it writes, exit (:mod:`otree.reload.preflight`); starts nothing."""
     from otree.reload.preflight import check
@@ -123,7 +123,7 @@ def prepare_tree_file(
     own_process: bool,
     metrics: str | None = None,
     metrics_public: bool = False,
-) -> Launch | ExitCode:
+) -> Launch | int:
     """``otree run SOURCE`` up to the start: load the tree, wire it, return what runs it.
 
     ``own_process``: this otree is its process's own command line, so it can re-exec
@@ -182,7 +182,7 @@ def prepare_tree_file(
         return _rescue("an internal error while taking over (traceback above)")
 
 
-def _rescue(message: str) -> ExitCode:
+def _rescue(message: str) -> int:
     from otree.reload import rescue
 
     return rescue.give_up(message)

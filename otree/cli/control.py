@@ -1,6 +1,8 @@
 """The client side of the control plane: ``otree status|start|stop|restart|logs|shutdown|reload``.
 
-``add_commands(subparsers)`` registers them with ``otree``'s argparse parser.
+``PLAIN`` lists their arguments (:mod:`otree.cli.args`: a plain command line is
+read without argparse); ``add_commands(subparsers)`` registers them with
+``otree``'s argparse parser.
 Each finds the running tree (``--socket P``, ``OTREE_SOCKET``, ``--tree
 TREE``, else the tree run from the current directory), sends one request and
 turns the answer into output and an exit code:
@@ -13,18 +15,17 @@ turns the answer into output and an exit code:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
 
+from otree.cli.args import Args, BadValue, Command, Option, Positional, add_arguments, register
+from otree.control.address import default_socket, socket_dir
 from otree.control.client import Client, NotRunning, check_socket_dir, find_running
-from otree.control.sockets import default_socket, socket_dir
 from otree.errors import ControlError, ExitCode, stderr_line
 
 TYPE_CHECKING = False  # typing is not imported: the client commands start without it
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from typing import Any, TextIO
 
 _STATE_COLOURS = {
@@ -85,21 +86,21 @@ def resolve_socket(socket_arg: str | None, tree_arg: str | None, cwd: str | None
 DEFAULT_TIMEOUT = 10.0
 
 
-def _connect(args: argparse.Namespace) -> Client:
+def _connect(args: Args) -> Client:
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
     return Client(resolve_socket(args.socket, args.tree_file), timeout=timeout)
 
 
-def _long_wait(client: Client, args: argparse.Namespace) -> None:
+def _long_wait(client: Client, args: Args) -> None:
     """What may take as long as the tree needs (a shutdown, a reload): only an explicit
     ``--timeout`` limits it."""
     client.sock.settimeout(args.timeout)
 
 
-def _guard(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _guard(body: Callable[[Args], int]) -> Callable[[Args], int]:
     """Turn the control errors of ``body`` into a message and an exit code."""
 
-    def handler(args: argparse.Namespace) -> int:
+    def handler(args: Args) -> int:
         try:
             return body(args)
         except NotRunning as exc:
@@ -265,7 +266,7 @@ def render_header(info: dict[str, Any]) -> str:
 
 
 @_guard
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: Args) -> int:
     if args.check:
         return _check(args)
     if args.path is not None:
@@ -278,6 +279,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         info = None if args.json else client.call("info")
     nodes = reply.get("nodes", [])
     if args.json:
+        import json
+
         print(json.dumps({"nodes": nodes}, indent=2))
         return ExitCode.OK
     assert info is not None
@@ -286,7 +289,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: Args) -> int:
     """``otree status --check``: 0 when the root runs and no supervisor has given up (and
     stayed down), 1 otherwise, 3 when no tree answers; quiet unless ``-v``."""
     try:
@@ -320,9 +323,9 @@ def _pid_of(client: Client, path: str) -> str:
     return ""
 
 
-def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
+def _node_command(name: str, done: str) -> Callable[[Args], int]:
     @_guard
-    def command(args: argparse.Namespace) -> int:
+    def command(args: Args) -> int:
         with _connect(args) as client:
             client.call(name, path=args.path)
             pid = _pid_of(client, args.path) if name != "stop" else ""
@@ -333,7 +336,7 @@ def _node_command(name: str, done: str) -> Callable[[argparse.Namespace], int]:
 
 
 @_guard
-def cmd_scale(args: argparse.Namespace) -> int:
+def cmd_scale(args: Args) -> int:
     with _connect(args) as client:
         client.call("scale", path=args.path, n=args.count)
     print(f"{args.path}: {args.count} running")
@@ -341,7 +344,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 @_guard
-def cmd_shutdown(args: argparse.Namespace) -> int:
+def cmd_shutdown(args: Args) -> int:
     with _connect(args) as client:
         client.call("shutdown")
         _long_wait(client, args)
@@ -352,7 +355,7 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 
 
 @_guard
-def cmd_reload(args: argparse.Namespace) -> int:
+def cmd_reload(args: Args) -> int:
     """Re-exec the tree's otree with the re-read tree file; answered once it is ready again."""
     if args.dry_run:  # what it would do: the same reconciliation, nothing changes
         from otree.cli.plan import render_plan
@@ -409,14 +412,14 @@ def render_reload(reply: dict[str, Any]) -> str:
 # --- logs --------------------------------------------------------------------------------
 
 
-def _log_messages(client: Client, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+def _log_messages(client: Client, args: Args) -> Iterator[dict[str, Any]]:
     yield from client.stream("logs", path=args.path, n=args.lines, follow=args.follow)
     if args.follow:
         yield from client.messages()
 
 
 @_guard
-def cmd_logs(args: argparse.Namespace) -> int:
+def cmd_logs(args: Args) -> int:
     out = sys.stdout
     with _connect(args) as client:
         services = [
@@ -443,16 +446,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-# --- argparse ------------------------------------------------------------------------------
+# --- arguments ----------------------------------------------------------------------------
 
 
 def _instances(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of instances: {text!r}") from None
+        raise BadValue(f"not a number of instances: {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"not a number of instances (>= 0): {text!r}")
+        raise BadValue(f"not a number of instances (>= 0): {text!r}")
     return value
 
 
@@ -460,9 +463,9 @@ def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of lines: {text!r}") from None
+        raise BadValue(f"not a number of lines: {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"not a number of lines: {text!r}")
+        raise BadValue(f"not a number of lines: {text!r}")
     return value
 
 
@@ -470,78 +473,108 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise BadValue(f"not a number of seconds: {text!r}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+        raise BadValue(f"not a number of seconds: {text!r}")
     return value
 
 
-def common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+#: the options every control command takes (``otree.cli.observe``'s too)
+COMMON = (
+    Option(
         "--timeout",
-        type=_seconds,
+        convert=_seconds,
         metavar="S",
         help=f"give up (exit 3) when an answer takes longer (default {DEFAULT_TIMEOUT:g}s;"
         " shutdown and reload wait as long as the tree takes unless given)",
-    )
-    parser.add_argument(
-        "--socket", metavar="P", help="the tree's control socket (default: $OTREE_SOCKET)"
-    )
-    parser.add_argument(
+    ),
+    Option("--socket", metavar="P", help="the tree's control socket (default: $OTREE_SOCKET)"),
+    Option(
         "--tree",
         dest="tree_file",
         metavar="TREE",
         help="find the socket of 'otree run TREE' (default: the tree run from this directory)",
+    ),
+)
+
+_VERBS = {"start": "started", "stop": "stopped", "restart": "restarted"}
+
+#: the control commands, in the order of ``otree --help`` (``otree.cli.main.COMMANDS``)
+PLAIN: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command(
+            "status",
+            cmd_status,
+            [
+                Positional("path", "PATH", "one node in full (e.g. web.api)", optional=True),
+                Option("--json", help='print {"nodes": [...]} for scripts'),
+                Option(
+                    "--check",
+                    help="a health check: exit 0 when the root runs and no supervisor has"
+                    " given up, 1 otherwise, 3 when no tree answers (quiet unless -v)",
+                ),
+                Option("-v", "--verbose", help="with --check: say why"),
+                *COMMON,
+            ],
+        ),
+        *(
+            Command(
+                name,
+                _node_command(name, done),
+                [Positional("path", "PATH", "a service or supervisor, e.g. web.api"), *COMMON],
+            )
+            for name, done in _VERBS.items()
+        ),
+        Command(
+            "scale",
+            cmd_scale,
+            [
+                Positional("path", "PATH", "a pool, e.g. workers.w"),
+                Positional("count", "N", "how many instances (0 .. 10000)", convert=_instances),
+                *COMMON,
+            ],
+        ),
+        Command(
+            "logs",
+            cmd_logs,
+            [
+                Positional("path", "PATH", "a service or supervisor (default: all)", optional=True),
+                Option(
+                    "-n",
+                    "--lines",
+                    convert=_count,
+                    default=50,
+                    metavar="N",
+                    help="how many lines (default 50)",
+                ),
+                Option("-f", "--follow", help="keep printing new lines"),
+                *COMMON,
+            ],
+        ),
+        Command(
+            "reload",
+            cmd_reload,
+            [
+                *COMMON,
+                Option(
+                    "--dry-run",
+                    help="print what a reload would keep, update, restart, stop and start;"
+                    " change nothing",
+                ),
+            ],
+        ),
+        Command("shutdown", cmd_shutdown, COMMON),
     )
+}
+
+
+def common_options(parser: Any) -> None:
+    """Add :data:`COMMON` to an argparse parser."""
+    add_arguments(parser, COMMON)
 
 
 def add_commands(sub: Any) -> None:
     """Add the control commands to ``otree``'s subparsers (an argparse ``_SubParsersAction``;
     ``metrics`` and ``signal`` are :mod:`otree.cli.observe`'s)."""
-    p = sub.add_parser("status")
-    p.add_argument("path", metavar="PATH", nargs="?", help="one node in full (e.g. web.api)")
-    p.add_argument("--json", action="store_true", help='print {"nodes": [...]} for scripts')
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="a health check: exit 0 when the root runs and no supervisor has given up,"
-        " 1 otherwise, 3 when no tree answers (quiet unless -v)",
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="with --check: say why")
-    common_options(p)
-    p.set_defaults(func=cmd_status)
-
-    verbs = {"start": "started", "stop": "stopped", "restart": "restarted"}
-    for name, done in verbs.items():
-        p = sub.add_parser(name)
-        p.add_argument("path", metavar="PATH", help="a service or supervisor, e.g. web.api")
-        common_options(p)
-        p.set_defaults(func=_node_command(name, done))
-
-    p = sub.add_parser("scale")
-    p.add_argument("path", metavar="PATH", help="a pool, e.g. workers.w")
-    p.add_argument("count", metavar="N", type=_instances, help="how many instances (0 .. 10000)")
-    common_options(p)
-    p.set_defaults(func=cmd_scale)
-
-    p = sub.add_parser("logs")
-    p.add_argument("path", metavar="PATH", nargs="?", help="a service or supervisor (default: all)")
-    p.add_argument(
-        "-n", "--lines", type=_count, default=50, metavar="N", help="how many lines (default 50)"
-    )
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    common_options(p)
-    p.set_defaults(func=cmd_logs)
-
-    p = sub.add_parser("reload")
-    common_options(p)
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print what a reload would keep, update, restart, stop and start; change nothing",
-    )
-    p.set_defaults(func=cmd_reload)
-
-    p = sub.add_parser("shutdown")
-    common_options(p)
-    p.set_defaults(func=cmd_shutdown)
+    register(sub, PLAIN.values())

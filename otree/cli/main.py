@@ -1,4 +1,8 @@
-"""The ``otree`` command: ``run`` and ``check``; the control commands are ``otree.cli.control``'s.
+"""The ``otree`` command: its entry, ``run`` and ``check``.
+
+``run_cli`` reads a client command's plain line without argparse
+(``otree.cli.args``; the control commands are ``otree.cli.control``'s) and hands
+every other line to argparse (``otree.cli.parser``).
 
 Exit codes of ``otree run``: 0 shutdown (requested or automatic), 1 the root
 gave up, 2 bad input (nothing starts), 3 the initial start failed, 4 the
@@ -8,64 +12,23 @@ re-exec guard tripped (or a re-exec could not be completed), 70 a bug in otree
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
 
+from otree.cli.args import Args, Command, Option, Positional
 from otree.errors import ConfigError, ExitCode, Issue, OtreeError, stderr_line
 
 TYPE_CHECKING = False  # typing is not imported: the client commands start without it
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from collections.abc import Callable, Sequence
+    from typing import NoReturn
 
     from otree.core.spec import Supervisor
 
+    Handler = Callable[[Args], int]
+
 
 BUG_LINE = "otree: this is a bug in otree; please report it with the traceback above"
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter, sized without ``shutil``: argparse builds one for every
-    ``add_argument``, and ``shutil`` (with zlib, bz2 and lzma) would stay in memory for
-    the life of ``otree run`` (about 0.6 MiB of RSS)."""
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        if width is None:
-            width = _columns() - 2
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-
-def _columns() -> int:
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one ``otree: ...`` line and exit code 2."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        stderr_line(f"{message} (see '{self.prog} --help')")
-        raise SystemExit(ExitCode.USAGE)
 
 
 def _load(arg: str, warnings: list[Issue] | None = None) -> Supervisor:
@@ -80,7 +43,7 @@ def _print_issues(exc: ConfigError) -> int:
     return ExitCode.USAGE
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: Args) -> int:
     from otree import launch
 
     if args.preflight:
@@ -107,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return prepared.run()
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: Args) -> int:
     from otree.config.render import render_tree
 
     warnings: list[Issue] = []
@@ -148,137 +111,83 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _Unbuilt:
-    """The parser of a subcommand this command line does not run: ``otree --help`` lists
-    it, but its arguments are never added (each ``add_argument`` costs a formatter and
-    gettext look-ups)."""
+_TREE = "tree.toml, file.py:attr or module:attr"
 
-    def _ignore(self, *args: Any, **kwargs: Any) -> _Unbuilt:
-        return self
+#: ``run`` and ``check`` (:mod:`otree.cli.args`)
+PLAIN: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command(
+            "run",
+            cmd_run,
+            [
+                Positional("tree", "TREE", _TREE),
+                Option("--socket", metavar="P", help="control socket path"),
+                Option("--events", metavar="F", help="append JSON-lines supervision events to F"),
+                Option("--log-dir", metavar="D", help="write each service's output to D/PATH.log"),
+                Option("--subreaper", help="adopt and reap orphaned descendants"),
+                Option(
+                    "--metrics",
+                    metavar="ADDR",
+                    help="serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464)",
+                ),
+                Option("--metrics-public", help="allow a --metrics address that is not loopback"),
+                Option(
+                    "--preflight",
+                    help="only check that this otree can start TREE (what a reload runs before"
+                    " it execs)",
+                ),
+            ],
+        ),
+        Command("check", cmd_check, [Positional("tree", "TREE", _TREE)]),
+    )
+}
 
-    add_argument = set_defaults = add_argument_group = add_mutually_exclusive_group = _ignore
 
-    def parse_known_args(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError("otree: a subcommand that was not built was chosen")
-
-
-class _Commands:
-    """``otree``'s subcommands as the modules that add their arguments see them: every
-    one is registered up front, in the order of :data:`COMMANDS` with its help line, and
-    ``add_parser(name, description=...)`` hands back its parser (an :class:`_Unbuilt`
-    unless it is the chosen one)."""
-
-    def __init__(self, sub: Any) -> None:
-        self.parsers = {
-            name: sub.add_parser(name, help=line) for name, (_, line) in COMMANDS.items()
-        }
-
-    def add_parser(self, name: str, **attributes: Any) -> Any:
-        parser = self.parsers[name]
-        for key, value in attributes.items():  # description, epilog: plain attributes
-            setattr(parser, key, value)
-        return parser
-
-
-def _chosen(argv: Sequence[str]) -> str:
+def chosen_command(argv: Sequence[str]) -> str:
     """The subcommand of ``argv``: its first word that is not an option (``otree`` takes
     no option with a value); ``""`` when there is none."""
     return next((arg for arg in argv if not arg.startswith("-")), "")
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """``otree``'s parser; given ``argv``, with only the arguments of its subcommand (the
-    modules of the other subcommands are not imported)."""
-    from otree._version import __version__
+def _plain(words: list[str]) -> Args | None:
+    """A plain line of a command of this module, ``otree.cli.control`` or
+    ``otree.cli.observe``, read without argparse (:mod:`otree.cli.args`), or None."""
+    module = COMMANDS.get(words[0] if words else "", ("",))[0]
+    plain: dict[str, Command]
+    if module == "main":
+        plain = PLAIN
+    elif module == "control":
+        from otree.cli.control import PLAIN as plain
+    elif module == "observe":
+        from otree.cli.observe import PLAIN as plain
+    else:
+        return None
+    from otree.cli.args import parse
 
-    parser = _Parser(
-        prog="otree",
-        description="Erlang/OTP supervision trees for OS processes.",
-        epilog="exit codes: 0 ok; 1 refused, or the tree gave up; 2 bad input (a tree file,"
-        " an argument); 3 no tree answers, or the first start failed; 4 a re-exec could"
-        " not be completed; 70 a bug in otree; 130 interrupted. 'otree COMMAND --help'"
-        " for each command.",
-    )
-    parser.add_argument("--version", action="version", version=f"otree {__version__}")
-    chosen = None if argv is None else _chosen(argv)
-
-    def parser_of(**kwargs: Any) -> Any:  # kwargs["prog"]: "otree NAME"
-        if chosen is None or kwargs["prog"].rpartition(" ")[2] == chosen:
-            return _Parser(**kwargs)
-        return _Unbuilt()
-
-    # argparse calls parser_class(**kwargs) only: a function is enough (typeshed wants a class)
-    options: dict[str, Any] = {"parser_class": parser_of}
-    sub = _Commands(parser.add_subparsers(dest="command", metavar="COMMAND", **options))
-    modules = (
-        {module for module, _ in COMMANDS.values()}
-        if chosen is None
-        else {COMMANDS[chosen][0]}
-        if chosen in COMMANDS
-        else set()
-    )
-
-    if "main" in modules:
-        _run_arguments(sub.add_parser("run"))
-        check = sub.add_parser("check")
-        check.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
-        check.set_defaults(func=cmd_check)
-    if "control" in modules:
-        from otree.cli import control  # status, start, stop, restart, logs, shutdown ...
-
-        control.add_commands(sub)
-    if "observe" in modules:
-        from otree.cli import control, observe  # metrics, signal
-
-        observe.add_commands(sub, control.common_options)
-    if "migrate" in modules:
-        from otree.cli import migrate  # otree import
-
-        migrate.add_command(sub)
-    if "simulate" in modules:
-        from otree.cli import simulate  # otree simulate: the tree in the simulator
-
-        simulate.add_command(sub)
-    return parser
-
-
-def _run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("tree", metavar="TREE", help="tree.toml, file.py:attr or module:attr")
-    run.add_argument("--socket", metavar="P", help="control socket path")
-    run.add_argument("--events", metavar="F", help="append JSON-lines supervision events to F")
-    run.add_argument("--log-dir", metavar="D", help="write each service's output to D/PATH.log")
-    run.add_argument("--subreaper", action="store_true", help="adopt and reap orphaned descendants")
-    run.add_argument(
-        "--metrics",
-        metavar="ADDR",
-        help="serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464)",
-    )
-    run.add_argument(
-        "--metrics-public",
-        action="store_true",
-        help="allow a --metrics address that is not loopback",
-    )
-    run.add_argument(
-        "--preflight",
-        action="store_true",
-        help="only check that this otree can start TREE (what a reload runs before it execs)",
-    )
-    run.set_defaults(func=cmd_run)
+    return parse(plain[words[0]], words)
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser(sys.argv[1:] if argv is None else argv)
-        args, extra = parser.parse_known_args(argv)
-        if args.command is None:  # bare `otree`: what it can do, as a usage error
-            parser.print_help(sys.stderr)
-            return ExitCode.USAGE
-        if extra:  # an option the subcommand does not know: point to its own help
-            stderr_line(
-                f"unrecognized arguments: {' '.join(extra)} (see 'otree {args.command} --help')"
-            )
-            return ExitCode.USAGE
+        plain = _plain(words)
+        if plain is not None:
+            args = plain
+        else:  # argparse: anything else, its help and its usage errors
+            from otree.cli.parser import build_parser
+
+            parser = build_parser(words)
+            args, extra = parser.parse_known_args(words, namespace=Args())
+            if args.command is None:  # bare `otree`: what it can do, as a usage error
+                parser.print_help(sys.stderr)
+                return ExitCode.USAGE
+            if extra:  # an option the subcommand does not know: point to its own help
+                stderr_line(
+                    f"unrecognized arguments: {' '.join(extra)} (see 'otree {args.command} --help')"
+                )
+                return ExitCode.USAGE
         args.own_process = argv is None  # sys.argv: this process is the otree command
         handler: Handler = args.func
         return handler(args)
@@ -289,9 +198,11 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `otree check TREE | head`: the reader left, as `cat` would
-        with contextlib.suppress(OSError):
+        try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush fails quietly
+        except OSError:
+            pass
         return ExitCode.BROKEN_PIPE
     except Exception as exc:
         _report_bug(exc)
@@ -306,11 +217,15 @@ def _report_bug(exc: Exception) -> None:
 
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     except Exception:
-        with contextlib.suppress(Exception):
+        try:  # noqa: SIM105 - not contextlib: a client command does not import it
             sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
-    with contextlib.suppress(Exception):
+        except Exception:
+            pass
+    try:
         sys.stderr.write(BUG_LINE + "\n")
         sys.stderr.flush()
+    except Exception:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

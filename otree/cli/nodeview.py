@@ -8,7 +8,6 @@ only turns it into text.
 
 from __future__ import annotations
 
-import json
 import time
 
 from otree.cli.control import describe_exit, describe_liveness, human_bytes, human_duration
@@ -22,7 +21,12 @@ if TYPE_CHECKING:
 def show_node(reply: dict[str, Any], as_json: bool) -> int:
     """Print ``otree status PATH``'s answer (``{"node": {...}}`` with ``--json``)."""
     node = reply.get("node") or {}
-    print(json.dumps({"node": node}, indent=2) if as_json else render_node(node))
+    if as_json:
+        import json  # not for the table (json imports re and enum)
+
+        print(json.dumps({"node": node}, indent=2))
+    else:
+        print(render_node(node))
     return ExitCode.OK
 
 

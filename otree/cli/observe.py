@@ -7,11 +7,10 @@ They find the tree and map errors to exit codes as every control command does
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
 
-from otree.cli.control import connect, guard
+from otree.cli.args import Args, BadValue, Command, Option, Positional, register
+from otree.cli.control import COMMON, connect, guard
 from otree.errors import ExitCode, stderr_line
 
 TYPE_CHECKING = False  # typing is not imported: the client commands start without it
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @guard
-def cmd_metrics(args: argparse.Namespace) -> int:
+def cmd_metrics(args: Args) -> int:
     """The Prometheus text exposition, as ``GET /metrics`` of ``otree run --metrics`` serves it."""
     with connect(args) as client:
         reply = client.call("metrics")
@@ -30,7 +29,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 @guard
-def cmd_events(args: argparse.Namespace) -> int:
+def cmd_events(args: Args) -> int:
     """The event log's lines from the tree's ring (the last N), then live with ``-f``."""
     out = sys.stdout
     with connect(args) as client:
@@ -53,12 +52,12 @@ def _signal_name(text: str) -> str:
 
     name = text.strip().upper().removeprefix("SIG")
     if not name.isalnum() or name.isdigit() or not hasattr(signal.Signals, "SIG" + name):
-        raise argparse.ArgumentTypeError(f"unknown signal name: {text!r} (see 'kill -l')")
+        raise BadValue(f"unknown signal name: {text!r} (see 'kill -l')")
     return name
 
 
 @guard
-def cmd_signal(args: argparse.Namespace) -> int:
+def cmd_signal(args: Args) -> int:
     with connect(args) as client:
         reply = client.call("signal", path=args.path, signal=args.signal, group=args.group)
     whom = f"process group {reply.get('pid')}" if args.group else f"pid {reply.get('pid')}"
@@ -68,32 +67,44 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 def _count(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a number of events: {text!r}")
+        raise BadValue(f"not a number of events: {text!r}")
     return int(text)
 
 
-def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add ``metrics`` and ``signal`` to ``otree``'s subparsers (``common``: the options every
-    control command takes)."""
-    p = sub.add_parser("metrics")
-    common(p)
-    p.set_defaults(func=cmd_metrics)
-
-    p = sub.add_parser("events")
-    p.add_argument(
-        "-n",
-        "--lines",
-        type=_count,
-        metavar="N",
-        help="how many of the recent events (default: all the tree keeps, up to 1000)",
+#: ``metrics``, ``events`` and ``signal`` (:mod:`otree.cli.args`), in the order of ``otree --help``
+PLAIN: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command(
+            "events",
+            cmd_events,
+            [
+                Option(
+                    "-n",
+                    "--lines",
+                    convert=_count,
+                    metavar="N",
+                    help="how many of the recent events (default: all the tree keeps, up to 1000)",
+                ),
+                Option("-f", "--follow", help="keep printing new events"),
+                *COMMON,
+            ],
+        ),
+        Command("metrics", cmd_metrics, COMMON),
+        Command(
+            "signal",
+            cmd_signal,
+            [
+                Positional("path", "PATH", "a service, e.g. web.nginx"),
+                Positional("signal", "SIGNAL", "HUP, USR2, TERM ...", convert=_signal_name),
+                Option("--group", help="signal its whole process group instead"),
+                *COMMON,
+            ],
+        ),
     )
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
-    common(p)
-    p.set_defaults(func=cmd_events)
+}
 
-    p = sub.add_parser("signal")
-    p.add_argument("path", metavar="PATH", help="a service, e.g. web.nginx")
-    p.add_argument("signal", metavar="SIGNAL", type=_signal_name, help="HUP, USR2, TERM ...")
-    p.add_argument("--group", action="store_true", help="signal its whole process group instead")
-    common(p)
-    p.set_defaults(func=cmd_signal)
+
+def add_commands(sub: Any) -> None:
+    """Add ``events``, ``metrics`` and ``signal`` to ``otree``'s subparsers."""
+    register(sub, PLAIN.values())

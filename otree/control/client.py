@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+# the C module under ``socket``: socket.py makes enums of every constant and imports
+# selectors and array (about 5 ms of a client command, which needs none of them)
+import _socket
 import os
-import socket
-from collections.abc import Iterator
 
-from otree.control.protocol import MAX_REPLY, Decoder, ProtocolError, encode
-from otree.control.sockets import socket_dir
+from otree.control.address import socket_dir
+from otree.control.protocol import MAX_REPLY, Decoder, ProtocolError, encode_request
 from otree.errors import ControlError
 
 TYPE_CHECKING = False  # typing is not imported: the client commands start without it
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 _RECV = 64 * 1024
@@ -21,9 +23,9 @@ class NotRunning(ControlError):
     """No otree answers at the socket (missing, stale, or not reachable)."""
 
 
-def connect(path: str, timeout: float | None = None) -> socket.socket:
+def connect(path: str, timeout: float | None = None) -> _socket.socket:
     """A connected socket, or ``NotRunning`` saying why not."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
@@ -65,7 +67,7 @@ class Client:
         self._next_id += 1
         message = {"id": rid, "cmd": cmd, **{k: v for k, v in fields.items() if v is not None}}
         try:
-            self.sock.sendall(encode(message))
+            self.sock.sendall(encode_request(message))
         except OSError as exc:
             raise NotRunning(f"lost the connection to {self.path}: {exc.strerror or exc}") from None
         return rid

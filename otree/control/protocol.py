@@ -24,11 +24,16 @@ line costs its sender an error reply and nothing else.
 
 from __future__ import annotations
 
-import json
-
 TYPE_CHECKING = False  # typing is not imported: the client commands start without it
 if TYPE_CHECKING:
     from typing import Any
+
+try:  # json's own C parts, used as json uses them: the json module's regexes import re
+    # and enum (about 8 ms of a client command, whose lines are read and written here)
+    from _json import encode_basestring as _quote
+    from _json import make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - an interpreter without them: json does it all
+    _make_scanner = _quote = None  # type: ignore[assignment,misc]
 
 #: the longest request line the server accepts (replies may be longer)
 MAX_REQUEST = 64 * 1024
@@ -145,11 +150,72 @@ class ProtocolError(_Value):
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message as one line of UTF-8 JSON."""
+    import json  # the server's, loaded with it
+
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     try:
         return text.encode() + b"\n"
     except UnicodeEncodeError:  # a lone surrogate (from a request's own escapes): keep it escaped
         return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def encode_request(message: dict[str, Any]) -> bytes:
+    """``encode(message)`` for a client's request, whose fields are strings, integers,
+    booleans and nulls, written without the json module (anything else: ``encode``)."""
+    if _quote is None:  # pragma: no cover
+        return encode(message)
+    fields = []
+    for key, value in message.items():
+        if value is None or value is True or value is False:
+            text = "null" if value is None else "true" if value else "false"
+        elif isinstance(value, int):
+            text = int.__repr__(value)
+        elif isinstance(value, str):
+            text = _quote(value)
+        else:
+            return encode(message)
+        fields.append(f"{_quote(key)}:{text}")
+    try:
+        return ("{" + ",".join(fields) + "}\n").encode()
+    except UnicodeEncodeError:  # a lone surrogate: json's escapes, as encode() writes it
+        return encode(message)
+
+
+class _Defaults:
+    """What json's C scanner reads from its decoder: ``json.loads``' own defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {
+        "-Infinity": float("-inf"),
+        "Infinity": float("inf"),
+        "NaN": float("nan"),
+    }.__getitem__
+
+
+_scan = _make_scanner(_Defaults()) if _make_scanner is not None else None  # type: ignore[arg-type]
+_SPACE = " \t\n\r"  # JSON's whitespace
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``: a valid document is read by json's C scanner straight away;
+    json itself (with its regexes) is imported only to say what is wrong with one that
+    is not, in its own words."""
+    if _scan is not None:
+        start = len(text) - len(text.lstrip(_SPACE))
+        try:
+            value, end = _scan(text, start)
+        except (StopIteration, ValueError):
+            pass
+        else:
+            if end >= len(text.rstrip(_SPACE)):
+                return value
+    import json
+
+    return json.loads(text)
 
 
 def ok_reply(request_id: int | None, **fields: Any) -> dict[str, Any]:
@@ -238,7 +304,7 @@ def decode_line(line: bytes) -> dict[str, Any] | ProtocolError | None:
     if not line.strip():
         return None
     try:
-        value = json.loads(line.decode("utf-8"))
+        value = loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         return ProtocolError("message is not valid UTF-8")
     except (ValueError, RecursionError) as exc:

@@ -7,7 +7,6 @@ from typing import Any, TypeAlias
 import attrs
 
 from otree.core.spec import Service
-from otree.errors import ExitCode
 
 
 @attrs.frozen
@@ -76,7 +75,7 @@ class Exit:
     """The tree is down: the runtime exits with ``code`` (``OK`` after a shutdown, ``GAVE_UP``
     when the root gave up, ``START_FAILED`` when the initial start failed)."""
 
-    code: ExitCode
+    code: int  #: an ExitCode
     message: str | None = None
 
 

@@ -55,7 +55,7 @@ class Engine:
         self.tree = tree
         self.rng = rng if rng is not None else random.Random()
         self.done = False
-        self.exit_code: ExitCode | None = None
+        self.exit_code: int | None = None  # an ExitCode
         self.now = 0.0
         self._out: list[act.Action] = []
         #: when each set timer is due (engine clock): carried across a re-exec
@@ -140,7 +140,7 @@ class Engine:
             message = "the root supervisor reached its restart intensity and gave up"
             self._exit(ExitCode.GAVE_UP, message)
 
-    def _exit(self, code: ExitCode, message: str | None = None) -> None:
+    def _exit(self, code: int, message: str | None = None) -> None:
         self.report("tree_stopped", "", exit_code=int(code))  # the event log keeps a number
         self.done = True
         self.exit_code = code

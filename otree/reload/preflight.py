@@ -99,7 +99,7 @@ class Preflight:
         self.done(error)
 
 
-def check(source: str, events: str | None = None, log_dir: str | None = None) -> ExitCode:
+def check(source: str, events: str | None = None, log_dir: str | None = None) -> int:
     """``otree run SOURCE --preflight``: can this otree take ``SOURCE`` over? (the module doc)
 
     Beyond the imports and the tree file, every file the run writes is opened as the

@@ -16,7 +16,7 @@ from otree.errors import ExitCode, stderr_line
 from otree.reload import bootstrap
 
 
-def give_up(message: str) -> ExitCode:
+def give_up(message: str) -> int:
     """A re-exec cannot be completed: say why, stop every child of ours, return 4."""
     stderr_line(f"cannot take over after the re-exec: {message}")
     stderr_line("stopping the children left running (they are not orphaned)")

@@ -17,7 +17,9 @@ from otree.control.protocol import (
     Request,
     decode_line,
     encode,
+    encode_request,
     error_reply,
+    loads,
     ok_reply,
     parse_request,
 )
@@ -292,3 +294,49 @@ def test_parse_request_accepts_exactly_the_schema(message: dict[str, Any]) -> No
         [again] = Decoder().feed(encode(result.to_message()))
         assert isinstance(again, dict)
         assert parse_request(again) == result
+
+
+# --- json's C parts, without the json module (the client's) -----------------------------
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.floats(allow_nan=False))
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+_SPACE = st.text(" \t\n\r", max_size=3)
+
+
+@given(_JSON, _SPACE, _SPACE)
+def test_loads_reads_any_document_as_json_loads_does(value: Any, before: str, after: str) -> None:
+    text = before + json.dumps(value, ensure_ascii=False) + after
+    assert repr(loads(text)) == repr(json.loads(text))
+
+
+@given(st.text(max_size=30) | st.sampled_from(["NaN", "-Infinity", " 1 2", '{"a":1}x', "\ufeff1"]))
+def test_loads_of_any_text_answers_or_fails_as_json_loads_does(text: str) -> None:
+    try:
+        expected: Any = repr(json.loads(text))
+    except ValueError as exc:
+        expected = ("error", str(exc))
+    try:
+        got: Any = repr(loads(text))
+    except ValueError as exc:
+        got = ("error", str(exc))
+    assert got == expected
+
+
+@given(
+    st.dictionaries(
+        st.text(),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text()),
+        max_size=6,
+    )
+)
+def test_a_request_is_written_byte_for_byte_as_encode_writes_it(message: dict[str, Any]) -> None:
+    assert encode_request(message) == encode(message)
+
+
+def test_a_request_with_other_values_is_written_by_encode() -> None:
+    message = {"id": 1, "cmd": "x", "list": [1, "a"], "f": 1.5}
+    assert encode_request(message) == encode(message)

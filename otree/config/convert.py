@@ -93,8 +93,21 @@ def register_tagged(
     conv.register_structure_hook_func(lambda t: bool(t in (union, union | None)), structure)
 
 
+def _fields_writer(cls: type, conv: cattrs.Converter) -> Callable[[Any], dict[str, Any]]:
+    """``cls``' fields as a table: cattrs' function for it, generated on first use (an
+    image that only reads a handoff, the new one and the preflight, never needs it)."""
+    made: list[Callable[[Any], dict[str, Any]]] = []
+
+    def fields(value: Any) -> dict[str, Any]:
+        if not made:
+            made.append(make_dict_unstructure_fn(cls, conv))
+        return made[0](value)
+
+    return fields
+
+
 def _tagged_unstructure(tag: str, name: str, cls: type, conv: cattrs.Converter) -> Any:
-    fields: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, conv)
+    fields = _fields_writer(cls, conv)
     return lambda value: {tag: name, **fields(value)}
 
 
@@ -121,7 +134,7 @@ def _shutdown(value: Any, _: Any) -> Shutdown:
 
 
 def _wrapped_unstructure(name: str, cls: type, conv: cattrs.Converter) -> Any:
-    fields: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, conv)
+    fields = _fields_writer(cls, conv)
     return lambda node: {name: fields(node)}
 
 

@@ -157,3 +157,32 @@ def test_a_reload_to_a_log_file_that_cannot_be_opened_is_refused(
     assert "the new otree cannot start (exit 1): cannot open" in r.stderr, r.stderr
     assert str(blocker) in r.stderr  # which file, and why
     assert run.proc.poll() is None and pids(run) == before and not run.find("reexec")
+
+
+def test_the_preflight_lists_the_modules_pkgutil_would(copy: Path) -> None:
+    """The preflight imports every module of the new otree, found by walking its files
+    (``pkgutil.walk_packages`` costs 20 ms of imports and probes): the same list, a module
+    the upgrade added included, and nothing from a directory that is not a package."""
+    from otree.reload.preflight import modules
+
+    package = copy / "otree"
+    (package / "runtime" / "added.py").write_text("")
+    (package / "notes").mkdir()
+    (package / "notes" / "loose.py").write_text("")
+    found = modules(str(package))
+    assert "otree.runtime.added" in found and "otree.cli.main" in found
+    assert not any("loose" in name or "__pycache__" in name for name in found)
+    # in a fresh interpreter that imports the copy (walk_packages imports the subpackages)
+    code = "import pkgutil, sys\nfor m in pkgutil.walk_packages(sys.argv[1:], 'otree.'):\n"
+    code += "    print(m.name)"
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(package)],
+        env=env,
+        cwd=copy.parent,
+        capture_output=True,
+        text=True,
+    )
+    walked = out.stdout.split()
+    assert out.returncode == 0 and "otree.runtime.added" in walked, out.stderr
+    assert sorted(found) == sorted(walked)

@@ -30,15 +30,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from otree.config.environ import RAW_FIELDS, expand_raw, prepare
-from otree.config.keylines import KeyLines, Keys
 from otree.config.pytree import load_target
 from otree.config.scan import MAX_DEPTH, TABLE_FIELDS, hostile, shell_warnings
-from otree.config.syntax import syntax_issue
 from otree.config.system import machine_issues
 from otree.core.spec import (
     RESERVED_NAMES,
@@ -63,6 +61,9 @@ from otree.core.spec import (
 )
 from otree.errors import ConfigError, Issue
 from otree.paths import log_path_problem
+
+if TYPE_CHECKING:
+    from otree.config.keylines import Keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -384,6 +385,8 @@ def loads(text: str, file: str = "<string>", *, warnings: list[Issue] | None = N
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        from otree.config.syntax import syntax_issue  # its patterns: for a bad file only
+
         raise ConfigError([syntax_issue(str(exc), text, file)]) from None
     except RecursionError:  # arrays or inline tables nested thousands deep
         message = f"invalid TOML: arrays or inline tables nested too deep (at most {MAX_DEPTH})"
@@ -398,7 +401,11 @@ def loads(text: str, file: str = "<string>", *, warnings: list[Issue] | None = N
     if root is not None:
         root = builder.finish(root, base)
     found = shell_warnings(doc) if warnings is not None else []
-    lines = KeyLines(text) if found or builder.problems or root is None else None
+    lines = None
+    if found or builder.problems or root is None:
+        from otree.config.keylines import KeyLines  # its patterns: for a file with issues only
+
+        lines = KeyLines(text)
     if warnings is not None and lines is not None:
         warnings.extend(Issue(".".join(k), m, file, lines.find(k)) for k, m in found)
     if builder.problems or root is None:

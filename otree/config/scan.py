@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from otree.config.keylines import Keys
+if TYPE_CHECKING:
+    from otree.config.keylines import Keys
 
 __all__ = ["MAX_DEPTH", "TABLE_FIELDS", "hostile", "shell_warnings"]
 

@@ -68,8 +68,11 @@ STATUS = (
 )
 #: ``otree run`` builds the ``run`` parser only: no other command's module (nor difflib),
 #: reads its tree file without cattrs (13 ms of start-up: only a reload needs it), and
-#: parses no URL where no check has one (urllib.parse imports ipaddress: 8 ms)
+#: parses no URL where no check has one (urllib.parse imports ipaddress: 8 ms), and
+#: compiles the patterns that place an issue on its line only for a file with one
 RUN_START = (
+    "otree.config.keylines",
+    "otree.config.syntax",
     "cattrs",
     "urllib.parse",
     "ipaddress",

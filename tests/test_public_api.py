@@ -211,8 +211,11 @@ def test_import_otree_core_loads_no_core_module_until_a_name_is_used() -> None:
     assert proc.returncode == 0, proc.stderr
     before, spec_only, engine = proc.stdout.splitlines()
     assert before == "[]"
-    # the specs' module, with its field checks and its readiness and health checks
-    assert spec_only == "['otree.core.checks', 'otree.core.fields', 'otree.core.spec']"
+    # the specs' module, with its field checks, its readiness and health checks and the
+    # one repr they share
+    assert spec_only == (
+        "['otree.core.checks', 'otree.core.fields', 'otree.core.reprs', 'otree.core.spec']"
+    )
     assert engine == "engine"
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import attrs
 
 from otree.core.expand import finish
+from otree.core.reprs import plain_repr
 from otree.core.spec import (
     DEFAULT_EXITED_TIMEOUT,
     DEFAULT_READY_TIMEOUT,
@@ -66,7 +67,8 @@ _DEFAULT_SERVICE = Service("x", cmd=["x"])
 _DEFAULT_BACKOFF = Backoff()
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class TreeRow:
     """One node of the picture: its path ("" for the root), the node, its prefix."""
 

@@ -46,6 +46,7 @@ from otree.control.sockets import (
 from otree.control.usage import Costs
 from otree.core.actions import Reply
 from otree.core.engine import NodeStatus
+from otree.core.reprs import plain_repr
 from otree.core.spec import Service, Supervisor
 
 if TYPE_CHECKING:
@@ -145,7 +146,8 @@ def status_payload(
     return {"nodes": rows}
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class HandedClient:
     """A client connection handed over across a re-exec (``ControlServer.adopt``)."""
 

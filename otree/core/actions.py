@@ -6,10 +6,12 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from otree.core.reprs import plain_repr
 from otree.core.spec import Service
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Spawn:
     """Start the service's process in a new process group; answer with Spawned or SpawnFailed,
     then (when ``spec.ready`` is set) run its readiness check and answer Ready or ReadyFailed."""
@@ -18,7 +20,8 @@ class Spawn:
     spec: Service
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Signal:
     """Send ``signal`` (a name without ``SIG``) to the process group of ``pid``."""
 
@@ -27,7 +30,8 @@ class Signal:
     signal: str
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Kill:
     """SIGKILL the process group of ``pid``."""
 
@@ -35,7 +39,8 @@ class Kill:
     pid: int
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class SetTimer:
     """Deliver ``TimerFired(key)`` after ``delay`` seconds (0: on the next loop turn).
     Setting a key that is already set replaces it."""
@@ -44,12 +49,14 @@ class SetTimer:
     delay: float
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class CancelTimer:
     key: tuple[str, ...]
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Report:
     """One event-log entry: ``{"ts", "event": event, "path": path, **fields}``."""
 
@@ -61,7 +68,8 @@ class Report:
         return {"event": self.event, "path": self.path, **self.fields}
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Reply:
     """The answer to ``Command(request=request)``: ``ok``, or ``error`` with a reason."""
 
@@ -70,7 +78,8 @@ class Reply:
     error: str | None = None
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Exit:
     """The tree is down: the runtime exits with ``code`` (``OK`` after a shutdown, ``GAVE_UP``
     when the root gave up, ``START_FAILED`` when the initial start failed)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import attrs
 
 from otree.core.checks import ReadyNotify
+from otree.core.reprs import plain_repr
 from otree.core.spec import Log, Service
 
 #: service fields a running process takes as they change (the engine reads them)
@@ -41,7 +42,8 @@ LOG_IN_PLACE = ("max_bytes", "backups", "ring_bytes")
 _DEFAULT_LOG = Log()
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Change:
     """How a service's spec changed: ``restart`` the fields that need a new process (in
     the spec's order), ``update`` those applied in place."""

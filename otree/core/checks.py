@@ -22,6 +22,7 @@ from otree.core.fields import (
     _non_negative,
     _positive,
 )
+from otree.core.reprs import plain_repr
 
 #: a one-shot step (``ready = { exited = true }``) may run this long by default
 DEFAULT_EXITED_TIMEOUT = 300.0
@@ -78,7 +79,8 @@ def _url(value: Any) -> Any:
     return value
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ReadyDelay:
     """Ready ``delay`` seconds after a successful exec."""
 
@@ -89,7 +91,8 @@ class ReadyDelay:
         _collect(self, "ready")
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ReadyTcp:
     """Ready once a TCP connection to ``tcp`` (``host:port``) succeeds."""
 
@@ -111,7 +114,8 @@ def _must_be_true(check: Any, field: str) -> None:
         object.__setattr__(check, field, _bad("must be true (remove 'ready' to turn it off)"))
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ReadyNotify:
     """Ready when the service sends ``READY=1`` to ``$NOTIFY_SOCKET`` (sd_notify)."""
 
@@ -123,7 +127,8 @@ class ReadyNotify:
         _collect(self, "ready")
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ReadyCmd:
     """Ready once ``cmd`` exits 0 (run repeatedly until it does or the timeout)."""
 
@@ -135,7 +140,8 @@ class ReadyCmd:
         _collect(self, "ready")
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ReadyHttp:
     """Ready once a GET of ``http`` (``http://`` to a loopback address) answers 2xx or 3xx."""
 
@@ -146,7 +152,8 @@ class ReadyHttp:
         _collect(self, "ready")
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ReadyExited:
     """A one-shot step: started once its process has exited normally."""
 
@@ -188,7 +195,8 @@ def _health_post_init(obj: Any) -> None:
     _collect(obj, "health")
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class HealthTcp:
     """Healthy while a TCP connection to ``tcp`` (``host:port``) succeeds.
 
@@ -211,7 +219,8 @@ class HealthTcp:
         _health_post_init(self)
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class HealthHttp:
     """Healthy while a GET of ``http`` answers 2xx or 3xx (no redirect followed)."""
 
@@ -225,7 +234,8 @@ class HealthHttp:
         _health_post_init(self)
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class HealthCmd:
     """Healthy while ``cmd`` exits 0 (its process group is killed at ``timeout``)."""
 

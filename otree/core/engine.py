@@ -19,6 +19,7 @@ from otree.core import events as ev
 from otree.core.fields import MAX_REPLICAS
 from otree.core.node import Child, ChildRecord, Ending, ServiceNode, State, SupNode
 from otree.core.pool import PoolNode
+from otree.core.reprs import plain_repr
 from otree.core.spec import Supervisor, check_tree
 from otree.core.timers import KillTimer, ReadyTimer, RestartTimer, SupKillTimer, never, parse
 from otree.errors import ExitCode
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 _QUIET = frozenset({State.RUNNING, State.STOPPED, State.EXITED, State.RESTARTING})
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class NodeStatus:
     """One node as ``otree status`` shows it."""
 

@@ -11,8 +11,11 @@ from typing import TypeAlias
 
 import attrs
 
+from otree.core.reprs import plain_repr
 
-@attrs.frozen
+
+@plain_repr
+@attrs.frozen(repr=False)
 class Spawned:
     """The service's process exists and its exec succeeded."""
 
@@ -20,7 +23,8 @@ class Spawned:
     pid: int
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class SpawnFailed:
     """The process could not be started (fork or exec failed); no process exists."""
 
@@ -28,7 +32,8 @@ class SpawnFailed:
     reason: str
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Ready:
     """The service's readiness check passed."""
 
@@ -36,7 +41,8 @@ class Ready:
     pid: int
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ReadyFailed:
     """The service's readiness check failed for good (the process still runs)."""
 
@@ -45,7 +51,8 @@ class ReadyFailed:
     reason: str
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Exited:
     """The service's main process is gone.
 
@@ -58,7 +65,8 @@ class Exited:
     signal: str | None = None
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Unhealthy:
     """The running service failed its health check (``failures`` in a row) or its
     watchdog (``reason`` ``"watchdog"``): the engine stops it, and its end is a crash."""
@@ -69,7 +77,8 @@ class Unhealthy:
     failures: int = 0
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class TimerFired:
     """A timer the engine set with ``SetTimer(key, ...)`` is due."""
 
@@ -80,7 +89,8 @@ class TimerFired:
 COMMANDS = ("start", "stop", "restart", "shutdown", "kill_all", "scale")
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Command:
     """A request from a user: ``start|stop|restart PATH``, ``scale PATH COUNT``,
     ``shutdown``, ``kill_all``.

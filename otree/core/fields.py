@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 
+from otree.core.reprs import plain_repr
 from otree.errors import ConfigError, Issue
 
 BRUTAL_KILL: Literal["brutal_kill"] = "brutal_kill"
@@ -237,7 +238,8 @@ LIMIT_NAMES = (
 UNLIMITED: Literal["unlimited"] = "unlimited"
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Limit:
     """One resource limit of a service: ``soft`` and ``hard``, None for unlimited."""
 

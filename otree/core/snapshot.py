@@ -49,6 +49,7 @@ from otree.core import actions as act
 from otree.core.changes import service_change
 from otree.core.node import ALIVE, Child, PendingRestart, ServiceNode, State, SupNode
 from otree.core.pool import PoolNode, services
+from otree.core.reprs import plain_repr
 from otree.core.spec import Service, Shutdown, Supervisor, walk
 from otree.core.timers import RestartTimer, parse
 from otree.errors import ReexecError
@@ -65,7 +66,8 @@ SNAPSHOT_VERSION = 1
 # edit; the JSON keys are the field names.
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ServiceRecord:
     """What the old image knew of one service."""
 
@@ -84,7 +86,8 @@ class ServiceRecord:
     kind: ClassVar[Literal["service"]] = "service"
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class SupervisorRecord:
     """What the old image knew of one supervisor."""
 
@@ -107,7 +110,8 @@ class SupervisorRecord:
 NodeRecord: TypeAlias = ServiceRecord | SupervisorRecord
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Orphan:
     """A process a reload replaced and was still stopping (its old settings)."""
 
@@ -117,7 +121,8 @@ class Orphan:
     shutdown: Shutdown
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class EngineSnapshot:
     """Everything the engine knows that a new image needs (:func:`snapshot`)."""
 

@@ -73,6 +73,7 @@ from otree.core.fields import (
     _target,
     _umask,
 )
+from otree.core.reprs import plain_repr
 from otree.errors import ConfigError, Issue
 
 __all__ = [
@@ -168,7 +169,8 @@ def _to_auto_shutdown(value: Any) -> Any:
 # --- readiness, backoff, log ------------------------------------------------
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Backoff:
     """Delay before a restart: ``initial``, times ``factor`` each time, up to ``max``.
 
@@ -211,7 +213,8 @@ def _backups(value: Any) -> Any:
     return value
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Log:
     """A per-service log file with size rotation (``file.1`` ... ``file.N``)."""
 
@@ -263,7 +266,8 @@ def _children(value: Any) -> Any:
     return _bad(f"expected a list of Service and Supervisor, got {value!r}")
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Service:
     """A leaf of the tree: one OS process (and its process group)."""
 
@@ -313,7 +317,8 @@ class Service:
         return dict(self.env)
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Supervisor:
     """An inner node: starts, watches and restarts its children by ``strategy``."""
 

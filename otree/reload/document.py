@@ -26,6 +26,7 @@ import attrs
 
 from otree.control.server import HandedClient
 from otree.core import events as ev
+from otree.core.reprs import plain_repr
 from otree.core.snapshot import (
     SNAPSHOT_VERSION,
     EngineSnapshot,
@@ -51,7 +52,8 @@ CGROUPS_FORMAT = 3
 READS = (1, 2, 3)
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Inherited:
     """One output pipe (and the main process writing it, unless it is gone) of a service."""
 
@@ -65,7 +67,8 @@ class Inherited:
     cgroup: str | None = None
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class ControlSocket:
     """The control server's listening socket, kept open across the exec."""
 
@@ -73,7 +76,8 @@ class ControlSocket:
     started: float | None  #: when the tree started (``otree status`` uptime)
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Guard:
     """The death guard (``otree.runtime.guard``): its PID, its pipe's write end (kept open
     across the exec: a re-exec is not a death), its table file and what that holds."""
@@ -84,7 +88,8 @@ class Guard:
     table: tuple[tuple[int, int], ...] = ()  #: (PID, death signal)
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Handoff:
     """What the new image takes over (read by :func:`read_inherited`)."""
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from otree.core.reprs import plain_repr
 from otree.core.spec import Health, HealthCmd, HealthHttp, HealthTcp
 from otree.runtime import checks, posix
 from otree.runtime.listeners import Ownership
@@ -27,7 +28,8 @@ from otree.runtime.notify import NotifySocket
 OnUnhealthy = Callable[[str, int], None]
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Carried:
     """A process's liveness across a re-exec (in the handoff): its notify socket (an
     inherited fd, bound at ``notify_path``), its latest ``STATUS=`` text, its failed

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 
 import attrs
 
+from otree.core.reprs import plain_repr
 from otree.core.spec import Service
 from otree.runtime.posix import SpawnError
 
 __all__ = ["Account", "Setup", "identity_env", "setup_of"]
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Account:
     """The uid, gid and supplementary groups a service runs with."""
 
@@ -38,7 +40,8 @@ class Account:
     change: bool = True
 
 
-@attrs.frozen
+@plain_repr
+@attrs.frozen(repr=False)
 class Setup:
     """What the child sets up between fork and exec (None: left as otree has it)."""
 

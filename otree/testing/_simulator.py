@@ -56,6 +56,7 @@ from otree.core.events import (
     Unhealthy,
 )
 from otree.core.pool import services
+from otree.core.reprs import plain_repr
 from otree.core.spec import ReadyDelay, ReadyExited, Service, Supervisor, check_tree, walk
 
 #: what a schedule item may do to a service
@@ -100,7 +101,8 @@ def _number(code: int | None) -> int | None:
     return None if code is None else int(code)  # an ExitCode is shown as its number
 
 
-@attrs.define
+@plain_repr
+@attrs.define(repr=False)
 class _Process:
     path: str
     pid: int

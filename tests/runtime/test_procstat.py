@@ -8,6 +8,15 @@ import subprocess
 from otree.core.engine import Engine
 from otree.core.spec import Service, Supervisor
 from otree.runtime import procstat
+from tests.support.waits import wait_until
+
+
+def settled(pid: int) -> bool:
+    """``sleep`` exec'd and asleep in its nanosleep: its resident memory no longer grows
+    (a child read just after ``Popen`` may still be mapping its pages in)."""
+    with open(f"/proc/{pid}/stat") as f:
+        comm, _, rest = f.read().rpartition(")")
+    return comm.endswith("(sleep") and rest.split()[0] == "S"
 
 
 def test_services_take_the_members_read_already_by_their_cgroup_directory() -> None:
@@ -48,6 +57,7 @@ def test_a_cgroup_whose_cpu_seconds_are_known_has_only_its_members_memory_read()
     gone = subprocess.Popen(["true"])
     gone.wait()
     try:
+        wait_until(lambda: settled(first.pid) and settled(second.pid), what="both asleep")
         nodes["a"].pid = first.pid  # type: ignore[attr-defined]
         nodes["b"].pid = second.pid  # type: ignore[attr-defined]
         where = {first.pid: "/nonexistent/a", second.pid: "/nonexistent/b"}

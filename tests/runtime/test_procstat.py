@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 
+from support.procfs import cmdline, proc_state
+from support.waits import wait_until
+
 from otree.core.engine import Engine
 from otree.core.spec import Service, Supervisor
 from otree.runtime import procstat
-from tests.support.waits import wait_until
 
 
 def settled(pid: int) -> bool:
     """``sleep`` exec'd and asleep in its nanosleep: its resident memory no longer grows
     (a child read just after ``Popen`` may still be mapping its pages in)."""
-    with open(f"/proc/{pid}/stat") as f:
-        comm, _, rest = f.read().rpartition(")")
-    return comm.endswith("(sleep") and rest.split()[0] == "S"
+    return cmdline(pid).startswith("sleep") and proc_state(pid) == "S"
 
 
 def test_services_take_the_members_read_already_by_their_cgroup_directory() -> None:
